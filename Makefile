@@ -1,0 +1,154 @@
+# etcpipe — the only entry point. `make` builds everything; `make test`,
+# `make demo`, `make bench` install what is missing first. V=1 for verbose.
+.DELETE_ON_ERROR:
+.SECONDARY:
+.DEFAULT_GOAL := all
+SHELL := /bin/bash
+
+BUILD     ?= build
+CXX       ?= g++
+CLANG     ?= clang
+BPFTOOL   ?= bpftool
+NVCC      ?= /usr/local/cuda/bin/nvcc
+MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null)
+
+ifeq ($(V),1)
+Q :=
+msg :=
+else
+Q := @
+msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
+endif
+
+# ---- dependencies --------------------------------------------------------
+# The stamp is rebuilt (install-deps.sh runs) when any required tool or
+# header is missing, or when the script itself changed.
+DEPS_STAMP := $(BUILD)/.deps-ok
+DEPS_PRESENT := $(shell command -v $(CLANG) >/dev/null && command -v $(BPFTOOL) >/dev/null && \
+	command -v pkg-config >/dev/null && command -v ip >/dev/null && \
+	test -f /usr/include/xdp/libxdp.h -a -f /usr/include/bpf/libbpf.h -a \
+	     -f /usr/include/CLI/CLI.hpp -a -f /usr/include/gtest/gtest.h -a \
+	     -f /usr/include/$(MULTIARCH)/asm/types.h && echo yes)
+
+$(DEPS_STAMP): scripts/install-deps.sh
+	$(Q)mkdir -p $(BUILD)
+ifneq ($(DEPS_PRESENT),yes)
+	$(Q)bash scripts/install-deps.sh
+endif
+	$(Q)touch $@
+
+.PHONY: deps
+deps:
+	$(Q)bash scripts/install-deps.sh
+	$(Q)mkdir -p $(BUILD) && touch $(DEPS_STAMP)
+
+# ---- BPF -----------------------------------------------------------------
+BPF_SRCS   := $(wildcard bpf/*.bpf.c)
+BPF_OBJS   := $(patsubst bpf/%.bpf.c,$(BUILD)/bpf/%.bpf.o,$(BPF_SRCS))
+BPF_SKELS  := $(patsubst bpf/%.bpf.c,$(BUILD)/bpf/%.skel.h,$(BPF_SRCS))
+BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 \
+	-Wall -Wextra -Werror -Wshadow -Wimplicit-fallthrough -Wno-unused-parameter \
+	-Iinclude -Ibpf/include -idirafter /usr/include/$(MULTIARCH)
+
+$(BUILD)/bpf/%.tmp.o: bpf/%.bpf.c $(DEPS_STAMP)
+	$(call msg,BPF,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -MD -MP -MF $(@:.o=.d) -c $< -o $@
+
+$(BUILD)/bpf/%.bpf.o: $(BUILD)/bpf/%.tmp.o
+	$(call msg,LINK,$@)
+	$(Q)$(BPFTOOL) gen object $@ $<
+
+$(BUILD)/bpf/%.skel.h: $(BUILD)/bpf/%.bpf.o
+	$(call msg,SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name $(subst -,_,$*)_bpf > $@
+
+# ---- C++ -----------------------------------------------------------------
+CXXFLAGS ?= -O2 -g
+CXXFLAGS += -std=c++20 -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor \
+	-Wcast-qual -Wformat=2 -Wimplicit-fallthrough -Werror -pthread
+CPPFLAGS += -Iinclude -Iloader -isystem $(BUILD)/bpf -MMD -MP
+LDLIBS   += -lxdp -lbpf -lelf -lz -pthread
+
+LIB_SRCS  := $(filter-out loader/main.cpp,$(wildcard loader/*.cpp))
+LIB_OBJS  := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(LIB_SRCS))
+LIB       := $(BUILD)/libetcpipe.a
+CLI_BIN   := $(BUILD)/etcpipe
+
+TEST_SRCS := $(wildcard tests/unit/*.cpp tests/bpf/*.cpp tests/reference/*.cpp)
+TEST_OBJS := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(TEST_SRCS))
+TEST_BIN  := $(BUILD)/etcpipe-tests
+
+BENCH_SRCS := $(wildcard tests/bench_*.cpp)
+BENCH_BINS := $(patsubst tests/%.cpp,$(BUILD)/%,$(BENCH_SRCS))
+
+# ---- CUDA (optional) -----------------------------------------------------
+CU_SRCS := $(wildcard gpu/*.cu)
+ifneq ($(wildcard $(NVCC)),)
+HAVE_CUDA := 1
+CU_OBJS   := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRCS))
+CPPFLAGS  += -DETCPIPE_HAVE_CUDA=1 -isystem /usr/local/cuda/include
+LDLIBS    += -L/usr/local/cuda/lib64 -Wl,-rpath,/usr/local/cuda/lib64 -lcudart
+NVCCFLAGS ?= -O2 -std=c++20 -arch=sm_75 -Xcompiler -Wall,-Wextra
+else
+HAVE_CUDA :=
+CU_OBJS   :=
+endif
+CPU_TWIN_SRCS := $(wildcard gpu/*.cpp)
+LIB_OBJS += $(patsubst %.cpp,$(BUILD)/obj/%.o,$(CPU_TWIN_SRCS)) $(CU_OBJS)
+
+$(BUILD)/obj/%.o: %.cpp $(BPF_SKELS) $(DEPS_STAMP)
+	$(call msg,CXX,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.o: %.cu $(DEPS_STAMP)
+	$(call msg,NVCC,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(NVCC) $(NVCCFLAGS) -Iinclude -Igpu -c $< -o $@
+
+$(LIB): $(LIB_OBJS)
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(CLI_BIN): $(BUILD)/obj/loader/main.o $(LIB)
+	$(call msg,LD,$@)
+	$(Q)$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS)
+
+$(TEST_BIN): $(TEST_OBJS) $(LIB)
+	$(call msg,LD,$@)
+	$(Q)$(CXX) $(CXXFLAGS) $(TEST_OBJS) $(LIB) -o $@ -lgtest -lgtest_main $(LDLIBS)
+
+$(BUILD)/bench_%: $(BUILD)/obj/tests/bench_%.o $(LIB)
+	$(call msg,LD,$@)
+	$(Q)$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS)
+
+.PHONY: all cuda-notice
+all: cuda-notice $(BPF_OBJS) $(CLI_BIN) $(TEST_BIN) $(BENCH_BINS)
+
+cuda-notice:
+ifeq ($(HAVE_CUDA),)
+	@echo "notice: $(NVCC) not found: building CPU only (GPU kernels skipped)"
+endif
+
+# ---- data, tests, demo, bench --------------------------------------------
+NDPI_CACHE := testdata/ndpi/.complete
+$(NDPI_CACHE): scripts/fetch-testdata.sh $(DEPS_STAMP)
+	$(Q)bash scripts/fetch-testdata.sh
+
+.PHONY: testdata test demo bench clean
+testdata: $(NDPI_CACHE)
+
+test: all $(NDPI_CACHE)
+	$(Q)cd $(CURDIR) && ETCPIPE_BUILD=$(BUILD) $(TEST_BIN) $(GTEST_ARGS)
+
+demo: all $(NDPI_CACHE)
+	$(Q)bash scripts/demo.sh $(BUILD)
+
+bench: all $(NDPI_CACHE)
+	$(Q)for b in $(BENCH_BINS); do $$b || exit 1; done
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

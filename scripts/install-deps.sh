@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs every Debian package etcpipe needs to build, test, demo and bench.
+# Idempotent: packages already present are not touched, apt runs only when
+# something is missing. CUDA is not a package here: /usr/local/cuda is used
+# when present (see Makefile), otherwise the build is CPU only.
+set -euo pipefail
+
+packages=(
+    build-essential g++ make pkg-config git ca-certificates
+    clang llvm                      # BPF compiler (-target bpf)
+    libbpf-dev libxdp-dev bpftool   # libbpf, libxdp, skeleton generator
+    xdp-tools                       # xdp-loader, for interop checks
+    libelf-dev zlib1g-dev
+    linux-libc-dev gcc-multilib     # uapi headers incl. asm/types.h for BPF
+    libcli11-dev                    # CLI
+    libgtest-dev                    # tests
+    iproute2                        # ip netns / veth in integration tests
+    xz-utils dpkg-dev               # fetch-testdata.sh (apt source)
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    [[ "$p" == \#* ]] && continue
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "install-deps: all ${#packages[@]} packages present"
+    exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing packages: ${missing[*]}; run as root (or: sudo $0)" >&2
+    exit 1
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
