@@ -218,7 +218,7 @@ Result<void> fill_filter_maps(flowmgr_bpf* s, const FlowMgrOptions& o) {
 
 }  // namespace
 
-Result<FlowManager> FlowManager::load(const FlowMgrOptions& o) {
+Result<FlowManager> FlowManager::open(const FlowMgrOptions& o) {
     if (auto v = o.validate(); !v) return v.error();
     auto skel = Skeleton<flowmgr_bpf>::open(kWhat);
     if (!skel) return skel.error();
@@ -244,14 +244,27 @@ Result<FlowManager> FlowManager::load(const FlowMgrOptions& o) {
     if (err) return make_error(ErrorKind::Bpf, err, kWhat, "size maps");
     if (auto r = configure_pins(s->obj, o.pin_path); !r) return r.error();
 
-    if (auto r = skel->load(kWhat); !r) return r.error();
-    if (auto r = fill_filter_maps(s, o); !r) return r.error();
-
     FlowManager fm;
     fm.impl_ = std::make_unique<Impl>();
     fm.impl_->opts = o;
     fm.impl_->skel = std::move(skel.value());
     return fm;
+}
+
+Result<void> FlowManager::load() {
+    if (auto r = impl_->skel.load(kWhat); !r) return r;
+    return fill_filter_maps(impl_->skel.get(), impl_->opts);
+}
+
+Result<FlowManager> FlowManager::load(const FlowMgrOptions& o) {
+    auto fm = open(o);
+    if (!fm) return fm.error();
+    if (auto r = fm->load(); !r) return r.error();
+    return fm;
+}
+
+Result<void> FlowManager::after_external_load() {
+    return fill_filter_maps(impl_->skel.get(), impl_->opts);
 }
 
 const FlowMgrOptions& FlowManager::options() const { return impl_->opts; }

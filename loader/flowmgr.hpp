@@ -75,9 +75,15 @@ class FlowManager {
     FlowManager(const FlowManager&) = delete;
     FlowManager& operator=(const FlowManager&) = delete;
 
-    // Opens the embedded object, applies the options, loads it and fills
-    // the filter maps.
+    // Opens the embedded object and applies the options (rodata, map sizes,
+    // pin paths); nothing is in the kernel yet.
+    [[nodiscard]] static Result<FlowManager> open(const FlowMgrOptions& opts);
+    // Loads the opened object and fills the filter maps.
+    [[nodiscard]] Result<void> load();
+    // open() + load().
     [[nodiscard]] static Result<FlowManager> load(const FlowMgrOptions& opts);
+    // Fills the filter maps after libxdp loaded the object (see xdp_attach).
+    [[nodiscard]] Result<void> after_external_load();
 
     [[nodiscard]] const FlowMgrOptions& options() const;
     [[nodiscard]] bpf_object* object() const;
