@@ -263,9 +263,8 @@ static __always_inline int write_meta(struct xdp_md *ctx, const struct etc_meta 
 
 static __always_inline int copy_to_ringbuf(struct xdp_md *ctx, const struct etc_meta *m)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	__u32 pkt_len = data_end - data;
+	/* Whole frame, fragments included (multi-buffer XDP). */
+	__u32 pkt_len = bpf_xdp_get_buff_len(ctx);
 	__u32 len = pkt_len < cfg.snap_len ? pkt_len : cfg.snap_len;
 	struct etc_ring_rec *rec;
 
@@ -283,12 +282,14 @@ static __always_inline int copy_to_ringbuf(struct xdp_md *ctx, const struct etc_
 	return 0;
 }
 
-SEC("xdp")
+/* xdp.frags: frames larger than a page (jumbo MTU, GRO'd captures in
+ * replay) arrive as multi-buffer; headers are parsed from the linear part,
+ * lengths and ring-buffer copies use the whole buffer. */
+SEC("xdp.frags")
 int xdp_flowmgr(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	__u32 zero = 0, pkt_len = data_end - data;
+	__u32 zero = 0, pkt_len = bpf_xdp_get_buff_len(ctx);
 	struct etc_counters *c = bpf_map_lookup_elem(&etc_counters, &zero);
 	struct parsed_pkt p = {};
 	struct etc_meta m = {};
