@@ -68,6 +68,11 @@ CXXFLAGS ?= -O2 -g
 CXXFLAGS += -std=c++20 -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor \
 	-Wcast-qual -Wformat=2 -Wimplicit-fallthrough -Werror -pthread
 CPPFLAGS += -Iinclude -Iloader -isystem $(BUILD)/bpf -MMD -MP
+# libxdp has no run-time version call: record the one we built against.
+LIBXDP_VERSION := $(shell pkg-config --modversion libxdp 2>/dev/null || echo unknown)
+GIT_REV := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+$(BUILD)/obj/loader/main.o: CPPFLAGS += -DETCPIPE_LIBXDP_VERSION='"$(LIBXDP_VERSION)"' \
+	-DETCPIPE_GIT_REV='"$(GIT_REV)"'
 LDLIBS   += -lxdp -lbpf -lelf -lz -pthread
 
 LIB_SRCS  := $(filter-out loader/main.cpp,$(wildcard loader/*.cpp))
@@ -75,7 +80,7 @@ LIB_OBJS  := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(LIB_SRCS))
 LIB       := $(BUILD)/libetcpipe.a
 CLI_BIN   := $(BUILD)/etcpipe
 
-TEST_SRCS := $(wildcard tests/unit/*.cpp tests/bpf/*.cpp tests/reference/*.cpp)
+TEST_SRCS := $(wildcard tests/unit/*.cpp tests/bpf/*.cpp tests/reference/*.cpp tests/integration/*.cpp)
 TEST_OBJS := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(TEST_SRCS))
 TEST_BIN  := $(BUILD)/etcpipe-tests
 

@@ -56,13 +56,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } etc_ringbuf SEC(".maps");
 
-/* Port set (host order port → 1) consulted when cfg.port_filter is set. */
+/* Port set (host order port → 1) consulted when cfg.port_filter is set.
+ * Filter maps are load-time configuration: the loader fills them before the
+ * program exists and never pins them, so a stale pin cannot override them. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
 	__type(key, __u16);
 	__type(value, __u8);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } etc_ports SEC(".maps");
 
 /* CIDR allow/deny rules (enum etc_cidr_action), longest prefix wins. */
@@ -72,7 +73,6 @@ struct {
 	__type(key, struct etc_cidr_key);
 	__type(value, __u8);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } etc_cidrs SEC(".maps");
 
 /* Source of flow ids; only touched when a flow is created. */
@@ -263,9 +263,11 @@ static __always_inline int write_meta(struct xdp_md *ctx, const struct etc_meta 
 
 static __always_inline int copy_to_ringbuf(struct xdp_md *ctx, const struct etc_meta *m)
 {
-	/* Whole frame, fragments included (multi-buffer XDP). */
-	__u32 pkt_len = bpf_xdp_get_buff_len(ctx);
-	__u32 len = pkt_len < cfg.snap_len ? pkt_len : cfg.snap_len;
+	/* Whole frame, fragments included (multi-buffer XDP). 64-bit so the
+	 * clamps bound the register passed to bpf_xdp_load_bytes: with __u32
+	 * the compares were 32-bit and the verifier refused the program. */
+	__u64 pkt_len = bpf_xdp_get_buff_len(ctx);
+	__u64 len = pkt_len < cfg.snap_len ? pkt_len : cfg.snap_len;
 	struct etc_ring_rec *rec;
 
 	rec = bpf_ringbuf_reserve(&etc_ringbuf, sizeof(*rec), 0);
@@ -330,7 +332,9 @@ int xdp_flowmgr(struct xdp_md *ctx)
 		c->cnt[ETC_CNT_NOT_SELECTED]++;
 		goto out_unselected;
 	}
-	v->last_ns = now;
+	/* Never backwards: a reordered packet must not shorten the idle time. */
+	if (now > v->last_ns)
+		v->last_ns = now;
 	m.flow_id = v->flow_id;
 	m.ts_ns = now;
 	m.orig_len = pkt_len;

@@ -5,7 +5,7 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-SEC("xdp")
+SEC("xdp.frags") /* same frame sizes as the FlowManager */
 int xdp_pass(struct xdp_md *ctx)
 {
 	return XDP_PASS;

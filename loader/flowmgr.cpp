@@ -6,7 +6,10 @@
 #include <linux/if_link.h>
 
 #include <charconv>
+#include <unistd.h>
+
 #include <cstring>
+#include <functional>
 
 #include "etcpipe/flowmgr.h"
 #include "flowmgr.skel.h"
@@ -185,8 +188,9 @@ Result<void> configure_pins(bpf_object* obj, const std::string& pin_path) {
     bpf_map* map;
     bpf_object__for_each_map(map, obj) {
         const char* name = bpf_map__name(map);
-        if (name[0] == '.' || std::strchr(name, '.')) continue;  // .rodata, .bss
-        // LIBBPF_PIN_BY_NAME would otherwise pin to /sys/fs/bpf by default.
+        // Only maps declared LIBBPF_PIN_BY_NAME have a default pin path, and
+        // it is /sys/fs/bpf/NAME: move it under the user's root, or clear it.
+        if (!bpf_map__pin_path(map)) continue;
         std::string path = pin_path.empty() ? std::string() : pin_path + "/" + name;
         int err = bpf_map__set_pin_path(map, pin_path.empty() ? nullptr : path.c_str());
         if (err) return make_error(ErrorKind::Bpf, err, name, "set pin path", path);
@@ -194,25 +198,65 @@ Result<void> configure_pins(bpf_object* obj, const std::string& pin_path) {
     return {};
 }
 
-Result<void> fill_filter_maps(flowmgr_bpf* s, const FlowMgrOptions& o) {
-    uint8_t one = 1;
-    for (uint16_t port : o.ports)
-        if (bpf_map__update_elem(s->maps.etc_ports, &port, sizeof(port), &one, sizeof(one), BPF_ANY))
-            return make_error(ErrorKind::Bpf, errno, ETC_MAP_PORTS, "add port",
-                              std::to_string(port));
-    auto add = [&](const Cidr& c, uint8_t action) -> Result<void> {
-        etc_cidr_key k{};
-        k.prefixlen = 8u + c.prefix;
-        k.family = c.family;
-        std::memcpy(k.addr, c.addr.data(), sizeof(k.addr));
-        if (bpf_map__update_elem(s->maps.etc_cidrs, &k, sizeof(k), &action, sizeof(action), BPF_ANY))
-            return make_error(ErrorKind::Bpf, errno, ETC_MAP_CIDRS, "add CIDR rule");
+// The filter maps are created and filled here, before the program is loaded
+// (by us or by libxdp), and handed to the object with bpf_map__reuse_fd: the
+// program never runs against a half-filled filter.
+class MapFd {
+  public:
+    explicit MapFd(int fd) : fd_(fd) {}
+    ~MapFd() {
+        if (fd_ >= 0) close(fd_);
+    }
+    MapFd(const MapFd&) = delete;
+    MapFd& operator=(const MapFd&) = delete;
+    [[nodiscard]] int get() const { return fd_; }
+
+  private:
+    int fd_;
+};
+
+Result<void> prefill_filter_map(bpf_map* map, const std::function<Result<void>(int)>& fill) {
+    const char* name = bpf_map__name(map);
+    LIBBPF_OPTS(bpf_map_create_opts, copts);
+    copts.map_flags = bpf_map__map_flags(map);
+    MapFd fd(bpf_map_create(bpf_map__type(map), name, bpf_map__key_size(map),
+                            bpf_map__value_size(map), bpf_map__max_entries(map), &copts));
+    if (fd.get() < 0) return make_error(ErrorKind::Bpf, errno, name, "create filter map");
+    if (auto r = fill(fd.get()); !r) return r;
+    if (int err = bpf_map__reuse_fd(map, fd.get()))
+        return make_error(ErrorKind::Bpf, err, name, "hand filter map to the object");
+    return {};
+}
+
+Result<void> prefill_filter_maps(flowmgr_bpf* s, const FlowMgrOptions& o) {
+    auto fill_ports = [&](int fd) -> Result<void> {
+        uint8_t one = 1;
+        for (uint16_t port : o.ports)
+            if (bpf_map_update_elem(fd, &port, &one, BPF_ANY))
+                return make_error(ErrorKind::Bpf, errno, ETC_MAP_PORTS, "add port",
+                                  std::to_string(port));
         return {};
     };
-    for (const auto& c : o.allow)
-        if (auto r = add(c, ETC_CIDR_ALLOW); !r) return r;
-    for (const auto& c : o.deny)
-        if (auto r = add(c, ETC_CIDR_DENY); !r) return r;
+    auto fill_cidrs = [&](int fd) -> Result<void> {
+        auto add = [&](const Cidr& c, uint8_t action) -> Result<void> {
+            etc_cidr_key k{};
+            k.prefixlen = 8u + c.prefix;
+            k.family = c.family;
+            std::memcpy(k.addr, c.addr.data(), sizeof(k.addr));
+            if (bpf_map_update_elem(fd, &k, &action, BPF_ANY))
+                return make_error(ErrorKind::Bpf, errno, ETC_MAP_CIDRS, "add CIDR rule");
+            return {};
+        };
+        for (const auto& c : o.allow)
+            if (auto r = add(c, ETC_CIDR_ALLOW); !r) return r;
+        for (const auto& c : o.deny)
+            if (auto r = add(c, ETC_CIDR_DENY); !r) return r;
+        return {};
+    };
+    if (!o.ports.empty())
+        if (auto r = prefill_filter_map(s->maps.etc_ports, fill_ports); !r) return r;
+    if (!o.allow.empty() || !o.deny.empty())
+        if (auto r = prefill_filter_map(s->maps.etc_cidrs, fill_cidrs); !r) return r;
     return {};
 }
 
@@ -243,6 +287,7 @@ Result<FlowManager> FlowManager::open(const FlowMgrOptions& o) {
     if (!err) err = bpf_map__set_max_entries(s->maps.etc_ringbuf, o.ringbuf_bytes);
     if (err) return make_error(ErrorKind::Bpf, err, kWhat, "size maps");
     if (auto r = configure_pins(s->obj, o.pin_path); !r) return r.error();
+    if (auto r = prefill_filter_maps(s, o); !r) return r.error();
 
     FlowManager fm;
     fm.impl_ = std::make_unique<Impl>();
@@ -251,20 +296,13 @@ Result<FlowManager> FlowManager::open(const FlowMgrOptions& o) {
     return fm;
 }
 
-Result<void> FlowManager::load() {
-    if (auto r = impl_->skel.load(kWhat); !r) return r;
-    return fill_filter_maps(impl_->skel.get(), impl_->opts);
-}
+Result<void> FlowManager::load() { return impl_->skel.load(kWhat); }
 
 Result<FlowManager> FlowManager::load(const FlowMgrOptions& o) {
     auto fm = open(o);
     if (!fm) return fm.error();
     if (auto r = fm->load(); !r) return r.error();
     return fm;
-}
-
-Result<void> FlowManager::after_external_load() {
-    return fill_filter_maps(impl_->skel.get(), impl_->opts);
 }
 
 const FlowMgrOptions& FlowManager::options() const { return impl_->opts; }

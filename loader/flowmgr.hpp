@@ -76,14 +76,13 @@ class FlowManager {
     FlowManager& operator=(const FlowManager&) = delete;
 
     // Opens the embedded object and applies the options (rodata, map sizes,
-    // pin paths); nothing is in the kernel yet.
+    // pin paths, filled filter maps); the program is not loaded yet, so it
+    // can be loaded by load() or by libxdp (xdp_attach.hpp).
     [[nodiscard]] static Result<FlowManager> open(const FlowMgrOptions& opts);
-    // Loads the opened object and fills the filter maps.
+    // Loads the opened object.
     [[nodiscard]] Result<void> load();
     // open() + load().
     [[nodiscard]] static Result<FlowManager> load(const FlowMgrOptions& opts);
-    // Fills the filter maps after libxdp loaded the object (see xdp_attach).
-    [[nodiscard]] Result<void> after_external_load();
 
     [[nodiscard]] const FlowMgrOptions& options() const;
     [[nodiscard]] bpf_object* object() const;

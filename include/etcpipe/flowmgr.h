@@ -71,7 +71,7 @@ struct etc_meta {
 	__u32 orig_len;   /* frame length as received */
 	__u16 index;      /* index among the flow's selected packets, 0..N-1 */
 	__u16 flags;      /* enum etc_meta_flags */
-	__u32 pkt_index;  /* index among all the flow's packets (saturates) */
+	__u32 pkt_index;  /* index among all the flow's packets (wraps at 2^32) */
 	__u32 magic;
 };
 

@@ -1,0 +1,359 @@
+// etcpipe: the command line, after xdp-loader's grammar.
+//   etcpipe load IFACE | unload IFACE | status [IFACE] | replay CAPTURE | version
+#include <bpf/libbpf.h>
+#include <xdp/libxdp.h>
+
+#include <CLI/CLI.hpp>
+#include <cinttypes>
+#include <cstdio>
+#include <map>
+#include <string>
+
+#include "flowmgr.hpp"
+#include "log.hpp"
+#include "replay.hpp"
+#include "xdp_attach.hpp"
+
+#define ETCPIPE_VERSION "0.1.0"
+#ifndef ETCPIPE_LIBXDP_VERSION
+#define ETCPIPE_LIBXDP_VERSION "unknown"
+#endif
+#ifndef ETCPIPE_GIT_REV
+#define ETCPIPE_GIT_REV "unknown"
+#endif
+
+namespace {
+
+using namespace etcpipe;
+
+// Exit codes, documented in README.md and --help.
+enum Exit : int { kOk = 0, kGeneral = 1, kUsage = 2, kBpf = 3, kIo = 4, kData = 5 };
+
+int exit_code(const Error& e) {
+    switch (e.kind) {
+        case ErrorKind::Usage: return kUsage;
+        case ErrorKind::Bpf: return kBpf;
+        case ErrorKind::Io: return kIo;
+        case ErrorKind::Data: return kData;
+    }
+    return kGeneral;
+}
+
+int fail(const Error& e) {
+    ETC_ERR("%s", e.message().c_str());
+    return exit_code(e);
+}
+
+// FlowManager options as typed on the command line; converted (and
+// validated) by to_options().
+struct FlowMgrArgs {
+    uint32_t packets = ETC_DEFAULT_MAX_PKTS;
+    uint32_t flows = ETC_DEFAULT_FLOWS;
+    uint32_t idle = ETC_DEFAULT_IDLE_SEC;
+    uint32_t snap = ETC_DEFAULT_SNAP;
+    uint32_t ringbuf_kib = 4096;
+    etc_delivery delivery = ETC_DELIVERY_TAP;
+    bool drop_unselected = false;
+    bool count_all = false;
+    std::string protocols, ports;
+    std::vector<std::string> allow, deny;
+    std::string pin_path;
+
+    Result<FlowMgrOptions> to_options() const {
+        FlowMgrOptions o;
+        o.max_pkts = packets;
+        o.flows = flows;
+        o.idle_timeout_s = idle;
+        o.snap_len = snap;
+        o.ringbuf_bytes = ringbuf_kib * 1024u;
+        o.delivery = delivery;
+        o.unselected_drop = drop_unselected;
+        o.count_all = count_all;
+        o.pin_path = pin_path;
+        if (!protocols.empty()) {
+            auto p = parse_protocols(protocols);
+            if (!p) return p.error();
+            o.protocols = *p;
+        }
+        if (!ports.empty()) {
+            auto p = parse_ports(ports);
+            if (!p) return p.error();
+            o.ports = *p;
+        }
+        for (const auto& a : allow) {
+            auto c = parse_cidr(a);
+            if (!c) return c.error();
+            o.allow.push_back(*c);
+        }
+        for (const auto& d : deny) {
+            auto c = parse_cidr(d);
+            if (!c) return c.error();
+            o.deny.push_back(*c);
+        }
+        if (auto v = o.validate(); !v) return v.error();
+        return o;
+    }
+};
+
+void add_flowmgr_options(CLI::App* cmd, FlowMgrArgs& a) {
+    const std::string g = "FlowManager";
+    cmd->add_option("-N,--packets", a.packets,
+                    "packets selected per flow: the first N that carry L4 payload")
+        ->capture_default_str()->group(g);
+    cmd->add_option("--flows", a.flows, "flow table entries (LRU: the least recent is evicted)")
+        ->capture_default_str()->group(g);
+    cmd->add_option("--idle-timeout", a.idle, "seconds of silence after which a flow starts afresh")
+        ->capture_default_str()->group(g);
+    cmd->add_flag("--count-all", a.count_all,
+                  "select the first N packets of a flow, payload or not (pure ACKs too)")
+        ->group(g);
+    const std::map<std::string, etc_delivery> deliveries{{"tap", ETC_DELIVERY_TAP},
+                                                         {"inline", ETC_DELIVERY_INLINE}};
+    cmd->add_option("--delivery", a.delivery,
+                    "tap: selected packets to AF_XDP (XSKMAP); inline: copy their first "
+                    "--snap bytes to a ring buffer and pass every packet")
+        ->transform(CLI::CheckedTransformer(deliveries, CLI::ignore_case))
+        ->group(g);
+    cmd->add_flag("--drop-unselected", a.drop_unselected,
+                  "tap: drop packets that are not selected (default: pass them to the stack)")
+        ->group(g);
+    cmd->add_option("--snap", a.snap, "inline: bytes copied per selected packet (1..2048)")
+        ->capture_default_str()->group(g);
+    cmd->add_option("--ringbuf-kib", a.ringbuf_kib, "inline: ring buffer size in KiB (power of 2)")
+        ->capture_default_str()->group(g);
+    cmd->add_option("--protocols", a.protocols,
+                    "only these IP protocols, e.g. tcp,udp,47 (default: all)")
+        ->group(g);
+    cmd->add_option("--ports", a.ports, "only flows with one of these ports, e.g. 443,8000-8100")
+        ->group(g);
+    cmd->add_option("--allow", a.allow,
+                    "only flows with an address in this CIDR (repeatable), e.g. 10.0.0.0/8")
+        ->group(g);
+    cmd->add_option("--deny", a.deny, "ignore flows with an address in this CIDR (repeatable)")
+        ->group(g);
+}
+
+std::string endpoint(const std::string& addr, uint16_t port, uint8_t family) {
+    std::string a = family == 6 ? "[" + addr + "]" : addr;
+    return port ? a + ":" + std::to_string(port) : a;
+}
+
+void print_flow_table(const std::vector<ReplayFlow>& flows) {
+    std::printf("%6s %-6s %-41s %-41s %6s %8s %7s %8s %s\n", "flow", "proto", "client (sent first)",
+                "server", "vlan", "packets", "payload", "selected", "duration");
+    for (const auto& f : flows) {
+        const char* pn = f.proto == 6 ? "tcp" : f.proto == 17 ? "udp" : f.proto == 1 ? "icmp"
+                       : f.proto == 58 ? "icmp6" : nullptr;
+        std::string vlan = f.vlan[0] ? std::to_string(f.vlan[0]) : "-";
+        if (f.vlan[1]) vlan += "." + std::to_string(f.vlan[1]);
+        std::printf("%6" PRIu64 " %-6s %-41s %-41s %6s %8" PRIu64 " %7" PRIu64 " %8" PRIu64
+                    " %.3fs\n",
+                    f.flow_id, pn ? pn : std::to_string(f.proto).c_str(),
+                    endpoint(f.src, f.sport, f.family).c_str(),
+                    endpoint(f.dst, f.dport, f.family).c_str(), vlan.c_str(), f.packets,
+                    f.payload_packets, f.selected,
+                    static_cast<double>(f.last_ns - f.first_ns) / 1e9);
+    }
+}
+
+void print_status(const std::vector<InterfaceStatus>& all, bool every_counter) {
+    if (all.empty()) {
+        std::printf("no XDP programs attached\n");
+        return;
+    }
+    for (const auto& st : all) {
+        std::printf("%s (ifindex %d):", st.name.c_str(), st.ifindex);
+        if (st.programs.empty()) {
+            std::printf(" no XDP program\n");
+            continue;
+        }
+        std::printf(" %s mode, %s\n", st.mode.empty() ? "?" : st.mode.c_str(),
+                    st.multiprog ? "libxdp dispatcher" : "single program (no dispatcher)");
+        for (const auto& p : st.programs) {
+            std::printf("  %-16s id %-6u priority %-4u tag %s\n", p.name.c_str(), p.id, p.priority,
+                        p.tag.c_str());
+            if (!p.flowmgr) continue;
+            if (p.config) {
+                const auto& c = *p.config;
+                std::printf("    config: N=%u  idle=%llus  delivery=%s%s  snap=%u%s\n",
+                            c.max_pkts, static_cast<unsigned long long>(c.idle_timeout_ns / 1000000000ull),
+                            c.delivery == ETC_DELIVERY_INLINE ? "inline" : "tap",
+                            c.delivery == ETC_DELIVERY_TAP
+                                ? (c.unselected_drop ? " (drop unselected)" : " (pass unselected)")
+                                : "",
+                            c.snap_len, c.count_all ? "  count-all" : "");
+            }
+            std::printf("    flows:  %zu in table (capacity %u)\n", p.flows, p.flow_capacity);
+            if (p.counters) {
+                std::printf("    counters:\n");
+                print_counters(stdout, *p.counters, every_counter);
+            }
+        }
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{
+        "etcpipe: XDP FlowManager for encrypted-traffic classification.\n"
+        "Keeps the first N payload packets of every flow (in the kernel, at XDP) and hands\n"
+        "them to user space; replays captures through the same program.\n"
+        "Exit codes: 0 ok, 1 error, 2 usage, 3 BPF/XDP, 4 I/O, 5 malformed data."};
+    app.require_subcommand(1);
+    app.fallthrough();
+    int verbosity = 0;
+    app.add_flag("-v,--verbose", verbosity, "more output; -vv also shows libbpf/libxdp debug logs");
+    bool show_version = false;
+    app.add_flag("-V,--version", show_version, "print versions and exit");
+
+    // load
+    auto* load = app.add_subcommand("load", "attach the FlowManager to an interface (persistent)");
+    std::string load_iface;
+    XdpMode load_mode = XdpMode::Native;
+    FlowMgrArgs load_args;
+    const std::map<std::string, XdpMode> modes{{"native", XdpMode::Native},
+                                               {"skb", XdpMode::Skb},
+                                               {"hw", XdpMode::Hw},
+                                               {"unspecified", XdpMode::Unspecified}};
+    load->add_option("IFACE", load_iface, "interface to attach to")->required();
+    load->add_option("-m,--mode", load_mode,
+                     "XDP mode: native (driver), skb (generic, any device), hw (offload)")
+        ->transform(CLI::CheckedTransformer(modes, CLI::ignore_case))
+        ->default_str("native");
+    load->add_option("-p,--pin-path", load_args.pin_path,
+                     "pin the flow table, counters, XSKMAP and ring buffer under this bpffs "
+                     "directory (e.g. /sys/fs/bpf/etcpipe)");
+    add_flowmgr_options(load, load_args);
+
+    // unload
+    auto* unload = app.add_subcommand("unload", "detach the FlowManager from an interface");
+    std::string unload_iface;
+    DetachOptions detach_opts;
+    uint32_t unload_id = 0;
+    unload->add_option("IFACE", unload_iface, "interface")->required();
+    unload->add_flag("-a,--all", detach_opts.all, "detach every XDP program on the interface");
+    unload->add_option("-i,--id", unload_id, "detach only the program with this id (see status)");
+    unload->add_option("-p,--pin-path", detach_opts.pin_path,
+                       "remove the maps pinned there by `load -p`");
+
+    // status
+    auto* status = app.add_subcommand("status", "XDP programs per interface, FlowManager counters");
+    std::string status_iface;
+    bool status_all_counters = false;
+    status->add_option("IFACE", status_iface, "only this interface");
+    status->add_flag("-a,--all-counters", status_all_counters, "list zero counters too");
+
+    // replay
+    auto* rep = app.add_subcommand(
+        "replay",
+        "run a capture (pcap/pcapng) through the FlowManager with BPF_PROG_TEST_RUN and "
+        "print one JSON line per flow");
+    ReplayOptions ropts;
+    FlowMgrArgs rep_args;
+    rep_args.delivery = ETC_DELIVERY_INLINE;  // no AF_XDP socket in a replay: use the ring buffer
+    bool rep_quiet = false, rep_all_counters = false, rep_table = false;
+    rep->add_option("CAPTURE", ropts.capture, "pcap or pcapng file (format from its magic)")
+        ->required();
+    rep->add_option("-o,--output", ropts.json_path,
+                    "JSON Lines file for the flows ('-' = stdout, '' = none)")
+        ->capture_default_str();
+    rep->add_option("-w,--write-pcap", ropts.write_pcap,
+                    "write the selected packets (as delivered) to this pcap");
+    rep->add_option("-c,--count", ropts.max_frames, "stop after this many frames (0 = all)");
+    rep->add_flag("-t,--table", rep_table,
+                  "print the flows as an aligned table on stdout instead of JSON Lines");
+    rep->add_flag("-q,--quiet", rep_quiet, "no progress bar and no counter summary");
+    rep->add_flag("-a,--all-counters", rep_all_counters, "list zero counters too");
+    add_flowmgr_options(rep, rep_args);
+    rep->get_option("--delivery")->default_str("inline");
+
+    app.add_subcommand("version", "print etcpipe, libbpf and libxdp versions");
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        if (show_version) {
+            // `etcpipe --version` without a subcommand.
+        } else {
+            app.exit(e);
+            return kUsage;
+        }
+    }
+    log::set_verbosity(verbosity);
+    log::install_library_bridges();
+
+    if (show_version || app.got_subcommand("version")) {
+        std::printf("etcpipe %s (%s)\nlibbpf %s (run time)\nlibxdp %s (built against)\n",
+                    ETCPIPE_VERSION, ETCPIPE_GIT_REV, libbpf_version_string(),
+                    ETCPIPE_LIBXDP_VERSION);
+        return kOk;
+    }
+
+    if (*load) {
+        auto opts = load_args.to_options();
+        if (!opts) return fail(opts.error());
+        auto r = attach_flowmgr(load_iface, load_mode, *opts);
+        if (!r) return fail(r.error());
+        std::printf("%s: FlowManager attached (program id %u, %s mode, %s)\n", load_iface.c_str(),
+                    r->prog_id, xdp_mode_name(r->mode),
+                    r->multiprog ? "libxdp dispatcher" : "single program: dispatcher unavailable");
+        if (!opts->pin_path.empty())
+            std::printf("maps pinned under %s\n", opts->pin_path.c_str());
+        return kOk;
+    }
+    if (*unload) {
+        if (unload->count("--id")) detach_opts.id = unload_id;
+        auto r = detach(unload_iface, detach_opts);
+        if (!r) return fail(r.error());
+        std::printf("%s: %d XDP program%s detached\n", unload_iface.c_str(), *r, *r == 1 ? "" : "s");
+        return kOk;
+    }
+    if (*status) {
+        auto r = xdp_status(status_iface);
+        if (!r) return fail(r.error());
+        print_status(*r, status_all_counters);
+        return kOk;
+    }
+    if (*rep) {
+        auto opts = rep_args.to_options();
+        if (!opts) return fail(opts.error());
+        ropts.flowmgr = *opts;
+        ropts.progress = !rep_quiet;
+        if (rep_table && ropts.json_path == "-") ropts.json_path.clear();
+        ReplayStats partial;
+        auto r = replay(ropts, &partial);
+        const ReplayStats& st = r ? *r : partial;
+        if (rep_table) print_flow_table(st.flows);
+        if (!rep_quiet || !r) {
+            std::fprintf(stderr,
+                         "%s: %" PRIu64 " frames read, %" PRIu64 " run through %s, %zu flows, %" PRIu64
+                         " packets selected",
+                         ropts.capture.c_str(), st.frames, st.ran, ETC_PROG_FLOWMGR,
+                         st.flows.size(), st.selected);
+            if (st.seconds > 0)
+                std::fprintf(stderr, " in %.3f s (%.0f frames/s)", st.seconds,
+                             static_cast<double>(st.frames) / st.seconds);
+            std::fputc('\n', stderr);
+            if (st.too_short)
+                std::fprintf(stderr, "  %" PRIu64 " frames shorter than 14 bytes skipped\n",
+                             st.too_short);
+            if (st.not_convertible)
+                std::fprintf(stderr,
+                             "  %" PRIu64 " frames skipped: link layer not convertible to Ethernet\n",
+                             st.not_convertible);
+            if (!ropts.write_pcap.empty())
+                std::fprintf(stderr, "  %" PRIu64 " selected packets written to %s\n",
+                             st.pcap_written, ropts.write_pcap.c_str());
+            std::fprintf(stderr, "counters:\n");
+            print_counters(stderr, st.counters, rep_all_counters);
+        }
+        if (!r) return fail(r.error());
+        return st.table_mismatches ? kGeneral : kOk;
+    }
+    return kGeneral;
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# make demo: replays a few real captures from the fetched nDPI set through the
+# real FlowManager program (BPF_PROG_TEST_RUN) and shows the flows it tracked,
+# the packets it selected and its counters.
+set -euo pipefail
+BUILD=${1:-build}
+ETCPIPE="$BUILD/etcpipe"
+PCAPS=testdata/ndpi/pcap
+OUT="$BUILD/demo"
+mkdir -p "$OUT"
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "demo: BPF_PROG_TEST_RUN needs root (CAP_BPF + CAP_NET_ADMIN); run as root" >&2
+    exit 3
+fi
+
+"$ETCPIPE" version
+for cap in signal.pcap quic.pcap tls_verylong_certificate.pcap; do
+    [[ -f "$PCAPS/$cap" ]] || { echo "demo: $PCAPS/$cap missing (make testdata)" >&2; exit 4; }
+    name=${cap%.*}
+    echo
+    echo "=== $cap: first 10 payload packets of every flow (N=10, inline delivery) ==="
+    "$ETCPIPE" replay --table -q "$PCAPS/$cap" | head -n 21
+    "$ETCPIPE" replay "$PCAPS/$cap" -o "$OUT/$name.jsonl" -w "$OUT/$name.selected.pcap"
+    echo "flows as JSON Lines: $OUT/$name.jsonl ($(wc -l < "$OUT/$name.jsonl") flows); first one:"
+    head -n 1 "$OUT/$name.jsonl"
+done
+echo
+echo "Selected packets are in $OUT/*.selected.pcap (open them in Wireshark)."

@@ -1,0 +1,162 @@
+// make bench: what the FlowManager costs per packet next to a trivial XDP_PASS
+// program, both run by the kernel with BPF_PROG_TEST_RUN (repeat) on the same
+// real frames in the same run; and replay throughput (capture → program →
+// per-flow records) next to a bare test-run loop over the same frames.
+#include <bpf/bpf.h>
+#include <linux/bpf.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "flowmgr.hpp"
+#include "log.hpp"
+#include "pcap.hpp"
+#include "replay.hpp"
+#include "skeleton.hpp"
+#include "xdp_pass.skel.h"
+
+namespace fs = std::filesystem;
+using namespace etcpipe;
+
+namespace {
+
+struct Frame {
+    uint64_t ts_ns;
+    std::vector<uint8_t> bytes;
+};
+
+// Kernel-timed run of one frame (with the replay metadata header, as the
+// FlowManager's own test_run sends it) through any XDP program.
+uint64_t run_ns(int prog_fd, const Frame& f, uint32_t repeat, std::vector<uint8_t>& in,
+                std::vector<uint8_t>& out) {
+    etc_meta m{};
+    m.ts_ns = f.ts_ns;
+    m.magic = ETC_META_MAGIC_REPLAY;
+    in.resize(sizeof(m) + f.bytes.size());
+    std::memcpy(in.data(), &m, sizeof(m));
+    std::memcpy(in.data() + sizeof(m), f.bytes.data(), f.bytes.size());
+    out.resize(in.size() + 256);
+    xdp_md ctx{};
+    ctx.data = sizeof(m);
+    ctx.data_end = static_cast<uint32_t>(in.size());
+    LIBBPF_OPTS(bpf_test_run_opts, o);
+    o.data_in = in.data();
+    o.data_size_in = static_cast<uint32_t>(in.size());
+    o.data_out = out.data();
+    o.data_size_out = static_cast<uint32_t>(out.size());
+    o.ctx_in = &ctx;
+    o.ctx_size_in = sizeof(ctx);
+    o.repeat = repeat;
+    if (bpf_prog_test_run_opts(prog_fd, &o)) return 0;
+    return uint64_t{o.duration} * repeat;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    log::install_library_bridges();
+    const fs::path dir = argc > 1 ? argv[1] : "testdata/ndpi/pcap";
+    const size_t per_capture = 2000;  // frames taken from each capture
+    const uint32_t repeat = 32;
+    if (!fs::is_directory(dir)) {
+        std::fprintf(stderr, "bench_flowmgr: %s missing (run make testdata)\n", dir.c_str());
+        return 4;
+    }
+    std::vector<fs::path> captures;
+    for (const auto& e : fs::directory_iterator(dir))
+        if (e.is_regular_file() && e.path().extension() != ".txt") captures.push_back(e.path());
+    std::sort(captures.begin(), captures.end());
+
+    std::vector<Frame> frames;
+    std::vector<uint8_t> scratch;
+    for (const auto& c : captures) {
+        auto r = pcap::Reader::open(c.string());
+        if (!r) continue;
+        pcap::Frame f;
+        for (size_t n = 0; n < per_capture;) {
+            auto more = r->next(f);
+            if (!more || !*more) break;
+            auto eth = pcap::to_ethernet(f, scratch);
+            if (!eth || eth->size() < 14) continue;
+            frames.push_back({f.ts_ns ? f.ts_ns : 1, {eth->begin(), eth->end()}});
+            ++n;
+        }
+    }
+    uint64_t total_bytes = 0;
+    for (const auto& f : frames) total_bytes += f.bytes.size();
+    std::printf("etcpipe bench: %zu real frames (first %zu of each of %zu nDPI captures), "
+                "mean %.0f bytes\n",
+                frames.size(), per_capture, captures.size(),
+                static_cast<double>(total_bytes) / static_cast<double>(frames.size()));
+
+    FlowMgrOptions opts;
+    opts.flows = 1 << 20;
+    auto fm = FlowManager::load(opts);
+    if (!fm) {
+        std::fprintf(stderr, "bench_flowmgr: %s\n", fm.error().message().c_str());
+        return 3;
+    }
+    auto pass = Skeleton<xdp_pass_bpf>::open("xdp_pass.bpf.o");
+    if (!pass || !pass->load("xdp_pass.bpf.o")) {
+        std::fprintf(stderr, "bench_flowmgr: cannot load xdp_pass\n");
+        return 3;
+    }
+    const int pass_fd = bpf_program__fd(pass->get()->progs.xdp_pass);
+
+    // Per-packet cost, interleaved frame by frame so both programs see the
+    // same cache and CPU-frequency conditions.
+    std::vector<uint8_t> in, out;
+    uint64_t fm_ns = 0, pass_ns = 0, runs = 0;
+    for (const auto& f : frames) {
+        const uint64_t a = run_ns(fm->prog_fd(), f, repeat, in, out);
+        const uint64_t b = run_ns(pass_fd, f, repeat, in, out);
+        if (!a || !b) continue;
+        fm_ns += a;
+        pass_ns += b;
+        runs += repeat;
+    }
+    const double fm_pp = static_cast<double>(fm_ns) / static_cast<double>(runs);
+    const double pass_pp = static_cast<double>(pass_ns) / static_cast<double>(runs);
+
+    // Replay throughput: the whole `etcpipe replay` path (read, convert, run,
+    // metadata, per-flow records) over every capture, next to the bare
+    // syscall loop (the same frames already in memory, xdp_pass, repeat 1).
+    uint64_t replay_frames = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (const auto& c : captures) {
+        ReplayOptions ro;
+        ro.capture = c.string();
+        ro.json_path = "";
+        ro.progress = false;
+        ro.flowmgr.flows = 1 << 18;
+        ro.flowmgr.delivery = ETC_DELIVERY_INLINE;
+        auto r = replay(ro);
+        if (r) replay_frames += r->ran;
+    }
+    const double replay_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const auto t1 = std::chrono::steady_clock::now();
+    for (const auto& f : frames) (void)run_ns(pass_fd, f, 1, in, out);
+    const double bare_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+    const double replay_pps = static_cast<double>(replay_frames) / replay_s;
+    const double bare_pps = static_cast<double>(frames.size()) / bare_s;
+
+    std::printf("\n%-44s %14s %14s %8s\n", "measure", "etcpipe", "baseline", "ratio");
+    std::printf("%-44s %11.1f ns %11.1f ns %7.2fx\n",
+                "per packet: xdp_flowmgr vs xdp_pass (kernel)", fm_pp, pass_pp, fm_pp / pass_pp);
+    std::printf("%-44s %11.1f ns\n", "FlowManager work above XDP_PASS", fm_pp - pass_pp);
+    std::printf("%-44s %10.0f p/s %10.0f p/s %7.2fx\n",
+                "replay: etcpipe replay vs bare test-run loop", replay_pps, bare_pps,
+                replay_pps / bare_pps);
+    std::printf("\n(%" PRIu64 " kernel runs per program, repeat %u; replay %" PRIu64
+                " frames from %zu captures in %.2f s)\n",
+                runs, repeat, replay_frames, captures.size(), replay_s);
+    return 0;
+}

@@ -1,0 +1,316 @@
+// The etcpipe binary end to end: exit codes and messages for bad input, and
+// load/status/unload on a veth pair inside a network namespace this test
+// creates (and removes), with bounded UDP traffic between the two ends.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sched.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <string>
+
+#include "pcap.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string build_dir() {
+    const char* b = std::getenv("ETCPIPE_BUILD");
+    return b && *b ? b : "build";
+}
+
+std::string etcpipe() { return build_dir() + "/etcpipe"; }
+
+struct Run {
+    int status = -1;
+    std::string out;  // stdout
+    std::string err;  // stderr
+};
+
+// Runs a shell command line; stdout and stderr captured separately.
+Run sh(const std::string& cmd) {
+    static int seq = 0;
+    const std::string errfile = "/tmp/etcpipe-cli-" + std::to_string(getpid()) + "-" +
+                                std::to_string(seq++) + ".err";
+    Run r;
+    std::FILE* p = popen((cmd + " 2>" + errfile).c_str(), "r");
+    if (!p) return r;
+    std::array<char, 4096> buf;
+    size_t n;
+    while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+    int st = pclose(p);
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    std::ifstream e(errfile);
+    r.err.assign(std::istreambuf_iterator<char>(e), {});
+    unlink(errfile.c_str());
+    return r;
+}
+
+std::string tmpfile(const std::string& name) {
+    return "/tmp/etcpipe-cli-" + std::to_string(getpid()) + "-" + name;
+}
+
+size_t count_lines(const std::string& s) {
+    return static_cast<size_t>(std::count(s.begin(), s.end(), '\n'));
+}
+
+std::string first_capture() {
+    // A small real capture from the fetched nDPI set.
+    const fs::path p = "testdata/ndpi/pcap/http_ipv6.pcap";
+    return fs::exists(p) ? p.string() : "";
+}
+
+class Cli : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        if (!fs::exists(etcpipe())) GTEST_SKIP() << etcpipe() << " not built (run make)";
+    }
+};
+
+TEST_F(Cli, HelpAndVersion) {
+    auto h = sh(etcpipe() + " --help");
+    EXPECT_EQ(h.status, 0);
+    for (const char* cmd : {"load", "unload", "status", "replay", "version"})
+        EXPECT_NE(h.out.find(cmd), std::string::npos) << cmd;
+    auto v = sh(etcpipe() + " version");
+    EXPECT_EQ(v.status, 0);
+    EXPECT_NE(v.out.find("libbpf 1."), std::string::npos) << v.out;
+    EXPECT_NE(v.out.find("libxdp "), std::string::npos) << v.out;
+}
+
+TEST_F(Cli, UsageErrorsExitTwo) {
+    struct Case {
+        std::string args;
+        std::string needle;  // must appear in stderr
+    };
+    const Case cases[] = {
+        {"", "subcommand"},
+        {"load", "IFACE"},
+        {"load etcpipe-nosuch0", "etcpipe-nosuch0"},
+        {"load lo --packets 0", "--packets"},
+        {"load lo --protocols tcp,bogus", "bogus"},
+        {"load lo --ports 70000", "70000"},
+        {"load lo --allow 10.0.0.0/33", "10.0.0.0/33"},
+        {"load lo --mode warp", "warp"},
+        {"replay x.pcap --snap 5000", "--snap"},
+        {"frobnicate", "frobnicate"},
+    };
+    for (const auto& c : cases) {
+        auto r = sh(etcpipe() + " " + c.args);
+        EXPECT_EQ(r.status, 2) << c.args << "\n" << r.err;
+        EXPECT_NE(r.err.find(c.needle), std::string::npos) << c.args << "\n" << r.err;
+    }
+}
+
+TEST_F(Cli, ReplayIoAndDataErrors) {
+    auto missing = sh(etcpipe() + " replay /nonexistent/etcpipe.pcap");
+    EXPECT_EQ(missing.status, 4) << missing.err;
+    EXPECT_NE(missing.err.find("/nonexistent/etcpipe.pcap"), std::string::npos) << missing.err;
+
+    const std::string garbage = tmpfile("garbage.pcap");
+    {
+        std::ofstream g(garbage, std::ios::binary);
+        g << "this is not a capture, just some text of sufficient length";
+    }
+    auto bad = sh(etcpipe() + " replay " + garbage);
+    EXPECT_EQ(bad.status, 5) << bad.err;
+    EXPECT_NE(bad.err.find(garbage), std::string::npos) << bad.err;
+    unlink(garbage.c_str());
+
+    const std::string empty = tmpfile("empty.pcap");
+    { std::ofstream e(empty); }
+    auto emp = sh(etcpipe() + " replay " + empty);
+    EXPECT_EQ(emp.status, 5) << emp.err;
+    unlink(empty.c_str());
+}
+
+TEST_F(Cli, ReplayTruncatedCaptureReportsWhatWasReadThenTheOffset) {
+    const std::string src = first_capture();
+    if (src.empty()) GTEST_SKIP() << "testdata/ndpi missing (make testdata)";
+    const auto size = fs::file_size(src);
+    const std::string cut = tmpfile("cut.pcap");
+    fs::copy_file(src, cut, fs::copy_options::overwrite_existing);
+    fs::resize_file(cut, size * 2 / 3);  // mid-record, almost surely
+
+    auto full = sh(etcpipe() + " replay -q " + src);
+    ASSERT_EQ(full.status, 0) << full.err;
+    auto r = sh(etcpipe() + " replay " + cut);
+    EXPECT_EQ(r.status, 5) << r.err;
+    EXPECT_NE(r.err.find("byte"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("frames read"), std::string::npos) << r.err;
+    // The flows of the readable part were printed before the error.
+    EXPECT_GT(count_lines(r.out), 0u);
+    EXPECT_LE(count_lines(r.out), count_lines(full.out));
+    unlink(cut.c_str());
+}
+
+TEST_F(Cli, ReplayWritesFlowsAndSelectedPackets) {
+    const std::string src = first_capture();
+    if (src.empty()) GTEST_SKIP() << "testdata/ndpi missing (make testdata)";
+    if (geteuid() != 0) GTEST_SKIP() << "BPF_PROG_TEST_RUN needs root";
+    const std::string json = tmpfile("flows.jsonl"), sel = tmpfile("sel.pcap");
+    auto r = sh(etcpipe() + " replay -q -o " + json + " -w " + sel + " " + src);
+    ASSERT_EQ(r.status, 0) << r.err;
+
+    std::ifstream in(json);
+    std::string line;
+    uint64_t selected_sum = 0, flows = 0;
+    const std::regex sel_re("\"selected\":([0-9]+)");
+    while (std::getline(in, line)) {
+        ++flows;
+        EXPECT_EQ(line.front(), '{');
+        EXPECT_EQ(line.back(), '}');
+        std::smatch m;
+        ASSERT_TRUE(std::regex_search(line, m, sel_re)) << line;
+        selected_sum += std::stoull(m[1]);
+    }
+    EXPECT_GT(flows, 0u);
+
+    auto reader = etcpipe::pcap::Reader::open(sel);
+    ASSERT_TRUE(reader) << reader.error().message();
+    etcpipe::pcap::Frame f;
+    uint64_t frames = 0;
+    while (true) {
+        auto more = reader->next(f);
+        ASSERT_TRUE(more) << more.error().message();
+        if (!*more) break;
+        ++frames;
+        EXPECT_EQ(f.linktype, etcpipe::pcap::kLinktypeEthernet);
+    }
+    EXPECT_EQ(frames, selected_sum) << "every selected packet (per the JSON) is in the pcap";
+    unlink(json.c_str());
+    unlink(sel.c_str());
+}
+
+// ---- live attach in a network namespace ------------------------------------
+
+class NetnsVeth : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        if (!fs::exists(etcpipe())) GTEST_SKIP() << etcpipe() << " not built";
+        if (geteuid() != 0) GTEST_SKIP() << "needs root for network namespaces and XDP";
+        ns_ = "etcpipe-test-" + std::to_string(getpid());
+        pin_ = "/sys/fs/bpf/" + ns_;
+        const std::string n = "ip -n " + ns_ + " ";
+        const std::string setup =
+            "ip netns add " + ns_ + " && " + n + "link add veth-a type veth peer name veth-b && " +
+            n + "addr add 10.77.0.1/24 dev veth-a && " + n + "addr add 10.77.0.2/24 dev veth-b && " +
+            n + "link set veth-a up && " + n + "link set veth-b up && " + n + "link set lo up && " +
+            // static neighbours: no ARP in the counted traffic
+            "ip netns exec " + ns_ + " sh -c 'ip neigh replace 10.77.0.2 dev veth-a lladdr "
+            "$(cat /sys/class/net/veth-b/address) && ip neigh replace 10.77.0.1 dev veth-b lladdr "
+            "$(cat /sys/class/net/veth-a/address) && sysctl -qw net.ipv6.conf.all.disable_ipv6=1'";
+        auto r = sh(setup);
+        if (r.status != 0) {
+            sh("ip netns del " + ns_);
+            GTEST_SKIP() << "cannot create netns/veth: " << r.err;
+        }
+        created_ = true;
+    }
+    void TearDown() override {
+        if (!created_) return;
+        sh("ip netns del " + ns_);
+        sh("rm -rf " + pin_);
+    }
+
+    Run in_ns(const std::string& args) {
+        return sh("ip netns exec " + ns_ + " " + etcpipe() + " " + args);
+    }
+
+    // Sends `count` UDP datagrams veth-a → veth-b from inside the namespace.
+    void send_udp(int count, size_t payload) {
+        // Enter the namespace on this thread only (setns is per thread), send, return.
+        int self = open("/proc/self/ns/net", O_RDONLY);
+        int target = open(("/var/run/netns/" + ns_).c_str(), O_RDONLY);
+        ASSERT_GE(self, 0);
+        ASSERT_GE(target, 0);
+        ASSERT_EQ(setns(target, CLONE_NEWNET), 0);
+        int s = socket(AF_INET, SOCK_DGRAM, 0);
+        sockaddr_in src{}, dst{};
+        src.sin_family = dst.sin_family = AF_INET;
+        src.sin_port = htons(4444);
+        dst.sin_port = htons(5555);
+        inet_pton(AF_INET, "10.77.0.1", &src.sin_addr);
+        inet_pton(AF_INET, "10.77.0.2", &dst.sin_addr);
+        const bool bound = s >= 0 && bind(s, reinterpret_cast<sockaddr*>(&src), sizeof(src)) == 0;
+        std::string data(payload, 'x');
+        int sent = 0;
+        for (int i = 0; bound && i < count; ++i)  // bounded: count datagrams, no retries
+            if (sendto(s, data.data(), data.size(), 0, reinterpret_cast<sockaddr*>(&dst),
+                       sizeof(dst)) == static_cast<ssize_t>(data.size()))
+                ++sent;
+        if (s >= 0) close(s);
+        EXPECT_EQ(setns(self, CLONE_NEWNET), 0);
+        close(self);
+        close(target);
+        EXPECT_EQ(sent, count);
+        usleep(100 * 1000);  // let veth's NAPI run the receive side
+    }
+
+    static uint64_t counter(const std::string& status, const std::string& name) {
+        std::smatch m;
+        if (!std::regex_search(status, m, std::regex("\\n\\s+" + name + "\\s+([0-9]+)"))) return 0;
+        return std::stoull(m[1]);
+    }
+
+    std::string ns_, pin_;
+    bool created_ = false;
+};
+
+TEST_F(NetnsVeth, LoadStatusUnloadWithLiveTraffic) {
+    for (const char* mode : {"native", "skb"}) {
+        SCOPED_TRACE(mode);
+        auto load = in_ns(std::string("load veth-b --mode ") + mode + " -N 3 -p " + pin_);
+        ASSERT_EQ(load.status, 0) << load.err;
+        EXPECT_NE(load.out.find("FlowManager attached"), std::string::npos) << load.out;
+        EXPECT_TRUE(fs::exists(pin_ + "/etc_counters"));
+        EXPECT_TRUE(fs::exists(pin_ + "/etc_flows"));
+
+        // A second load on the same interface and mode fails or stacks through
+        // libxdp; either way the first program stays. We only load once here.
+        send_udp(8, 64);
+
+        auto st = in_ns("status veth-b");
+        ASSERT_EQ(st.status, 0) << st.err;
+        EXPECT_NE(st.out.find("xdp_flowmgr"), std::string::npos) << st.out;
+        EXPECT_NE(st.out.find("N=3"), std::string::npos) << st.out;
+        EXPECT_GE(counter(st.out, "rx"), 8u) << st.out;
+        EXPECT_EQ(counter(st.out, "selected"), 3u) << st.out;      // first N of the one flow
+        EXPECT_EQ(counter(st.out, "skip_beyond_n"), 5u) << st.out;  // the other 5
+        EXPECT_EQ(counter(st.out, "xsk_no_socket"), 3u) << st.out;  // tap, no AF_XDP socket
+        EXPECT_EQ(counter(st.out, "flow_new"), 1u) << st.out;
+
+        auto all = in_ns("status");
+        EXPECT_EQ(all.status, 0);
+        EXPECT_NE(all.out.find("veth-b"), std::string::npos) << all.out;
+
+        auto un = in_ns("unload veth-b -p " + pin_);
+        EXPECT_EQ(un.status, 0) << un.err;
+        EXPECT_FALSE(fs::exists(pin_ + "/etc_counters"));
+        auto after = in_ns("status veth-b");
+        EXPECT_EQ(after.status, 0);
+        EXPECT_EQ(after.out.find("xdp_flowmgr"), std::string::npos) << after.out;
+
+        auto again = in_ns("unload veth-b");
+        EXPECT_EQ(again.status, 3) << again.err;  // nothing to detach: a BPF/XDP error
+        EXPECT_NE(again.err.find("veth-b"), std::string::npos) << again.err;
+    }
+}
+
+TEST_F(NetnsVeth, HwModeIsRefusedWithAReason) {
+    auto r = in_ns("load veth-b --mode hw");
+    EXPECT_EQ(r.status, 2) << r.err;
+    EXPECT_NE(r.err.find("offload"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("--mode native"), std::string::npos) << r.err;
+}
+
+}  // namespace
