@@ -270,6 +270,19 @@ int main(int argc, char** argv) {
 
     app.add_subcommand("version", "print etcpipe, libbpf and libxdp versions");
 
+    // CLI11 would only say "a subcommand is required" for a mistyped one.
+    const auto known = [&](const char* name) {
+        for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
+            if (sub->check_name(name)) return true;
+        return false;
+    };
+    if (argc > 1 && argv[1][0] != '-' && !known(argv[1])) {
+        std::fprintf(stderr,
+                     "error: unknown command '%s' (commands: load, unload, status, replay, "
+                     "version; see --help)\n",
+                     argv[1]);
+        return kUsage;
+    }
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {

@@ -30,18 +30,18 @@ std::string build_dir() {
 
 std::string etcpipe() { return build_dir() + "/etcpipe"; }
 
-struct Run {
+struct CmdResult {
     int status = -1;
     std::string out;  // stdout
     std::string err;  // stderr
 };
 
 // Runs a shell command line; stdout and stderr captured separately.
-Run sh(const std::string& cmd) {
+CmdResult sh(const std::string& cmd) {
     static int seq = 0;
     const std::string errfile = "/tmp/etcpipe-cli-" + std::to_string(getpid()) + "-" +
                                 std::to_string(seq++) + ".err";
-    Run r;
+    CmdResult r;
     std::FILE* p = popen((cmd + " 2>" + errfile).c_str(), "r");
     if (!p) return r;
     std::array<char, 4096> buf;
@@ -83,7 +83,7 @@ TEST_F(Cli, HelpAndVersion) {
         EXPECT_NE(h.out.find(cmd), std::string::npos) << cmd;
     auto v = sh(etcpipe() + " version");
     EXPECT_EQ(v.status, 0);
-    EXPECT_NE(v.out.find("libbpf 1."), std::string::npos) << v.out;
+    EXPECT_NE(v.out.find("libbpf v1."), std::string::npos) << v.out;
     EXPECT_NE(v.out.find("libxdp "), std::string::npos) << v.out;
 }
 
@@ -198,39 +198,53 @@ class NetnsVeth : public ::testing::Test {
     void SetUp() override {
         if (!fs::exists(etcpipe())) GTEST_SKIP() << etcpipe() << " not built";
         if (geteuid() != 0) GTEST_SKIP() << "needs root for network namespaces and XDP";
-        ns_ = "etcpipe-test-" + std::to_string(getpid());
-        pin_ = "/sys/fs/bpf/" + ns_;
-        const std::string n = "ip -n " + ns_ + " ";
+        // Two hosts: "a" sends from veth-a, "b" runs the FlowManager on veth-b.
+        ns_a_ = "etcpipe-test-a-" + std::to_string(getpid());
+        ns_ = "etcpipe-test-b-" + std::to_string(getpid());
+        // A private bpffs for the pins: `ip netns exec` would give every command
+        // its own /sys, and pins made there would vanish with the command.
+        pin_root_ = "/tmp/etcpipe-bpffs-" + std::to_string(getpid());
+        pin_ = pin_root_ + "/etcpipe";
+        const std::string na = "ip -n " + ns_a_ + " ", nb = "ip -n " + ns_ + " ";
         const std::string setup =
-            "ip netns add " + ns_ + " && " + n + "link add veth-a type veth peer name veth-b && " +
-            n + "addr add 10.77.0.1/24 dev veth-a && " + n + "addr add 10.77.0.2/24 dev veth-b && " +
-            n + "link set veth-a up && " + n + "link set veth-b up && " + n + "link set lo up && " +
-            // static neighbours: no ARP in the counted traffic
-            "ip netns exec " + ns_ + " sh -c 'ip neigh replace 10.77.0.2 dev veth-a lladdr "
-            "$(cat /sys/class/net/veth-b/address) && ip neigh replace 10.77.0.1 dev veth-b lladdr "
-            "$(cat /sys/class/net/veth-a/address) && sysctl -qw net.ipv6.conf.all.disable_ipv6=1'";
+            "ip netns add " + ns_a_ + " && ip netns add " + ns_ + " && " + na +
+            "link add veth-a type veth peer name veth-b netns " + ns_ + " && " + na +
+            "addr add 10.77.0.1/24 dev veth-a && " + nb + "addr add 10.77.0.2/24 dev veth-b && " +
+            na + "link set veth-a up && " + nb + "link set veth-b up && " +
+            // static neighbours and no IPv6: no ARP/ND in the counted traffic
+            na + "neigh replace 10.77.0.2 dev veth-a lladdr $(" + nb +
+            "-br link show veth-b | awk '{print $3}') && " + nb +
+            "neigh replace 10.77.0.1 dev veth-b lladdr $(" + na +
+            "-br link show veth-a | awk '{print $3}') && " +
+            "ip netns exec " + ns_a_ + " sysctl -qw net.ipv6.conf.all.disable_ipv6=1 && " +
+            "ip netns exec " + ns_ + " sysctl -qw net.ipv6.conf.all.disable_ipv6=1 && " +
+            "mkdir -p " + pin_root_ + " && mount -t bpf bpf " + pin_root_;
         auto r = sh(setup);
-        if (r.status != 0) {
-            sh("ip netns del " + ns_);
-            GTEST_SKIP() << "cannot create netns/veth: " << r.err;
-        }
         created_ = true;
+        if (r.status != 0) {
+            TearDown();
+            created_ = false;
+            GTEST_SKIP() << "cannot create netns/veth/bpffs: " << r.err;
+        }
     }
     void TearDown() override {
         if (!created_) return;
+        sh("ip netns del " + ns_a_);
         sh("ip netns del " + ns_);
-        sh("rm -rf " + pin_);
+        sh("umount " + pin_root_ + " && rmdir " + pin_root_);
     }
 
-    Run in_ns(const std::string& args) {
-        return sh("ip netns exec " + ns_ + " " + etcpipe() + " " + args);
+    // The etcpipe binary in host b's network namespace (only the network
+    // namespace: bpffs and /sys stay the test's own).
+    CmdResult in_ns(const std::string& args) {
+        return sh("nsenter --net=/run/netns/" + ns_ + " " + etcpipe() + " " + args);
     }
 
     // Sends `count` UDP datagrams veth-a → veth-b from inside the namespace.
     void send_udp(int count, size_t payload) {
         // Enter the namespace on this thread only (setns is per thread), send, return.
         int self = open("/proc/self/ns/net", O_RDONLY);
-        int target = open(("/var/run/netns/" + ns_).c_str(), O_RDONLY);
+        int target = open(("/run/netns/" + ns_a_).c_str(), O_RDONLY);
         ASSERT_GE(self, 0);
         ASSERT_GE(target, 0);
         ASSERT_EQ(setns(target, CLONE_NEWNET), 0);
@@ -262,7 +276,7 @@ class NetnsVeth : public ::testing::Test {
         return std::stoull(m[1]);
     }
 
-    std::string ns_, pin_;
+    std::string ns_a_, ns_, pin_root_, pin_;
     bool created_ = false;
 };
 
