@@ -97,7 +97,9 @@ class Reader {
     Result<void> read_shb(uint64_t at, uint32_t len);
     Result<void> read_idb(uint64_t at, uint32_t len);
     Result<bool> read_packet(uint64_t at, uint32_t len, uint32_t type, Frame& out);
-    [[nodiscard]] Error corrupt(const std::string& what, uint64_t at) const;
+    // Data error "<what> at byte <at>[: <why>] (after N frames)".
+    [[nodiscard]] Error corrupt(const std::string& what, uint64_t at,
+                                const std::string& why = {}) const;
 
     [[nodiscard]] uint16_t u16(uint64_t at) const;
     [[nodiscard]] uint32_t u32(uint64_t at) const;
