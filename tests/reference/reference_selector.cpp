@@ -187,9 +187,10 @@ Decision Selector::feed(std::span<const uint8_t> frame, uint64_t ts_ns) {
         d.new_flow = true;
     }
 
-    f->last_ns = ts_ns;
+    f->last_ns = std::max(f->last_ns, ts_ns);  // never backwards
     d.flow_id = f->id;
     d.pkt_index = f->packets++;
+    f->bytes += frame.size();
     (p.src_is_b ? f->packets_from_b : f->packets_from_a)++;
     d.reply = p.src_is_b != f->first_src_is_b;
     d.payload_len = p.payload_len;

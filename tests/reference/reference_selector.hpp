@@ -22,10 +22,12 @@
 //     port) endpoints in canonical order (smaller address — bytes compared
 //     in network order — then smaller port is endpoint a), so both
 //     directions share one flow.
-//   * A flow whose last packet is more than the idle timeout older than the
-//     current packet restarts as a new flow (new identity, counters at 0).
-//     Time going backwards never expires a flow; the last-seen time is
-//     always the current packet's time.
+//   * A flow whose last-seen time is more than the idle timeout (strictly)
+//     before the current packet's time restarts as a new flow (new identity,
+//     counters at 0, first/last time = the packet's). Time going backwards
+//     never expires a flow, and the last-seen time never moves backwards: it
+//     is the latest time seen in the flow, not the latest packet's time (a
+//     reordered packet must not shorten the idle time).
 //   * A packet is a "payload packet" when its L4 payload length is > 0 (or
 //     always, with count_all). The first max_pkts payload packets of a flow
 //     are selected; the selected index is the payload packet's position.
@@ -106,6 +108,7 @@ struct Flow {
     FlowKey key;
     bool first_src_is_b = false;  // direction of the first packet
     uint64_t first_ns = 0, last_ns = 0;
+    uint64_t bytes = 0;  // sum of the frames' lengths
     uint32_t packets = 0, payload_pkts = 0, selected = 0;
     uint32_t packets_from_a = 0, packets_from_b = 0;
 };
