@@ -4,6 +4,7 @@
 #include <xdp/libxdp.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <map>
@@ -182,10 +183,18 @@ void print_status(const std::vector<InterfaceStatus>& all, bool every_counter) {
                                 ? (c.unselected_drop ? " (drop unselected)" : " (pass unselected)")
                                 : "",
                             c.snap_len, c.count_all ? "  count-all" : "");
+                int protos = 0;
+                for (auto w : c.proto_allow) protos += __builtin_popcountll(w);
+                std::printf("    filters: protocols=%s ports=%s cidr-allow=%s cidr-deny=%s\n",
+                            protos == 256 ? "all" : (std::to_string(protos) + " allowed").c_str(),
+                            c.port_filter ? "on" : "off", c.cidr_allow ? "on" : "off",
+                            c.cidr_deny ? "on" : "off");
             }
             std::printf("    flows:  %zu in table (capacity %u)\n", p.flows, p.flow_capacity);
             if (p.counters) {
-                std::printf("    counters:\n");
+                const bool any = std::any_of(p.counters->begin(), p.counters->end(),
+                                             [](uint64_t v) { return v != 0; });
+                std::printf("    counters:%s\n", any || every_counter ? "" : " all zero (no packets yet)");
                 print_counters(stdout, *p.counters, every_counter);
             }
         }
