@@ -12,6 +12,7 @@
 #include <functional>
 
 #include "etcpipe/flowmgr.h"
+#include "fd.hpp"
 #include "flowmgr.skel.h"
 #include "skeleton.hpp"
 
@@ -170,7 +171,7 @@ struct FlowManager::Impl {
     Skeleton<flowmgr_bpf> skel;
     ring_buffer* ring = nullptr;
     RingVisitor ring_visit;
-    std::vector<uint8_t> in_buf, out_buf;
+    TestRunBuffers bufs;
 
     ~Impl() {
         if (ring) ring_buffer__free(ring);
@@ -201,25 +202,11 @@ Result<void> configure_pins(bpf_object* obj, const std::string& pin_path) {
 // The filter maps are created and filled here, before the program is loaded
 // (by us or by libxdp), and handed to the object with bpf_map__reuse_fd: the
 // program never runs against a half-filled filter.
-class MapFd {
-  public:
-    explicit MapFd(int fd) : fd_(fd) {}
-    ~MapFd() {
-        if (fd_ >= 0) close(fd_);
-    }
-    MapFd(const MapFd&) = delete;
-    MapFd& operator=(const MapFd&) = delete;
-    [[nodiscard]] int get() const { return fd_; }
-
-  private:
-    int fd_;
-};
-
 Result<void> prefill_filter_map(bpf_map* map, const std::function<Result<void>(int)>& fill) {
     const char* name = bpf_map__name(map);
     LIBBPF_OPTS(bpf_map_create_opts, copts);
     copts.map_flags = bpf_map__map_flags(map);
-    MapFd fd(bpf_map_create(bpf_map__type(map), name, bpf_map__key_size(map),
+    UniqueFd fd(bpf_map_create(bpf_map__type(map), name, bpf_map__key_size(map),
                             bpf_map__value_size(map), bpf_map__max_entries(map), &copts));
     if (fd.get() < 0) return make_error(ErrorKind::Bpf, errno, name, "create filter map");
     if (auto r = fill(fd.get()); !r) return r;
@@ -315,10 +302,10 @@ int FlowManager::map_fd(const char* name) const {
     return m ? bpf_map__fd(m) : -1;
 }
 
-Result<TestRunResult> FlowManager::test_run(std::span<const uint8_t> frame, uint64_t ts_ns,
-                                            uint32_t repeat) {
-    auto& in = impl_->in_buf;
-    auto& out = impl_->out_buf;
+Result<TestRunResult> xdp_test_run(int prog_fd, std::span<const uint8_t> frame, uint64_t ts_ns,
+                                   uint32_t repeat, TestRunBuffers& bufs) {
+    auto& in = bufs.in;
+    auto& out = bufs.out;
     etc_meta replay{};
     replay.ts_ns = ts_ns;
     replay.magic = ETC_META_MAGIC_REPLAY;
@@ -342,10 +329,13 @@ Result<TestRunResult> FlowManager::test_run(std::span<const uint8_t> frame, uint
     opts.ctx_size_out = sizeof(ctx_out);
     opts.repeat = repeat;
 
-    if (bpf_prog_test_run_opts(prog_fd(), &opts))
-        return make_error(ErrorKind::Bpf, errno, ETC_PROG_FLOWMGR, "BPF_PROG_TEST_RUN",
+    if (bpf_prog_test_run_opts(prog_fd, &opts))
+        return make_error(ErrorKind::Bpf, errno, "XDP program", "BPF_PROG_TEST_RUN",
                           "frame of " + std::to_string(frame.size()) + " bytes",
-                          errno == EPERM ? "needs CAP_BPF/CAP_SYS_ADMIN (run as root)" : "");
+                          errno == EPERM ? "needs CAP_BPF/CAP_SYS_ADMIN (run as root)"
+                          : errno == EINVAL && frame.size() < 14
+                              ? "the kernel refuses frames shorter than an Ethernet header"
+                              : "");
     TestRunResult r;
     r.action = static_cast<int>(opts.retval);
     r.duration_ns = opts.duration;
@@ -354,6 +344,17 @@ Result<TestRunResult> FlowManager::test_run(std::span<const uint8_t> frame, uint
         etc_meta m;
         std::memcpy(&m, out.data() + ctx_out.data - sizeof(m), sizeof(m));
         if (m.magic == ETC_META_MAGIC) r.meta = m;
+    }
+    return r;
+}
+
+Result<TestRunResult> FlowManager::test_run(std::span<const uint8_t> frame, uint64_t ts_ns,
+                                            uint32_t repeat) {
+    auto r = xdp_test_run(prog_fd(), frame, ts_ns, repeat, impl_->bufs);
+    if (!r) {
+        Error e = r.error();
+        e.subject = ETC_PROG_FLOWMGR;
+        return e;
     }
     return r;
 }

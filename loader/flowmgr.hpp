@@ -66,6 +66,19 @@ struct TestRunResult {
     uint32_t duration_ns = 0;        // kernel-measured, averaged over repeats
 };
 
+// Scratch space for xdp_test_run, reused across calls.
+struct TestRunBuffers {
+    std::vector<uint8_t> in, out;
+};
+
+// Runs one Ethernet frame through any XDP program with BPF_PROG_TEST_RUN.
+// A non-zero ts_ns is sent in front of the frame as replay metadata
+// (ETC_META_MAGIC_REPLAY); the FlowManager's own metadata comes back in
+// TestRunResult::meta. The benchmark uses it for its baseline program.
+[[nodiscard]] Result<TestRunResult> xdp_test_run(int prog_fd, std::span<const uint8_t> frame,
+                                                 uint64_t ts_ns, uint32_t repeat,
+                                                 TestRunBuffers& bufs);
+
 class FlowManager {
   public:
     FlowManager();

@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "fd.hpp"
 #include "flowmgr.skel.h"
 #include "log.hpp"
 
@@ -80,19 +81,6 @@ std::string attach_hint(int err, XdpMode mode) {
     }
 }
 
-class FdGuard {
-  public:
-    explicit FdGuard(int fd) : fd_(fd) {}
-    ~FdGuard() {
-        if (fd_ >= 0) close(fd_);
-    }
-    FdGuard(const FdGuard&) = delete;
-    FdGuard& operator=(const FdGuard&) = delete;
-    [[nodiscard]] int get() const { return fd_; }
-
-  private:
-    int fd_;
-};
 
 struct MultiprogCloser {
     void operator()(xdp_multiprog* mp) const { xdp_multiprog__close(mp); }
@@ -151,7 +139,7 @@ void inspect_flowmgr(int prog_fd, ProgramStatus& st) {
     }
     const uint32_t n = std::min<uint32_t>(info.nr_map_ids, map_ids.size());
     for (uint32_t i = 0; i < n; ++i) {
-        FdGuard fd(bpf_map_get_fd_by_id(map_ids[i]));
+        UniqueFd fd(bpf_map_get_fd_by_id(map_ids[i]));
         if (fd.get() < 0) continue;
         bpf_map_info mi{};
         uint32_t mlen = sizeof(mi);

@@ -2,9 +2,6 @@
 // program, both run by the kernel with BPF_PROG_TEST_RUN (repeat) on the same
 // real frames in the same run; and replay throughput (capture → program →
 // per-flow records) next to a bare test-run loop over the same frames.
-#include <bpf/bpf.h>
-#include <linux/bpf.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cinttypes>
@@ -32,30 +29,11 @@ struct Frame {
     std::vector<uint8_t> bytes;
 };
 
-// Kernel-timed run of one frame (with the replay metadata header, as the
-// FlowManager's own test_run sends it) through any XDP program.
-uint64_t run_ns(int prog_fd, const Frame& f, uint32_t repeat, std::vector<uint8_t>& in,
-                std::vector<uint8_t>& out) {
-    etc_meta m{};
-    m.ts_ns = f.ts_ns;
-    m.magic = ETC_META_MAGIC_REPLAY;
-    in.resize(sizeof(m) + f.bytes.size());
-    std::memcpy(in.data(), &m, sizeof(m));
-    std::memcpy(in.data() + sizeof(m), f.bytes.data(), f.bytes.size());
-    out.resize(in.size() + 256);
-    xdp_md ctx{};
-    ctx.data = sizeof(m);
-    ctx.data_end = static_cast<uint32_t>(in.size());
-    LIBBPF_OPTS(bpf_test_run_opts, o);
-    o.data_in = in.data();
-    o.data_size_in = static_cast<uint32_t>(in.size());
-    o.data_out = out.data();
-    o.data_size_out = static_cast<uint32_t>(out.size());
-    o.ctx_in = &ctx;
-    o.ctx_size_in = sizeof(ctx);
-    o.repeat = repeat;
-    if (bpf_prog_test_run_opts(prog_fd, &o)) return 0;
-    return uint64_t{o.duration} * repeat;
+// Kernel-timed run of one frame through any XDP program: total ns of all
+// `repeat` runs, 0 on failure.
+uint64_t run_ns(int prog_fd, const Frame& f, uint32_t repeat, TestRunBuffers& bufs) {
+    auto r = xdp_test_run(prog_fd, f.bytes, f.ts_ns, repeat, bufs);
+    return r ? uint64_t{r->duration_ns} * repeat : 0;
 }
 
 }  // namespace
@@ -123,12 +101,12 @@ int main(int argc, char** argv) {
     // re-patches the kernel's XDP dispatcher (an RCU grace period), so the two
     // programs alternate in passes over all frames, not frame by frame;
     // several passes each even out cache and CPU-frequency drift.
-    std::vector<uint8_t> in, out;
+    TestRunBuffers bufs;
     uint64_t fm_ns = 0, pass_ns = 0, runs = 0;
     const int passes = 2;
     for (int p = 0; p < passes; ++p) {
-        for (const auto& f : frames) fm_ns += run_ns(fm->prog_fd(), f, repeat, in, out);
-        for (const auto& f : frames) pass_ns += run_ns(pass_fd, f, repeat, in, out);
+        for (const auto& f : frames) fm_ns += run_ns(fm->prog_fd(), f, repeat, bufs);
+        for (const auto& f : frames) pass_ns += run_ns(pass_fd, f, repeat, bufs);
         runs += uint64_t{repeat} * frames.size();
     }
     const double fm_pp = static_cast<double>(fm_ns) / static_cast<double>(runs);
@@ -159,7 +137,7 @@ int main(int argc, char** argv) {
     const double replay_total_s =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const auto t1 = std::chrono::steady_clock::now();
-    for (const auto& f : everything) (void)run_ns(pass_fd, f, 1, in, out);
+    for (const auto& f : everything) (void)run_ns(pass_fd, f, 1, bufs);
     const double bare_s =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
     const double replay_pps = static_cast<double>(replay_frames) / replay_s;
