@@ -63,6 +63,16 @@ $(BUILD)/bpf/%.skel.h: $(BUILD)/bpf/%.bpf.o
 	$(call msg,SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< name $(subst -,_,$*)_bpf > $@
 
+# Small BPF programs the tests use as fixtures (e.g. one NFP-rule violation
+# each for `etcpipe check`): compiled only, never skeletons.
+TEST_BPF_SRCS := $(wildcard tests/bpf_progs/*.bpf.c)
+TEST_BPF_OBJS := $(patsubst tests/bpf_progs/%.bpf.c,$(BUILD)/tests/bpf_progs/%.bpf.o,$(TEST_BPF_SRCS))
+
+$(BUILD)/tests/bpf_progs/%.bpf.o: tests/bpf_progs/%.bpf.c $(DEPS_STAMP)
+	$(call msg,BPF,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -Wno-error -c $< -o $@
+
 # ---- C++ -----------------------------------------------------------------
 CXXFLAGS ?= -O2 -g
 CXXFLAGS += -std=c++20 -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor \
@@ -129,7 +139,7 @@ $(BUILD)/bench_%: $(BUILD)/obj/tests/bench_%.o $(LIB)
 	$(Q)$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS)
 
 .PHONY: all cuda-notice
-all: cuda-notice $(BPF_OBJS) $(CLI_BIN) $(TEST_BIN) $(BENCH_BINS)
+all: cuda-notice $(BPF_OBJS) $(TEST_BPF_OBJS) $(CLI_BIN) $(TEST_BIN) $(BENCH_BINS)
 
 cuda-notice:
 ifeq ($(HAVE_CUDA),)
