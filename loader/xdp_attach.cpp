@@ -3,6 +3,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
+#include <linux/if_link.h>
 #include <linux/magic.h>
 #include <net/if.h>
 #include <sys/mount.h>
@@ -114,6 +115,10 @@ std::vector<xdp_program*> programs_of(xdp_multiprog* mp) {
     return progs;
 }
 
+bool is_etcpipe_program(const char* name) {
+    return std::strcmp(name, ETC_PROG_FLOWMGR) == 0 || std::strcmp(name, "xdp_anova") == 0;
+}
+
 std::string tag_hex(const xdp_program* p) {
     const unsigned char* tag = xdp_program__tag(p);
     std::string s;
@@ -204,33 +209,67 @@ Result<std::string> ensure_bpffs() {
     return std::string(kBpffs);
 }
 
-Result<AttachResult> attach_flowmgr(const std::string& iface, XdpMode mode,
-                                    const FlowMgrOptions& opts) {
+namespace {
+
+// Offload: the program and every map are created on the device (prog/map
+// ifindex), then attached in XDP_FLAGS_HW_MODE. libxdp's dispatcher has no
+// part in it: an offloaded program is alone on the device.
+Result<AttachResult> attach_offloaded(const std::string& iface, int ifindex, bpf_object* obj,
+                                      const char* prog_name, const AfterLoad& after_load) {
+    bpf_program* prog = bpf_object__find_program_by_name(obj, prog_name);
+    if (!prog) return make_error(ErrorKind::Bpf, ENOENT, prog_name, "find program in object");
+    bpf_program__set_ifindex(prog, static_cast<__u32>(ifindex));
+    bpf_map* map;
+    bpf_object__for_each_map(map, obj) bpf_map__set_ifindex(map, static_cast<__u32>(ifindex));
+    if (int err = bpf_object__load(obj))
+        return make_error(ErrorKind::Bpf, err, iface, std::string("offload-load ") + prog_name, {},
+                          err == -EINVAL || err == -EOPNOTSUPP || err == -ENODEV
+                              ? "the device has no BPF offload (an NFP SmartNIC with BPF firmware "
+                                "is needed); `etcpipe check --target nfp OBJ` lists what the "
+                                "program would still need to change"
+                              : attach_hint(err, XdpMode::Hw));
+    if (after_load)
+        if (auto r = after_load(); !r) return r.error();
+    const int fd = bpf_program__fd(prog);
+    if (int err = bpf_xdp_attach(ifindex, fd, XDP_FLAGS_HW_MODE | XDP_FLAGS_UPDATE_IF_NOEXIST,
+                                 nullptr))
+        return make_error(ErrorKind::Bpf, err, iface, "attach XDP program (hw)", {},
+                          attach_hint(err, XdpMode::Hw));
+    bpf_prog_info info{};
+    uint32_t len = sizeof(info);
+    AttachResult res;
+    res.mode = XdpMode::Hw;
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) res.prog_id = info.id;
+    return res;
+}
+
+}  // namespace
+
+Result<AttachResult> attach_object(const std::string& iface, XdpMode mode, bpf_object* obj,
+                                   const char* prog_name, const AfterLoad& after_load) {
     auto ifindex = interface_index(iface);
     if (!ifindex) return ifindex.error();
-    if (mode == XdpMode::Hw)
-        return Error{ErrorKind::Usage, EOPNOTSUPP, iface, "offload FlowManager",
-                     "NFP offload accepts array and hash maps only; the FlowManager needs an LRU "
-                     "hash, a per-CPU array, a ring buffer, an XSKMAP and an LPM trie",
-                     "use --mode native (or skb); hw mode is for offload-clean programs"};
+    if (mode == XdpMode::Hw) return attach_offloaded(iface, *ifindex, obj, prog_name, after_load);
     if (auto fs = ensure_bpffs(); !fs) ETC_WARN("%s", fs.error().message().c_str());
 
-    auto fm = FlowManager::open(opts);
-    if (!fm) return fm.error();
-
     DECLARE_LIBXDP_OPTS(xdp_program_opts, xopts);
-    xopts.obj = fm->object();
-    xopts.prog_name = ETC_PROG_FLOWMGR;
+    xopts.obj = obj;
+    xopts.prog_name = prog_name;
     Program prog{xdp_program__create(&xopts)};
     if (long err = libxdp_get_error(prog.get())) {
         (void)prog.release();  // an error pointer, not a program
         return xdp_error(static_cast<int>(err), iface, "create libxdp program", {});
     }
 
+    // libxdp loads the object while attaching (as a dispatcher component or
+    // alone), so after_load runs once it is attached: until then the program
+    // sees its maps empty (zeroed config).
     int err = xdp_program__attach(prog.get(), *ifindex, to_libxdp(mode), 0);
     if (err)
         return xdp_error(err, iface, std::string("attach XDP program (") + xdp_mode_name(mode) + ")",
                          attach_hint(err, mode));
+    if (after_load)
+        if (auto r = after_load(); !r) return r.error();
 
     AttachResult res;
     res.prog_id = xdp_program__id(prog.get());
@@ -242,6 +281,22 @@ Result<AttachResult> attach_flowmgr(const std::string& iface, XdpMode mode,
         if (m == XDP_MODE_NATIVE) res.mode = XdpMode::Native;
     }
     return res;
+}
+
+Result<AttachResult> attach_flowmgr(const std::string& iface, XdpMode mode,
+                                    const FlowMgrOptions& opts) {
+    if (mode == XdpMode::Hw)
+        return Error{ErrorKind::Usage, EOPNOTSUPP, iface, "offload FlowManager",
+                     "NFP offload accepts array and hash maps only; the FlowManager needs an LRU "
+                     "hash, a per-CPU array, a ring buffer, an XSKMAP and an LPM trie "
+                     "(`etcpipe check --target nfp build/bpf/flowmgr.bpf.o` lists every reason)",
+                     "use --mode native (or skb); hw mode is for offload-clean programs such as "
+                     "--prog anova"};
+    auto fm = FlowManager::open(opts);
+    if (!fm) return fm.error();
+    // The filter maps were filled before load (FlowManager::open): nothing
+    // to do afterwards.
+    return attach_object(iface, mode, fm->object(), ETC_PROG_FLOWMGR, {});
 }
 
 Result<int> detach(const std::string& iface, const DetachOptions& o) {
@@ -257,12 +312,14 @@ Result<int> detach(const std::string& iface, const DetachOptions& o) {
         if (o.all) {
             int err = xdp_multiprog__detach(mp->get());
             if (err) return xdp_error(err, iface, "detach all XDP programs", attach_hint(err, XdpMode::Native));
-            detached = static_cast<int>(progs.size());
+            detached = static_cast<int>(progs.size()) +
+                       (xdp_multiprog__hw_prog(mp->get()) ? 1 : 0);
         } else {
-            const xdp_attach_mode mode = xdp_multiprog__attach_mode(mp->get());
-            for (xdp_program* p : progs) {
-                const bool match = o.id ? xdp_program__id(p) == *o.id
-                                        : std::strcmp(xdp_program__name(p), ETC_PROG_FLOWMGR) == 0;
+            std::vector<std::pair<xdp_program*, xdp_attach_mode>> candidates;
+            for (xdp_program* p : progs) candidates.emplace_back(p, xdp_multiprog__attach_mode(mp->get()));
+            if (xdp_program* hw = xdp_multiprog__hw_prog(mp->get())) candidates.emplace_back(hw, XDP_MODE_HW);
+            for (auto [p, mode] : candidates) {
+                const bool match = o.id ? xdp_program__id(p) == *o.id : is_etcpipe_program(xdp_program__name(p));
                 if (!match) continue;
                 int err = xdp_program__detach(p, *ifindex, mode, 0);
                 if (err)
@@ -286,7 +343,7 @@ Result<int> detach(const std::string& iface, const DetachOptions& o) {
         return Error{ErrorKind::Bpf, ENOENT, iface, "unload",
                      o.id ? "no XDP program with id " + std::to_string(*o.id)
                           : o.all ? std::string("no XDP program attached")
-                                  : std::string("no FlowManager (xdp_flowmgr) attached"),
+                                  : std::string("no etcpipe program (xdp_flowmgr, xdp_anova) attached"),
                      "see `etcpipe status " + iface + "`"};
     return detached;
 }

@@ -5,12 +5,15 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "flowmgr.hpp"
 #include "result.hpp"
+
+struct bpf_object;
 
 namespace etcpipe {
 
@@ -30,6 +33,16 @@ struct AttachResult {
     XdpMode mode = XdpMode::Native;
     bool multiprog = false;  // attached through libxdp's dispatcher (false: alone)
 };
+
+// Runs after the object is loaded (e.g. to write a config map); for
+// libxdp attachments that is right after the attach.
+using AfterLoad = std::function<Result<void>()>;
+
+// Attaches program `prog_name` of the opened (not yet loaded) `obj`: through
+// libxdp for native/skb/unspecified, as a device offload for hw.
+[[nodiscard]] Result<AttachResult> attach_object(const std::string& iface, XdpMode mode,
+                                                 bpf_object* obj, const char* prog_name,
+                                                 const AfterLoad& after_load);
 
 // Opens the FlowManager with `opts`, lets libxdp load and attach it.
 [[nodiscard]] Result<AttachResult> attach_flowmgr(const std::string& iface, XdpMode mode,
