@@ -10,6 +10,9 @@
 #include <map>
 #include <string>
 
+#include "anova_attach.hpp"
+#include "cli_anova.hpp"
+#include "cli_common.hpp"
 #include "flowmgr.hpp"
 #include "log.hpp"
 #include "replay.hpp"
@@ -27,23 +30,7 @@ namespace {
 
 using namespace etcpipe;
 
-// Exit codes, documented in README.md and --help.
-enum Exit : int { kOk = 0, kGeneral = 1, kUsage = 2, kBpf = 3, kIo = 4, kData = 5 };
-
-int exit_code(const Error& e) {
-    switch (e.kind) {
-        case ErrorKind::Usage: return kUsage;
-        case ErrorKind::Bpf: return kBpf;
-        case ErrorKind::Io: return kIo;
-        case ErrorKind::Data: return kData;
-    }
-    return kGeneral;
-}
-
-int fail(const Error& e) {
-    ETC_ERR("%s", e.message().c_str());
-    return exit_code(e);
-}
+using namespace etcpipe::cli;
 
 // FlowManager options as typed on the command line; converted (and
 // validated) by to_options().
@@ -221,6 +208,10 @@ int main(int argc, char** argv) {
     std::string load_iface;
     XdpMode load_mode = XdpMode::Native;
     FlowMgrArgs load_args;
+    std::string load_prog = "flowmgr";
+    AnovaParamArgs load_anova;
+    uint16_t load_anova_port = ANOVA_DEFAULT_PORT;
+    anova_reply load_anova_reply = ANOVA_REPLY_PASS;
     const std::map<std::string, XdpMode> modes{{"native", XdpMode::Native},
                                                {"skb", XdpMode::Skb},
                                                {"hw", XdpMode::Hw},
@@ -233,7 +224,20 @@ int main(int argc, char** argv) {
     load->add_option("-p,--pin-path", load_args.pin_path,
                      "pin the flow table, counters, XSKMAP and ring buffer under this bpffs "
                      "directory (e.g. /sys/fs/bpf/etcpipe)");
+    load->add_option("--prog", load_prog,
+                     "flowmgr: the FlowManager; anova: the ANOVA state split (offloadable, -m hw)")
+        ->check(CLI::IsMember({"flowmgr", "anova"}))
+        ->capture_default_str();
     add_flowmgr_options(load, load_args);
+    add_anova_params(load, load_anova);
+    load->add_option("--port", load_anova_port, "anova: UDP port of the requests")
+        ->capture_default_str()->group("Rule");
+    const std::map<std::string, anova_reply> replies{{"pass", ANOVA_REPLY_PASS},
+                                                     {"tx", ANOVA_REPLY_TX}};
+    load->add_option("--reply", load_anova_reply,
+                     "anova: pass (verdict written, packet goes on) or tx (sent back to the sender)")
+        ->transform(CLI::CheckedTransformer(replies, CLI::ignore_case))
+        ->default_str("pass")->group("Rule");
 
     // unload
     auto* unload = app.add_subcommand("unload", "detach the FlowManager from an interface");
@@ -278,6 +282,8 @@ int main(int argc, char** argv) {
     rep->get_option("--delivery")->default_str("inline");
 
     app.add_subcommand("version", "print etcpipe, libbpf and libxdp versions");
+    AnovaCommands anova_cmds;
+    add_anova_commands(app, anova_cmds);
 
     // CLI11 would only say "a subcommand is required" for a mistyped one.
     const auto known = [&](const char* name) {
@@ -288,7 +294,7 @@ int main(int argc, char** argv) {
     if (argc > 1 && argv[1][0] != '-' && !known(argv[1])) {
         std::fprintf(stderr,
                      "error: unknown command '%s' (commands: load, unload, status, replay, "
-                     "version; see --help)\n",
+                     "check, anova, version; see --help)\n",
                      argv[1]);
         return kUsage;
     }
@@ -316,6 +322,21 @@ int main(int argc, char** argv) {
         return kOk;
     }
 
+    if (*load && load_prog == "anova") {
+        auto params = load_anova.params();
+        if (!params) return fail(params.error());
+        anova::ProgramOptions po;
+        po.params = *params;
+        po.encoding = load_anova.encoding;
+        po.port = load_anova_port;
+        po.reply = load_anova_reply;
+        auto r = anova::attach(load_iface, load_mode, po);
+        if (!r) return fail(r.error());
+        std::printf("%s: ANOVA program attached (program id %u, %s mode), udp/%u, reply %s\n",
+                    load_iface.c_str(), r->prog_id, xdp_mode_name(r->mode), po.port,
+                    po.reply == ANOVA_REPLY_TX ? "tx" : "pass");
+        return kOk;
+    }
     if (*load) {
         auto opts = load_args.to_options();
         if (!opts) return fail(opts.error());
@@ -341,6 +362,7 @@ int main(int argc, char** argv) {
         print_status(*r, status_all_counters);
         return kOk;
     }
+    if (auto code = run_anova_commands(anova_cmds)) return *code;
     if (*rep) {
         auto opts = rep_args.to_options();
         if (!opts) return fail(opts.error());
