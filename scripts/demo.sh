@@ -27,3 +27,11 @@ for cap in signal.pcap quic.pcap tls_verylong_certificate.pcap; do
 done
 echo
 echo "Selected packets are in $OUT/*.selected.pcap (open them in Wireshark)."
+
+echo
+echo "=== ANOVA state split: the seed's series through the XDP program (BPF_PROG_TEST_RUN) ==="
+"$ETCPIPE" anova split testdata/anova/osh_000001SZ_daily.txt --plot "$OUT/osh_splits.svg" | tail -n 4
+echo
+echo "=== Can it be offloaded to an NFP SmartNIC? ==="
+"$ETCPIPE" check --target nfp "$BUILD/bpf/anova.bpf.o" || true
+"$ETCPIPE" check --target nfp "$BUILD/bpf/flowmgr.bpf.o" | tail -n 3 || true

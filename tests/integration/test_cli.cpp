@@ -191,6 +191,34 @@ TEST_F(Cli, ReplayWritesFlowsAndSelectedPackets) {
     unlink(sel.c_str());
 }
 
+TEST_F(Cli, CheckNfpVerdictsAndExitCodes) {
+    const std::string b = build_dir();
+    auto ok = sh(etcpipe() + " check --target nfp " + b + "/bpf/anova.bpf.o");
+    EXPECT_EQ(ok.status, 0) << ok.out << ok.err;
+    EXPECT_NE(ok.out.find("NFP instructions (estimate)"), std::string::npos) << ok.out;
+    EXPECT_NE(ok.out.find("verdict: offloadable"), std::string::npos) << ok.out;
+    auto bad = sh(etcpipe() + " check --target nfp " + b + "/bpf/flowmgr.bpf.o");
+    EXPECT_EQ(bad.status, 1) << bad.out;
+    EXPECT_NE(bad.out.find("[map-type]"), std::string::npos) << bad.out;
+    auto missing = sh(etcpipe() + " check --target nfp /nonexistent.bpf.o");
+    EXPECT_EQ(missing.status, 4) << missing.err;
+    auto target = sh(etcpipe() + " check --target tpu " + b + "/bpf/anova.bpf.o");
+    EXPECT_EQ(target.status, 2) << target.err;
+}
+
+TEST_F(Cli, AnovaSplitGoldenAndPlot) {
+    if (geteuid() != 0) GTEST_SKIP() << "BPF_PROG_TEST_RUN needs root";
+    const std::string svg = tmpfile("osh.svg");
+    auto r = sh(etcpipe() + " anova split testdata/anova/osh_000001SZ_daily.txt --plot " + svg);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("splits: 748 of 3239 windows"), std::string::npos);
+    EXPECT_TRUE(fs::exists(svg) && fs::file_size(svg) > 1000);
+    unlink(svg.c_str());
+    auto col = sh(etcpipe() + " anova split testdata/anova/EuStockMarkets.csv --column nosuch");
+    EXPECT_NE(col.status, 0);
+    EXPECT_NE(col.err.find("nosuch"), std::string::npos) << col.err;
+}
+
 // ---- live attach in a network namespace ------------------------------------
 
 class NetnsVeth : public ::testing::Test {
@@ -318,6 +346,18 @@ TEST_F(NetnsVeth, LoadStatusUnloadWithLiveTraffic) {
         EXPECT_EQ(again.status, 3) << again.err;  // nothing to detach: a BPF/XDP error
         EXPECT_NE(again.err.find("veth-b"), std::string::npos) << again.err;
     }
+}
+
+TEST_F(NetnsVeth, AnovaLoadStatusUnload) {
+    auto load = in_ns("load veth-b --prog anova --reply tx --port 9999");
+    ASSERT_EQ(load.status, 0) << load.err;
+    EXPECT_NE(load.out.find("ANOVA program attached"), std::string::npos) << load.out;
+    auto st = in_ns("status veth-b");
+    EXPECT_NE(st.out.find("xdp_anova"), std::string::npos) << st.out;
+    auto un = in_ns("unload veth-b");
+    EXPECT_EQ(un.status, 0) << un.err;
+    auto after = in_ns("status veth-b");
+    EXPECT_EQ(after.out.find("xdp_anova"), std::string::npos) << after.out;
 }
 
 TEST_F(NetnsVeth, HwModeIsRefusedWithAReason) {
