@@ -403,7 +403,7 @@ TEST(AnovaProgram, RandomAndEdgeF64Windows) {
                 w[at] = v;
                 fixed.push_back(w);
             }
-        const size_t n = 30000;
+        const size_t n = params.frac_bits == 14 ? 100000 : 30000;  // ≥100k for the main profile
         for (size_t i = 0; i < n; ++i) {
             const F64Window w = i < fixed.size() ? fixed[i] : random_f64_window(rng, params.frac_bits, sp);
             const uint32_t want = anova::decide_f64(w, params);
