@@ -160,6 +160,14 @@ void print_status(const std::vector<InterfaceStatus>& all, bool every_counter) {
         for (const auto& p : st.programs) {
             std::printf("  %-16s id %-6u priority %-4u tag %s\n", p.name.c_str(), p.id, p.priority,
                         p.tag.c_str());
+            if (p.anova) {
+                const auto& a = *p.anova;
+                std::printf("    config: udp/%u  reply=%s  encoding=%s  frac_bits=%u  eps=%llu  eps2=%llu\n",
+                            a.port, a.reply == ANOVA_REPLY_TX ? "tx" : "pass",
+                            a.encoding == ANOVA_ENC_F64 ? "f64" : "u32", a.frac_bits,
+                            static_cast<unsigned long long>(a.eps),
+                            static_cast<unsigned long long>(a.eps2));
+            }
             if (!p.flowmgr) continue;
             if (p.config) {
                 const auto& c = *p.config;

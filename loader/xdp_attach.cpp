@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "etcpipe/anova.h"
 #include "fd.hpp"
 #include "flowmgr.skel.h"
 #include "log.hpp"
@@ -132,7 +133,7 @@ std::string tag_hex(const xdp_program* p) {
 
 // Fills the FlowManager-specific part of a ProgramStatus from the program's
 // own maps (found through its map ids, so no pins are needed).
-void inspect_flowmgr(int prog_fd, ProgramStatus& st) {
+void inspect_maps(int prog_fd, ProgramStatus& st) {
     std::array<uint32_t, 32> map_ids{};
     bpf_prog_info info{};
     uint32_t len = sizeof(info);
@@ -161,7 +162,11 @@ void inspect_flowmgr(int prog_fd, ProgramStatus& st) {
                 key = next;
                 prev = key.data();
             }
-        } else if (name.size() > 7 && name.ends_with(".rodata")) {
+        } else if (name == ANOVA_MAP_CONFIG && mi.value_size == sizeof(anova_config)) {
+            anova_config cfg{};
+            uint32_t zero = 0;
+            if (bpf_map_lookup_elem(fd.get(), &zero, &cfg) == 0) st.anova = cfg;
+        } else if (st.flowmgr && name.size() > 7 && name.ends_with(".rodata")) {
             constexpr size_t off = offsetof(flowmgr_bpf::flowmgr_bpf__rodata, cfg);
             std::vector<uint8_t> val(mi.value_size);
             uint32_t zero = 0;
@@ -382,7 +387,7 @@ Result<std::vector<InterfaceStatus>> xdp_status(const std::string& iface) {
                 ps.priority = xdp_program__run_prio(p);
                 ps.tag = tag_hex(p);
                 ps.flowmgr = ps.name == ETC_PROG_FLOWMGR;
-                if (ps.flowmgr) inspect_flowmgr(xdp_program__fd(p), ps);
+                if (ps.flowmgr || ps.name == "xdp_anova") inspect_maps(xdp_program__fd(p), ps);
                 st.programs.push_back(std::move(ps));
             }
         }

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "etcpipe/anova.h"
 #include "flowmgr.hpp"
 #include "result.hpp"
 
@@ -69,6 +70,8 @@ struct ProgramStatus {
     std::optional<etc_flowmgr_config> config;
     size_t flows = 0;
     uint32_t flow_capacity = 0;
+    // ANOVA only: its config map.
+    std::optional<anova_config> anova;
 };
 
 struct InterfaceStatus {

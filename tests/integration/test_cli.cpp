@@ -354,6 +354,7 @@ TEST_F(NetnsVeth, AnovaLoadStatusUnload) {
     EXPECT_NE(load.out.find("ANOVA program attached"), std::string::npos) << load.out;
     auto st = in_ns("status veth-b");
     EXPECT_NE(st.out.find("xdp_anova"), std::string::npos) << st.out;
+    EXPECT_NE(st.out.find("udp/9999  reply=tx"), std::string::npos) << st.out;
     auto un = in_ns("unload veth-b");
     EXPECT_EQ(un.status, 0) << un.err;
     auto after = in_ns("status veth-b");
