@@ -77,7 +77,7 @@ $(BUILD)/tests/bpf_progs/%.bpf.o: tests/bpf_progs/%.bpf.c $(DEPS_STAMP)
 CXXFLAGS ?= -O2 -g
 CXXFLAGS += -std=c++20 -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor \
 	-Wcast-qual -Wformat=2 -Wimplicit-fallthrough -Werror -pthread
-CPPFLAGS += -Iinclude -Iloader -isystem $(BUILD)/bpf -MMD -MP
+CPPFLAGS += -Iinclude -Iloader -Igpu -isystem $(BUILD)/bpf -MMD -MP
 # libxdp has no run-time version call: record the one we built against.
 LIBXDP_VERSION := $(shell pkg-config --modversion libxdp 2>/dev/null || echo unknown)
 GIT_REV := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
@@ -104,12 +104,19 @@ HAVE_CUDA := 1
 CU_OBJS   := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRCS))
 CPPFLAGS  += -DETCPIPE_HAVE_CUDA=1 -isystem /usr/local/cuda/include
 LDLIBS    += -L/usr/local/cuda/lib64 -Wl,-rpath,/usr/local/cuda/lib64 -lcudart
-NVCCFLAGS ?= -O2 -std=c++20 -arch=sm_75 -Xcompiler -Wall,-Wextra
+# SASS for Turing..Hopper plus PTX, so any newer GPU JITs it.
+NVCCFLAGS ?= -O2 -std=c++20 -gencode arch=compute_75,code=sm_75 -gencode arch=compute_80,code=sm_80 \
+	-gencode arch=compute_90,code=[sm_90,compute_90] -Xcompiler -Wall,-Wextra
 else
 HAVE_CUDA :=
 CU_OBJS   :=
 endif
+# gpu/*_nocuda.cpp stand in for the CUDA objects when nvcc is absent.
+ifeq ($(HAVE_CUDA),1)
+CPU_TWIN_SRCS := $(filter-out %_nocuda.cpp,$(wildcard gpu/*.cpp))
+else
 CPU_TWIN_SRCS := $(wildcard gpu/*.cpp)
+endif
 LIB_OBJS += $(patsubst %.cpp,$(BUILD)/obj/%.o,$(CPU_TWIN_SRCS)) $(CU_OBJS)
 
 $(BUILD)/obj/%.o: %.cpp $(BPF_SKELS) $(DEPS_STAMP)
@@ -120,7 +127,7 @@ $(BUILD)/obj/%.o: %.cpp $(BPF_SKELS) $(DEPS_STAMP)
 $(BUILD)/obj/%.o: %.cu $(DEPS_STAMP)
 	$(call msg,NVCC,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(NVCC) $(NVCCFLAGS) -Iinclude -Igpu -c $< -o $@
+	$(Q)$(NVCC) $(NVCCFLAGS) -Iinclude -Igpu -Iloader -MMD -MP -c $< -o $@
 
 $(LIB): $(LIB_OBJS)
 	$(call msg,AR,$@)
@@ -151,7 +158,7 @@ NDPI_CACHE := testdata/ndpi/.complete
 $(NDPI_CACHE): scripts/fetch-testdata.sh $(DEPS_STAMP)
 	$(Q)bash scripts/fetch-testdata.sh
 
-.PHONY: testdata test demo bench clean
+.PHONY: testdata test demo bench clean gpu-check
 testdata: $(NDPI_CACHE)
 
 test: all $(NDPI_CACHE)
@@ -162,6 +169,10 @@ demo: all $(NDPI_CACHE)
 
 bench: all $(NDPI_CACHE)
 	$(Q)for b in $(BENCH_BINS); do $$b || exit 1; done
+
+# The GPU-vs-CPU byte-identity tests alone (they skip without a device).
+gpu-check: all $(NDPI_CACHE)
+	$(Q)ETCPIPE_BUILD=$(BUILD) $(TEST_BIN) --gtest_filter='Gpu*:*Gpu*'
 
 clean:
 	rm -rf $(BUILD)

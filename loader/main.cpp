@@ -13,6 +13,7 @@
 #include "anova_attach.hpp"
 #include "cli_anova.hpp"
 #include "cli_common.hpp"
+#include "cli_features.hpp"
 #include "flowmgr.hpp"
 #include "log.hpp"
 #include "replay.hpp"
@@ -292,6 +293,8 @@ int main(int argc, char** argv) {
     app.add_subcommand("version", "print etcpipe, libbpf and libxdp versions");
     AnovaCommands anova_cmds;
     add_anova_commands(app, anova_cmds);
+    FeaturesCommand features_cmd;
+    add_features_command(app, features_cmd);
 
     // CLI11 would only say "a subcommand is required" for a mistyped one.
     const auto known = [&](const char* name) {
@@ -302,7 +305,7 @@ int main(int argc, char** argv) {
     if (argc > 1 && argv[1][0] != '-' && !known(argv[1])) {
         std::fprintf(stderr,
                      "error: unknown command '%s' (commands: load, unload, status, replay, "
-                     "check, anova, version; see --help)\n",
+                     "check, anova, features, version; see --help)\n",
                      argv[1]);
         return kUsage;
     }
@@ -371,6 +374,7 @@ int main(int argc, char** argv) {
         return kOk;
     }
     if (auto code = run_anova_commands(anova_cmds)) return *code;
+    if (auto code = run_features_command(features_cmd)) return *code;
     if (*rep) {
         auto opts = rep_args.to_options();
         if (!opts) return fail(opts.error());

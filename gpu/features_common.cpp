@@ -1,0 +1,185 @@
+// Shared pieces of the feature extractors: the spec, batches, writers.
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "features.hpp"
+
+namespace etcpipe::features {
+
+std::string Feature::name() const {
+    switch (kind) {
+    case Kind::Payload: return "payload_" + std::to_string(h) + "x" + std::to_string(l);
+    case Kind::Packet: return "packet_" + std::to_string(h) + "x" + std::to_string(l);
+    case Kind::Sizes: return "sizes_" + std::to_string(h);
+    case Kind::Iat: return "iat_" + std::to_string(h);
+    }
+    return "?";
+}
+
+size_t Feature::elem_size() const {
+    switch (kind) {
+    case Kind::Payload:
+    case Kind::Packet: return 1;
+    case Kind::Sizes: return 4;
+    case Kind::Iat: return 8;
+    }
+    return 1;
+}
+
+size_t Feature::row_bytes() const {
+    if (kind == Kind::Payload || kind == Kind::Packet) return size_t{h} * l;
+    return size_t{h} * elem_size();
+}
+
+namespace {
+
+constexpr uint32_t kMaxH = 1u << 16;
+constexpr uint32_t kMaxL = 1u << 16;
+
+Error spec_error(const std::string& part, const std::string& why) {
+    return make_error(ErrorKind::Usage, 0, "", "feature spec",
+                      "'" + part + "': " + why,
+                      "use e.g. payload:10x1000,packet:5x100,sizes:10,iat:10");
+}
+
+// Parses a positive decimal number filling the whole string.
+bool parse_num(std::string_view s, uint32_t max, uint32_t& out) {
+    if (s.empty()) return false;
+    uint32_t v = 0;
+    const auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc{} || ptr != s.data() + s.size() || v == 0 || v > max) return false;
+    out = v;
+    return true;
+}
+
+}  // namespace
+
+Result<std::vector<Feature>> parse_spec(const std::string& spec) {
+    std::vector<Feature> out;
+    if (spec.empty()) return spec_error(spec, "empty");
+    size_t start = 0;
+    while (true) {
+        const size_t comma = spec.find(',', start);
+        const std::string part =
+            spec.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+        const size_t colon = part.find(':');
+        if (colon == std::string::npos) return spec_error(part, "expected NAME:SHAPE");
+        const std::string name = part.substr(0, colon);
+        const std::string_view shape = std::string_view(part).substr(colon + 1);
+        Feature f;
+        if (name == "payload" || name == "packet") {
+            f.kind = name == "payload" ? Kind::Payload : Kind::Packet;
+            const size_t x = shape.find('x');
+            if (x == std::string_view::npos) return spec_error(part, "expected HxL");
+            if (!parse_num(shape.substr(0, x), kMaxH, f.h))
+                return spec_error(part, "H must be 1.." + std::to_string(kMaxH));
+            if (!parse_num(shape.substr(x + 1), kMaxL, f.l))
+                return spec_error(part, "L must be 1.." + std::to_string(kMaxL));
+        } else if (name == "sizes" || name == "iat") {
+            f.kind = name == "sizes" ? Kind::Sizes : Kind::Iat;
+            if (!parse_num(shape, kMaxH, f.h))
+                return spec_error(part, "H must be 1.." + std::to_string(kMaxH));
+        } else {
+            return spec_error(part, "unknown feature '" + name +
+                                        "' (payload, packet, sizes, iat)");
+        }
+        for (const Feature& g : out)
+            if (g.name() == f.name()) return spec_error(part, "given twice");
+        out.push_back(f);
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+    }
+    return out;
+}
+
+uint32_t max_packets(const std::vector<Feature>& spec) {
+    uint32_t h = 0;
+    for (const Feature& f : spec) h = std::max(h, f.h);
+    return h;
+}
+
+void Batch::add(std::span<const uint8_t> frame, uint64_t ts) {
+    if (offsets.empty()) offsets.push_back(0);
+    bytes.insert(bytes.end(), frame.begin(), frame.end());
+    offsets.push_back(bytes.size());
+    ts_ns.push_back(ts);
+}
+
+void Batch::clear() {
+    bytes.clear();
+    offsets.clear();
+    ts_ns.clear();
+}
+
+Result<void> write_npy(const std::string& path, const Feature& f,
+                       const std::vector<uint8_t>& tensor, size_t rows) {
+    if (tensor.size() != rows * f.row_bytes())
+        return make_error(ErrorKind::Data, 0, path, "write npy",
+                          "tensor holds " + std::to_string(tensor.size()) + " bytes, expected " +
+                              std::to_string(rows * f.row_bytes()));
+    const char* descr = f.elem_size() == 1 ? "|u1" : f.elem_size() == 4 ? "<i4" : "<i8";
+    std::string shape = "(" + std::to_string(rows) + ", " + std::to_string(f.h);
+    if (f.kind == Kind::Payload || f.kind == Kind::Packet) shape += ", " + std::to_string(f.l);
+    shape += ")";
+    std::string header = std::string("{'descr': '") + descr +
+                         "', 'fortran_order': False, 'shape': " + shape + ", }";
+    // magic(6) + version(2) + header_len(2) + header + '\n' ≡ 0 (mod 64)
+    const size_t unpadded = 10 + header.size() + 1;
+    header.append((64 - unpadded % 64) % 64, ' ');
+    header += '\n';
+    std::string pre("\x93NUMPY\x01\x00", 8);
+    pre += static_cast<char>(header.size() & 0xff);
+    pre += static_cast<char>((header.size() >> 8) & 0xff);
+
+    std::FILE* fp = std::fopen(path.c_str(), "wb");
+    if (!fp) return make_error(ErrorKind::Io, errno, path, "open for writing");
+    bool ok = std::fwrite(pre.data(), 1, pre.size(), fp) == pre.size() &&
+              std::fwrite(header.data(), 1, header.size(), fp) == header.size() &&
+              (tensor.empty() || std::fwrite(tensor.data(), 1, tensor.size(), fp) == tensor.size());
+    const int err = ok ? 0 : errno;
+    if (std::fclose(fp) != 0 && ok) return make_error(ErrorKind::Io, errno, path, "close");
+    if (!ok) return make_error(ErrorKind::Io, err ? err : EIO, path, "write npy");
+    return {};
+}
+
+namespace {
+
+std::string addr_str(const uint8_t* a, uint8_t family) {
+    char buf[INET6_ADDRSTRLEN] = {};
+    if (!inet_ntop(family == 6 ? AF_INET6 : AF_INET, a, buf, sizeof buf)) return "?";
+    return buf;
+}
+
+}  // namespace
+
+Result<void> write_flows_csv(const std::string& path, const Output& out) {
+    std::ostringstream os;
+    os << "row,proto,src,sport,dst,dport,vlan0,vlan1,first_ns,packets,selected\n";
+    for (size_t i = 0; i < out.rows.size(); ++i) {
+        const FlowRow& r = out.rows[i];
+        const etc_flow_key& k = r.key;
+        const bool a = r.initiator_is_a != 0;
+        os << i << ',' << unsigned{k.proto} << ','
+           << addr_str(a ? k.addr_a : k.addr_b, k.family) << ','
+           << (a ? k.port_a : k.port_b) << ','
+           << addr_str(a ? k.addr_b : k.addr_a, k.family) << ','
+           << (a ? k.port_b : k.port_a) << ',' << k.vlan[0] << ',' << k.vlan[1] << ','
+           << r.first_ns << ',' << r.packets << ',' << r.selected << '\n';
+    }
+    std::ofstream f(path, std::ios::binary | std::ios::trunc);
+    if (!f) return make_error(ErrorKind::Io, errno, path, "open for writing");
+    const std::string s = os.str();
+    f.write(s.data(), static_cast<std::streamsize>(s.size()));
+    f.close();
+    if (!f) return make_error(ErrorKind::Io, errno ? errno : EIO, path, "write flows csv");
+    return {};
+}
+
+}  // namespace etcpipe::features
