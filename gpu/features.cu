@@ -351,6 +351,8 @@ class GpuExtractor final : public Extractor {
         : spec_(std::move(spec)), opts_(opts), h_(max_packets(spec_)) {}
 
     ~GpuExtractor() override {
+        for (cudaEvent_t e : ev_)
+            if (e) cudaEventDestroy(e);
         if (stream_) cudaStreamDestroy(stream_);
         if (slots_) cudaFree(slots_);
         if (rows_) cudaFree(rows_);
@@ -408,7 +410,10 @@ class GpuExtractor final : public Extractor {
         next_index_ = b.first_index + n;
         const auto n32 = static_cast<uint32_t>(n);
 
-        // 0. the batch on the device
+        // 0. the batch on the device (events time the copy and the kernels)
+        if (!ev_[0])
+            for (auto& e : ev_) ETC_CUDA_TRY(cudaEventCreate(&e));
+        ETC_CUDA_TRY(cudaEventRecord(ev_[0], stream_));
         const uint8_t* d_bytes;
         const uint64_t* d_offs;
         const uint64_t* d_ts;
@@ -433,7 +438,9 @@ class GpuExtractor final : public Extractor {
             d_bytes = bytes_.p;
             d_offs = offs_.p;
             d_ts = ts_.p;
+            timing_.h2d_bytes += nbytes + (2 * n + 1) * sizeof(uint64_t);
         }
+        ETC_CUDA_TRY(cudaEventRecord(ev_[1], stream_));
 
         // per-batch scratch
         ETC_CUDA_TRY(pk_.reserve(n));
@@ -488,10 +495,18 @@ class GpuExtractor final : public Extractor {
         k_update<<<grid, threads, 0, stream_>>>(skeys_.p, n32, d_ts, seg_.p, csum_.p, cntsum_.p,
                                                 lpmax_.p, h_, slots_, ctr_, list_.p);
         ETC_CUDA_LAUNCHED(k_update);
+        ETC_CUDA_TRY(cudaEventRecord(ev_[2], stream_));
 
         Counters c{};
         ETC_CUDA_TRY(cudaMemcpyAsync(&c, ctr_, sizeof c, cudaMemcpyDeviceToHost, stream_));
         ETC_CUDA_TRY(cudaStreamSynchronize(stream_));
+        {
+            float copy_ms = 0, kern_ms = 0;
+            ETC_CUDA_TRY(cudaEventElapsedTime(&copy_ms, ev_[0], ev_[1]));
+            ETC_CUDA_TRY(cudaEventElapsedTime(&kern_ms, ev_[1], ev_[2]));
+            timing_.h2d_s += copy_ms / 1e3;
+            timing_.kernels_s += kern_ms / 1e3;
+        }
         rows_used_ = c.rows;
         if (c.completed > 0) {
             auto r = gather(c.completed);
@@ -554,6 +569,7 @@ class GpuExtractor final : public Extractor {
     }
 
     const char* name() const override { return "gpu"; }
+    Timing timing() const override { return timing_; }
 
   private:
     unsigned grid_for(size_t n) const {
@@ -675,6 +691,8 @@ class GpuExtractor final : public Extractor {
     unsigned long long dropped_total_ = 0;
 
     cudaStream_t stream_ = nullptr;
+    cudaEvent_t ev_[3] = {nullptr, nullptr, nullptr};
+    Timing timing_;
     Slot* slots_ = nullptr;
     Counters* ctr_ = nullptr;
     uint8_t* rows_ = nullptr;

@@ -108,6 +108,15 @@ class Extractor {
     // Emits the remaining flows and returns everything emitted, ordered.
     [[nodiscard]] virtual Result<Output> finish() = 0;
     [[nodiscard]] virtual const char* name() const = 0;
+
+    // Where the time went, for extractors that can tell (GPU: measured with
+    // CUDA events on its stream). Seconds summed over all batches.
+    struct Timing {
+        double h2d_s = 0;      // host-to-device copies of the batches
+        double kernels_s = 0;  // parse, table, sort, scans, scatter
+        uint64_t h2d_bytes = 0;
+    };
+    [[nodiscard]] virtual Timing timing() const { return {}; }
 };
 
 struct CpuOptions {

@@ -32,6 +32,7 @@ struct Row {
     size_t flows = 0;
     bool ok = false;
     std::string note;
+    features::Extractor::Timing timing;
 };
 
 Row run(const std::string& name, std::unique_ptr<features::Extractor> ex,
@@ -44,6 +45,7 @@ Row run(const std::string& name, std::unique_ptr<features::Extractor> ex,
             return row;
         }
     auto out = ex->finish();
+    row.timing = ex->timing();
     row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!out) {
         row.note = out.error().message();
@@ -160,6 +162,21 @@ int main(int argc, char** argv) {
                     static_cast<double>(packets) / r.seconds / 1e6,
                     static_cast<double>(r.flows) / r.seconds / 1e3,
                     static_cast<double>(bytes) / r.seconds / 1e9, cpu1 ? cpu1 / r.seconds : 0.0);
+    }
+    // Where the GPU time went (CUDA events on the extractor's stream): the
+    // kernels alone and the host-to-device copies, against the bytes moved.
+    bool header = false;
+    for (const auto& r : rows) {
+        if (!r.ok || r.timing.kernels_s <= 0) continue;
+        if (!header) {
+            std::printf("\n%-40s %14s %14s %12s %12s\n", "GPU breakdown", "kernels s",
+                        "kernels Mp/s", "H2D s", "H2D GB/s");
+            header = true;
+        }
+        std::printf("%-40s %14.3f %14.2f %12.3f %12.2f\n", r.name.c_str(), r.timing.kernels_s,
+                    static_cast<double>(packets) / r.timing.kernels_s / 1e6, r.timing.h2d_s,
+                    r.timing.h2d_s > 0 ? static_cast<double>(r.timing.h2d_bytes) / r.timing.h2d_s / 1e9
+                                       : 0.0);
     }
     return 0;
 }
