@@ -1,38 +1,42 @@
 // Multi-threaded CPU feature extractor (semantics: gpu/features.hpp).
 //
-// push(batch), two phases:
-//  1. parse: threads over contiguous index ranges parse every frame with
-//     pp::parse (gpu/parse_packet.hpp, the code the CUDA twin runs too);
-//  2. flows: thread t owns the flows whose key hash % T == t and walks the
-//     whole batch in arrival order, handling only its flows, so each flow
-//     sees its packets in order and no flow state is shared between threads.
-// A flow that reaches H selected packets is emitted at once (moved to its
-// thread's emitted list) and its key stays in the map as "done": later
-// packets of that key are ignored entirely — they neither re-create the flow
+// push(batch), one team of T threads, three phases separated by barriers:
+//  1. parse: thread t parses the contiguous index range [n·t/T, n·(t+1)/T)
+//     with pp::parse (gpu/parse_packet.hpp, the code the CUDA twin runs too)
+//     and counts its packets per owner (key hash % T);
+//  2. bucket: from those counts every thread knows where its range's packets
+//     go in each owner's bucket and scatters their indices there (a counting
+//     sort: ranges are in arrival order, so each bucket keeps arrival order);
+//  3. flows: thread t walks only its bucket, so each flow sees its packets in
+//     order, no flow state is shared between threads and nobody touches
+//     packets of other threads' flows.
+// Flow state lives in a flat open-addressing table (hash, flow index) per
+// thread, keyed by a private hash (ownership and table slots only, never in
+// the output). A selected packet appends one record to its thread's log: the
+// non-zero prefix of each feature's row j (payload/packet bytes copied once
+// with memcpy, addresses/ports zeroed; sizes; iat), so there is no per-packet
+// or per-flow allocation and no zero padding is stored. A flow that reaches H
+// selected packets is marked done in its table slot: later packets of that
+// key are skipped right after the lookup — they neither re-create the flow
 // nor count in its `packets` — because a key is one flow for the whole input.
-// finish() emits the remaining flows with ≥ 1 selected packet, merges all
-// threads' rows, sorts them by the global index of the first parsed packet
-// and lays out the tensors in that order. The thread count only changes who
-// does the work, never the bytes.
+// Its row is frozen from then on, so finish() takes every flow with ≥ 1
+// selected packet, sorts them by the global index of the first parsed packet
+// (row r), zero-fills the tensors and has each thread scatter its records
+// into row r. The thread count only changes who does the work, never the
+// bytes. With one thread the same code runs without the bucketing.
 #include <algorithm>
+#include <barrier>
+#include <cstdlib>
 #include <cstring>
+#include <new>
+#include <memory>
 #include <thread>
-#include <unordered_map>
 
 #include "features.hpp"
 #include "parse_packet.hpp"
 
 namespace etcpipe::features {
 namespace {
-
-struct KeyHash {
-    size_t operator()(const etc_flow_key& k) const { return static_cast<size_t>(pp::key_hash(k)); }
-};
-struct KeyEq {
-    bool operator()(const etc_flow_key& a, const etc_flow_key& b) const {
-        return pp::key_equal(a, b);
-    }
-};
 
 struct ParsedSlot {
     pp::Parsed pk;
@@ -43,18 +47,134 @@ struct ParsedSlot {
 struct FlowState {
     FlowRow row;
     uint64_t last_sel_ns = 0;
-    bool done = false;
-    std::vector<uint8_t> buf;  // all features' rows of this flow, feature after feature
 };
 
-struct Emitted {
-    FlowRow row;
-    std::vector<uint8_t> buf;  // empty: no selected packet (never emitted)
+struct FreeDeleter {
+    void operator()(uint8_t* p) const { std::free(p); }
+};
+
+// Append-only byte log in chunks; pointers stay valid until clear().
+class Log {
+  public:
+    void init(size_t max_piece) { chunk_ = std::max<size_t>(size_t{16} << 20, max_piece); }
+    uint8_t* reserve(size_t n) {  // room for n bytes at the returned pointer
+        if (left_ < n) {
+            auto* c = static_cast<uint8_t*>(std::malloc(chunk_));
+            if (c == nullptr) throw std::bad_alloc();
+            chunks_.emplace_back(c);
+            cur_ = c;
+            left_ = chunk_;
+        }
+        return cur_;
+    }
+    void commit(size_t n) {
+        cur_ += n;
+        left_ -= n;
+    }
+    void clear() {
+        chunks_.clear();
+        cur_ = nullptr;
+        left_ = 0;
+    }
+
+  private:
+    size_t chunk_ = size_t{1} << 20;
+    std::vector<std::unique_ptr<uint8_t, FreeDeleter>> chunks_;
+    uint8_t* cur_ = nullptr;
+    size_t left_ = 0;
+};
+
+// One selected packet: its flow, its index j in the flow, and a blob with,
+// for each feature f with j < h_f in spec order, a u32 length then that many
+// bytes of f's row j (the row's non-zero prefix; the rest stays zero).
+struct Rec {
+    uint32_t flow;
+    uint32_t j;
+    const uint8_t* blob;
+};
+
+// Key hash for thread ownership and the table (never part of the output).
+inline uint64_t fast_hash(const etc_flow_key& k) {
+    constexpr size_t kW = sizeof(etc_flow_key) / 8, kTail = sizeof(etc_flow_key) % 8;
+    const auto* b = reinterpret_cast<const uint8_t*>(&k);
+    uint64_t h = 0x243F6A8885A308D3ull;
+    for (size_t i = 0; i < kW; ++i) {
+        uint64_t v;
+        std::memcpy(&v, b + 8 * i, 8);
+        h ^= v;
+        h *= 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
+    }
+    if constexpr (kTail > 0) {
+        uint64_t v = 0;
+        std::memcpy(&v, b + 8 * kW, kTail);
+        h ^= v;
+        h *= 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
+    }
+    h *= 0xc4ceb9fe1a85ec53ull;
+    return h ^ (h >> 29);
+}
+
+constexpr uint32_t kEmpty = UINT32_MAX;
+constexpr uint32_t kDone = 0x80000000u;  // in Slot::idx: the flow reached H
+
+struct Slot {
+    uint64_t hash;
+    uint32_t idx;  // flow index | kDone, or kEmpty
 };
 
 struct Worker {
-    std::unordered_map<etc_flow_key, FlowState, KeyHash, KeyEq> flows;
-    std::vector<Emitted> emitted;
+    std::vector<Slot> table;  // power of two
+    uint32_t mask = 0;
+    std::vector<FlowState> flows;
+    std::vector<Rec> recs;
+    Log log;
+
+    void clear() {
+        table.clear();
+        mask = 0;
+        flows.clear();
+        recs.clear();
+        log.clear();
+    }
+
+    static size_t pos(uint64_t h, uint32_t mask) {
+        return static_cast<size_t>((h * 0x9E3779B97F4A7C15ull) >> 32) & mask;
+    }
+
+    void grow() {
+        const size_t cap = table.empty() ? 4096 : table.size() * 2;
+        std::vector<Slot> nt(cap, Slot{0, kEmpty});
+        const uint32_t nm = static_cast<uint32_t>(cap - 1);
+        for (const Slot& s : table) {
+            if (s.idx == kEmpty) continue;
+            size_t p = pos(s.hash, nm);
+            while (nt[p].idx != kEmpty) p = (p + 1) & nm;
+            nt[p] = s;
+        }
+        table.swap(nt);
+        mask = nm;
+    }
+
+    // The slot for key k (hash h): existing, or a fresh empty one.
+    Slot* find(uint64_t h, const etc_flow_key& k, bool* fresh) {
+        if ((flows.size() + 1) * 2 > table.size()) grow();
+        size_t p = pos(h, mask);
+        for (;;) {
+            Slot& s = table[p];
+            if (s.idx == kEmpty) {
+                *fresh = true;
+                return &s;
+            }
+            if (s.hash == h &&
+                std::memcmp(&flows[s.idx & ~kDone].row.key, &k, sizeof(etc_flow_key)) == 0) {
+                *fresh = false;
+                return &s;
+            }
+            p = (p + 1) & mask;
+        }
+    }
 };
 
 class CpuExtractor final : public Extractor {
@@ -67,6 +187,15 @@ class CpuExtractor final : public Extractor {
             off += f.row_bytes();
         }
         flow_bytes_ = off;
+        size_t blob = 0;
+        for (const Feature& f : spec_) {
+            feat_row_.push_back(f.kind == Kind::Sizes ? 4u : f.kind == Kind::Iat ? 8u : f.l);
+            blob += 4 + feat_row_.back();
+        }
+        max_blob_ = blob;
+        for (Worker& w : workers_) w.log.init(max_blob_);
+        counts_.assign(size_t{threads} * threads, 0);
+        bucket_.assign(size_t{threads} * 2, 0);
     }
 
     Result<void> push(const Batch& b) override {
@@ -85,54 +214,121 @@ class CpuExtractor final : public Extractor {
                                   std::to_string(b.first_index) + " < " +
                                   std::to_string(next_index_));
         next_index_ = b.first_index + n;
-        slots_.resize(n);
         const unsigned T = static_cast<unsigned>(workers_.size());
+        if (slots_.size() < n) slots_.resize(n);
 
+        if (T <= 1) {
+            // Two passes: the parse loop alone keeps more frames' loads in flight.
+            for (size_t i = 0; i < n; ++i) parse_one(b, i, slots_[i]);
+            for (size_t i = 0; i < n; ++i) {
+                ParsedSlot& s = slots_[i];
+                if (s.ok) flow_packet(workers_[0], b, i, s);
+            }
+            return {};
+        }
+
+        if (order_.size() < n) order_.resize(n);
+        std::barrier sync(static_cast<std::ptrdiff_t>(T));
         run_parallel(T, [&](unsigned t) {
             const size_t lo = n * t / T, hi = n * (t + 1) / T;
+            uint32_t* cnt = counts_.data() + size_t{t} * T;  // row t: range t's count per owner
+            std::fill(cnt, cnt + T, 0u);
             for (size_t i = lo; i < hi; ++i) {
                 ParsedSlot& s = slots_[i];
-                const uint8_t* p = b.bytes.data() + b.offsets[i];
-                const auto caplen = static_cast<uint32_t>(b.offsets[i + 1] - b.offsets[i]);
-                s.ok = pp::parse(p, caplen, &s.pk);
-                if (s.ok) s.hash = pp::key_hash(s.pk.key);
+                parse_one(b, i, s);
+                if (s.ok) cnt[s.hash % T]++;
+            }
+            sync.arrive_and_wait();
+            // Start of (owner o, range t) = Σ counts of all ranges for owners < o
+            // + Σ counts of ranges < t for owner o.
+            std::vector<size_t> pos(T);
+            size_t acc = 0;
+            for (unsigned o = 0; o < T; ++o) {
+                if (o == t) bucket_lo(t) = acc;
+                for (unsigned r = 0; r < T; ++r) {
+                    if (r == t) pos[o] = acc;
+                    acc += counts_[size_t{r} * T + o];
+                }
+                if (o == t) bucket_hi(t) = acc;
+            }
+            uint32_t* ord = order_.data();
+            for (size_t i = lo; i < hi; ++i) {
+                const ParsedSlot& s = slots_[i];
+                if (s.ok) ord[pos[s.hash % T]++] = static_cast<uint32_t>(i);
+            }
+            sync.arrive_and_wait();
+            Worker& w = workers_[t];
+            const size_t blo = bucket_lo(t), bhi = bucket_hi(t);
+            for (size_t q = blo; q < bhi; ++q) {
+                const uint32_t i = ord[q];
+                if (q + 4 < bhi) __builtin_prefetch(&slots_[ord[q + 4]]);
+                flow_packet(w, b, i, slots_[i]);
             }
         });
-        run_parallel(T, [&](unsigned t) { flows_phase(b, t, T); });
         return {};
     }
 
     Result<Output> finish() override {
-        std::vector<Emitted> all;
-        for (Worker& w : workers_) {
-            for (Emitted& e : w.emitted) all.push_back(std::move(e));
-            w.emitted.clear();
-            for (auto& [k, st] : w.flows)
-                if (!st.done && st.row.selected > 0)
-                    all.push_back(Emitted{st.row, std::move(st.buf)});
-            w.flows.clear();
+        struct Ref {
+            uint64_t first_index;
+            uint32_t worker, flow;
+        };
+        std::vector<Ref> all;
+        size_t total = 0;
+        for (Worker& w : workers_) total += w.flows.size();
+        all.reserve(total);
+        for (size_t wi = 0; wi < workers_.size(); ++wi) {
+            const Worker& w = workers_[wi];
+            for (size_t fi = 0; fi < w.flows.size(); ++fi)
+                if (w.flows[fi].row.selected > 0)
+                    all.push_back(Ref{w.flows[fi].row.first_index, static_cast<uint32_t>(wi),
+                                      static_cast<uint32_t>(fi)});
         }
-        std::sort(all.begin(), all.end(), [](const Emitted& a, const Emitted& b) {
-            return a.row.first_index < b.row.first_index;
-        });
+        std::sort(all.begin(), all.end(),
+                  [](const Ref& a, const Ref& b) { return a.first_index < b.first_index; });
+        const size_t R = all.size();
+        std::vector<std::vector<uint32_t>> row_of(workers_.size());
+        for (size_t wi = 0; wi < workers_.size(); ++wi) row_of[wi].assign(workers_[wi].flows.size(), 0);
         Output out;
         out.spec = spec_;
-        out.rows.reserve(all.size());
-        out.tensors.resize(spec_.size());
-        for (size_t f = 0; f < spec_.size(); ++f) out.tensors[f].resize(all.size() * spec_[f].row_bytes());
-        for (size_t r = 0; r < all.size(); ++r) {
-            out.rows.push_back(all[r].row);
-            for (size_t f = 0; f < spec_.size(); ++f) {
-                const size_t rb = spec_[f].row_bytes();
-                std::memcpy(out.tensors[f].data() + r * rb, all[r].buf.data() + feat_off_[f], rb);
-            }
+        out.rows.resize(R);
+        for (size_t r = 0; r < R; ++r) {
+            row_of[all[r].worker][all[r].flow] = static_cast<uint32_t>(r);
+            out.rows[r] = workers_[all[r].worker].flows[all[r].flow].row;
         }
+        out.tensors.resize(spec_.size());
+        for (size_t f = 0; f < spec_.size(); ++f) {
+            out.tensors[f].resize(R * spec_[f].row_bytes());
+        }
+        const unsigned T = static_cast<unsigned>(workers_.size());
+        run_parallel(T, [&](unsigned t) {
+            const Worker& w = workers_[t];
+            const std::vector<uint32_t>& ro = row_of[t];
+            const size_t F = spec_.size();
+            for (const Rec& rc : w.recs) {
+                const size_t r = ro[rc.flow];
+                const uint8_t* q = rc.blob;
+                for (size_t f = 0; f < F; ++f) {
+                    if (rc.j >= spec_[f].h) continue;
+                    uint32_t len;
+                    std::memcpy(&len, q, 4);
+                    q += 4;
+                    const size_t rb = spec_[f].row_bytes();
+                    std::memcpy(out.tensors[f].data() + r * rb + size_t{rc.j} * feat_row_[f], q, len);
+                    q += len;
+                }
+            }
+        });
+        for (Worker& w : workers_) w.clear();
         return out;
     }
 
     const char* name() const override { return "cpu"; }
 
   private:
+    size_t& bucket_lo(unsigned t) { return bucket_[2 * t]; }
+    size_t& bucket_hi(unsigned t) { return bucket_[2 * t + 1]; }
+
     template <class F>
     static void run_parallel(unsigned T, F&& fn) {
         if (T <= 1) {
@@ -146,66 +342,92 @@ class CpuExtractor final : public Extractor {
         for (std::thread& x : th) x.join();
     }
 
-    void flows_phase(const Batch& b, unsigned t, unsigned T) {
-        Worker& w = workers_[t];
-        const size_t n = b.size();
-        for (size_t i = 0; i < n; ++i) {
-            const ParsedSlot& s = slots_[i];
-            if (!s.ok || s.hash % T != t) continue;
-            auto [it, fresh] = w.flows.try_emplace(s.pk.key);
-            FlowState& st = it->second;
-            if (fresh) {
-                st.row.key = s.pk.key;
-                st.row.initiator_is_a = s.pk.from_a;
-                st.row.first_index = b.first_index + i;
-                st.row.first_ns = b.ts_ns[i];
-            }
-            if (st.done) continue;
-            st.row.packets++;
-            if (s.pk.payload_len == 0) continue;
-            const uint32_t j = st.row.selected++;
-            if (st.buf.empty()) st.buf.assign(flow_bytes_, 0);
-            const uint8_t* p = b.bytes.data() + b.offsets[i];
-            const auto caplen = static_cast<uint32_t>(b.offsets[i + 1] - b.offsets[i]);
-            const uint64_t ts = b.ts_ns[i];
-            for (size_t f = 0; f < spec_.size(); ++f) {
-                const Feature& ft = spec_[f];
-                if (j >= ft.h) continue;
-                uint8_t* base = st.buf.data() + feat_off_[f];
-                switch (ft.kind) {
-                case Kind::Payload:
-                    pp::fill_payload(p, caplen, s.pk, base + size_t{j} * ft.l, ft.l);
-                    break;
-                case Kind::Packet:
-                    pp::fill_packet(p, caplen, s.pk, base + size_t{j} * ft.l, ft.l);
-                    break;
-                case Kind::Sizes: {
-                    const int32_t v = pp::signed_size(s.pk, st.row.initiator_is_a);
-                    std::memcpy(base + size_t{j} * 4, &v, 4);
-                    break;
-                }
-                case Kind::Iat: {
-                    const int64_t v = j == 0 ? 0 : pp::iat_us(ts, st.last_sel_ns);
-                    std::memcpy(base + size_t{j} * 8, &v, 8);
-                    break;
-                }
-                }
-            }
-            st.last_sel_ns = ts;
-            if (st.row.selected == h_) {
-                w.emitted.push_back(Emitted{st.row, std::move(st.buf)});
-                st.buf = std::vector<uint8_t>();
-                st.done = true;
-            }
+    static void parse_one(const Batch& b, size_t i, ParsedSlot& s) {
+        const uint8_t* p = b.bytes.data() + b.offsets[i];
+        const auto caplen = static_cast<uint32_t>(b.offsets[i + 1] - b.offsets[i]);
+        s.ok = pp::parse(p, caplen, &s.pk);
+        if (s.ok) s.hash = fast_hash(s.pk.key);
+    }
+
+    void flow_packet(Worker& w, const Batch& b, size_t i, const ParsedSlot& s) {
+        bool fresh;
+        Slot* slot = w.find(s.hash, s.pk.key, &fresh);
+        if (!fresh && (slot->idx & kDone)) return;
+        if (fresh) {
+            slot->hash = s.hash;
+            slot->idx = static_cast<uint32_t>(w.flows.size());
+            FlowState& nf = w.flows.emplace_back();
+            nf.row.key = s.pk.key;
+            nf.row.initiator_is_a = s.pk.from_a;
+            nf.row.first_index = b.first_index + i;
+            nf.row.first_ns = b.ts_ns[i];
         }
+        FlowState& st = w.flows[slot->idx];
+        st.row.packets++;
+        if (s.pk.payload_len == 0) return;
+        const uint32_t j = st.row.selected++;
+        const uint8_t* p = b.bytes.data() + b.offsets[i];
+        const auto caplen = static_cast<uint32_t>(b.offsets[i + 1] - b.offsets[i]);
+        const uint64_t ts = b.ts_ns[i];
+        uint8_t* const blob = w.log.reserve(max_blob_);
+        uint8_t* q = blob;
+        for (size_t f = 0; f < spec_.size(); ++f) {
+            const Feature& ft = spec_[f];
+            if (j >= ft.h) continue;
+            uint32_t len = 0;
+            uint8_t* dst = q + 4;
+            switch (ft.kind) {
+            case Kind::Payload:
+                // pp::fill_payload's copied prefix (the zero padding is implicit).
+                len = std::min(std::min(ft.l, s.pk.payload_len), caplen - s.pk.payload_off);
+                std::memcpy(dst, p + s.pk.payload_off, len);
+                break;
+            case Kind::Packet: {
+                // pp::fill_packet's copied prefix with addresses/ports zeroed.
+                len = std::min(std::min(ft.l, s.pk.ip_len), caplen - s.pk.ip_off);
+                std::memcpy(dst, p + s.pk.ip_off, len);
+                const uint32_t a0 = s.pk.key.family == 4 ? 12u : 8u;
+                const uint32_t a1 = s.pk.key.family == 4 ? 20u : 40u;
+                for (uint32_t k = a0; k < a1 && k < len; ++k) dst[k] = 0;
+                if (s.pk.has_ports) {
+                    const uint32_t l4 = s.pk.l4_off - s.pk.ip_off;
+                    for (uint32_t k = l4; k < l4 + 4 && k < len; ++k) dst[k] = 0;
+                }
+                break;
+            }
+            case Kind::Sizes: {
+                const int32_t v = pp::signed_size(s.pk, st.row.initiator_is_a);
+                std::memcpy(dst, &v, 4);
+                len = 4;
+                break;
+            }
+            case Kind::Iat: {
+                const int64_t v = j == 0 ? 0 : pp::iat_us(ts, st.last_sel_ns);
+                std::memcpy(dst, &v, 8);
+                len = 8;
+                break;
+            }
+            }
+            std::memcpy(q, &len, 4);
+            q += 4 + len;
+        }
+        w.log.commit(static_cast<size_t>(q - blob));
+        w.recs.push_back(Rec{slot->idx, j, blob});
+        st.last_sel_ns = ts;
+        if (st.row.selected == h_) slot->idx |= kDone;
     }
 
     std::vector<Feature> spec_;
     uint32_t h_;
     std::vector<size_t> feat_off_;
     size_t flow_bytes_ = 0;
+    std::vector<uint32_t> feat_row_;  // bytes of one packet's row per feature
+    size_t max_blob_ = 0;
     std::vector<Worker> workers_;
     std::vector<ParsedSlot> slots_;
+    std::vector<uint32_t> order_;
+    std::vector<uint32_t> counts_;
+    std::vector<size_t> bucket_;
     uint64_t next_index_ = 0;
 };
 
