@@ -49,6 +49,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } etc_xsks SEC(".maps");
 
+/* `etcpipe run` publishes its user-space counters here (see the header). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct etc_run_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} etc_run_stats SEC(".maps");
+
 /* Selected packets' first bytes with metadata (inline delivery). */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -287,8 +296,7 @@ static __always_inline int copy_to_ringbuf(struct xdp_md *ctx, const struct etc_
 /* xdp.frags: frames larger than a page (jumbo MTU, GRO'd captures in
  * replay) arrive as multi-buffer; headers are parsed from the linear part,
  * lengths and ring-buffer copies use the whole buffer. */
-SEC("xdp.frags")
-int xdp_flowmgr(struct xdp_md *ctx)
+static __always_inline int flowmgr(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	__u32 zero = 0, pkt_len = bpf_xdp_get_buff_len(ctx);
@@ -388,6 +396,22 @@ out:
 	default:           c->cnt[ETC_CNT_VERDICT_ABORTED]++; break;
 	}
 	return action;
+}
+
+SEC("xdp.frags")
+int xdp_flowmgr(struct xdp_md *ctx)
+{
+	return flowmgr(ctx);
+}
+
+/* The same program in plain section "xdp", for loaders that find programs by
+ * section name: `ip link set dev IFACE xdp obj flowmgr.bpf.o sec xdp`. The
+ * etcpipe loader never loads it (autoload off). Single-buffer only: frames
+ * beyond one page are not delivered to it by the driver. */
+SEC("xdp")
+int xdp_flowmgr_sb(struct xdp_md *ctx)
+{
+	return flowmgr(ctx);
 }
 
 /* Coexist with other XDP programs under libxdp's dispatcher. */

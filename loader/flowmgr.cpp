@@ -270,7 +270,10 @@ Result<FlowManager> FlowManager::open(const FlowMgrOptions& o) {
     cfg.cidr_allow = !o.allow.empty();
     cfg.cidr_deny = !o.deny.empty();
 
-    int err = bpf_map__set_max_entries(s->maps.etc_flows, o.flows);
+    // The section-"xdp" twin is for `ip link`; loading it too would only
+    // double the verification work.
+    int err = bpf_program__set_autoload(s->progs.xdp_flowmgr_sb, false);
+    if (!err) err = bpf_map__set_max_entries(s->maps.etc_flows, o.flows);
     if (!err) err = bpf_map__set_max_entries(s->maps.etc_ringbuf, o.ringbuf_bytes);
     if (err) return make_error(ErrorKind::Bpf, err, kWhat, "size maps");
     if (auto r = configure_pins(s->obj, o.pin_path); !r) return r.error();

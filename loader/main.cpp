@@ -3,8 +3,13 @@
 #include <bpf/libbpf.h>
 #include <xdp/libxdp.h>
 
+#include <signal.h>
+#include <sys/stat.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <atomic>
+#include <csignal>
 #include <cinttypes>
 #include <cstdio>
 #include <map>
@@ -15,6 +20,8 @@
 #include "cli_common.hpp"
 #include "cli_features.hpp"
 #include "flowmgr.hpp"
+#include "live.hpp"
+#include "pcap_send.hpp"
 #include "log.hpp"
 #include "replay.hpp"
 #include "xdp_attach.hpp"
@@ -32,6 +39,19 @@ namespace {
 using namespace etcpipe;
 
 using namespace etcpipe::cli;
+
+std::atomic<bool> g_stop{false};
+
+extern "C" void on_stop_signal(int) { g_stop.store(true); }
+
+// No SA_RESTART: a blocking poll() returns EINTR and the loop sees the flag.
+void install_stop_handlers() {
+    struct sigaction sa{};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+}
 
 // FlowManager options as typed on the command line; converted (and
 // validated) by to_options().
@@ -193,6 +213,13 @@ void print_status(const std::vector<InterfaceStatus>& all, bool every_counter) {
                 std::printf("    counters:%s\n", any || every_counter ? "" : " all zero (no packets yet)");
                 print_counters(stdout, *p.counters, every_counter);
             }
+            if (p.run) {
+                const bool alive = kill(static_cast<pid_t>(p.run->pid), 0) == 0;
+                std::printf("    etcpipe run: pid %llu (%s)\n",
+                            static_cast<unsigned long long>(p.run->pid),
+                            alive ? "running" : "exited; last values");
+                print_run_stats(stdout, *p.run, "      ");
+            }
         }
     }
 }
@@ -290,6 +317,82 @@ int main(int argc, char** argv) {
     add_flowmgr_options(rep, rep_args);
     rep->get_option("--delivery")->default_str("inline");
 
+    // run
+    auto* run = app.add_subcommand(
+        "run", "live pipeline: FlowManager → AF_XDP (or ring buffer) → features, until Ctrl-C");
+    RunOptions run_opts;
+    FlowMgrArgs run_args;
+    std::string run_bind = "auto";
+    run->add_option("IFACE", run_opts.iface, "interface to capture on")->required();
+    run->add_option("-m,--xdp-mode", run_opts.mode,
+                    "XDP mode of the program: native (driver) or skb (generic, any device)")
+        ->transform(CLI::CheckedTransformer(modes, CLI::ignore_case))
+        ->default_str("native");
+    run->add_flag("--attach-existing", run_opts.attach_existing,
+                  "use the FlowManager already attached to IFACE (`ip link … xdp obj "
+                  "flowmgr.bpf.o sec xdp` or `etcpipe load`) instead of loading one");
+    run->add_option("-p,--pin-path", run_opts.pin_path,
+                    "--attach-existing: open the maps pinned here (ip link pins under "
+                    "/sys/fs/bpf/xdp/globals; default: the program's own maps); --pin: pin here");
+    run->add_flag("--pin", run_opts.pin,
+                  "leave the program attached when etcpipe run exits (default: detached on any "
+                  "exit, even SIGKILL)");
+    run->add_option("-q,--queues", run_opts.queues, "AF_XDP sockets on RX queues 0..Q-1 (0: all)")
+        ->capture_default_str();
+    run->add_option("--bind", run_bind,
+                    "AF_XDP bind: auto (zero-copy if the driver can, else copy), zerocopy, copy")
+        ->check(CLI::IsMember({"auto", "zerocopy", "copy"}))
+        ->capture_default_str();
+    run->add_option("--umem-frames", run_opts.xsk.frames, "UMEM frames per socket (2048 B each)")
+        ->capture_default_str();
+    run->add_option("--ring-size", run_opts.xsk.ring_size, "RX and fill ring descriptors (power of 2)")
+        ->capture_default_str();
+    run->add_option("--features", run_opts.spec,
+                    "payload:HxL, packet:HxL, sizes:H, iat:H (µs, live arrival time); H ≤ N")
+        ->capture_default_str();
+    run->add_option("--device", run_opts.device, "feature extractor: gpu, cpu or auto")
+        ->check(CLI::IsMember({"gpu", "cpu", "auto"}))
+        ->capture_default_str();
+    run->add_option("--threads", run_opts.threads, "CPU extractor threads (0: all)")->capture_default_str();
+    run->add_option("--batch", run_opts.batch_packets, "packets per extractor batch")->capture_default_str();
+    run->add_option("--batch-timeout", run_opts.batch_timeout_ms,
+                    "ms a complete flow waits for its batch to fill")
+        ->capture_default_str();
+    run->add_option("--flow-timeout", run_opts.flow_timeout_s,
+                    "s of silence after which a flow with fewer than H packets is emitted as is "
+                    "(must be < --idle-timeout)")
+        ->capture_default_str();
+    run->add_option("--max-pending", run_opts.max_pending,
+                    "flows waiting for packets; beyond it new flows are dropped (counted)")
+        ->capture_default_str();
+    run->add_option("-o,--output", run_opts.output,
+                    "-: JSON Lines on stdout (one flow per line); DIR: rolling parts "
+                    "DIR/part-NNNNNN/{<feature>.npy, flows.csv}")
+        ->capture_default_str();
+    run->add_option("--rotate", run_opts.rotate_flows, "flows per .npy part")->capture_default_str();
+    run->add_flag("--stats", run_opts.stats, "a line of rates and losses on stderr every second");
+    run->add_option("-d,--duration", run_opts.duration_s, "stop after this many seconds (0: on Ctrl-C)")
+        ->capture_default_str();
+    run->add_option("--ready-file", run_opts.ready_file,
+                    "write our pid here once the sockets are bound (for scripts)");
+    add_flowmgr_options(run, run_args);
+
+    // send
+    auto* send = app.add_subcommand(
+        "send", "transmit a capture's frames out of an interface (AF_PACKET), paced and bounded");
+    std::string send_capture_path, send_iface;
+    SendOptions send_opts;
+    send->add_option("CAPTURE", send_capture_path, "pcap or pcapng file")->required();
+    send->add_option("IFACE", send_iface, "interface to send from (e.g. one end of a veth pair)")
+        ->required();
+    send->add_option("--burst", send_opts.burst, "frames per burst")->capture_default_str();
+    send->add_option("--pause-us", send_opts.pause_us, "pause after each burst (0: none)")
+        ->capture_default_str();
+    send->add_option("-c,--count", send_opts.max_frames, "stop after this many frames (0: all)")
+        ->capture_default_str();
+    send->add_option("--loops", send_opts.loops, "send the capture this many times")->capture_default_str();
+    send->add_option("--max-seconds", send_opts.max_seconds, "stop after this long")->capture_default_str();
+
     app.add_subcommand("version", "print etcpipe, libbpf and libxdp versions");
     AnovaCommands anova_cmds;
     add_anova_commands(app, anova_cmds);
@@ -305,7 +408,7 @@ int main(int argc, char** argv) {
     if (argc > 1 && argv[1][0] != '-' && !known(argv[1])) {
         std::fprintf(stderr,
                      "error: unknown command '%s' (commands: load, unload, status, replay, "
-                     "check, anova, features, version; see --help)\n",
+                     "check, anova, features, run, send, version; see --help)\n",
                      argv[1]);
         return kUsage;
     }
@@ -359,6 +462,42 @@ int main(int argc, char** argv) {
         if (!opts->pin_path.empty())
             std::printf("maps pinned under %s\n", opts->pin_path.c_str());
         return kOk;
+    }
+    if (*run) {
+        auto opts = run_args.to_options();
+        if (!opts) return fail(opts.error());
+        run_opts.flowmgr = *opts;
+        run_opts.flowmgr_packets_set = run->count("--packets") > 0;
+        run_opts.xsk.bind = run_bind == "zerocopy" ? XskBind::ZeroCopy
+                            : run_bind == "copy"   ? XskBind::Copy
+                                                   : XskBind::Auto;
+        if (run_opts.pin && run_opts.pin_path.empty()) run_opts.pin_path = "/sys/fs/bpf/etcpipe";
+        if (run_opts.pin && run_opts.attach_existing)
+            return fail(Error{ErrorKind::Usage, EINVAL, "--pin", "check options",
+                              "--attach-existing never detaches what it did not attach", {}});
+        if (run_opts.pin) {
+            if (auto fs = ensure_bpffs(); !fs) return fail(fs.error());
+            mkdir(run_opts.pin_path.c_str(), 0700);
+        }
+        install_stop_handlers();
+        auto r = run_live(run_opts, g_stop);
+        if (!r) return fail(r.error());
+        std::fprintf(stderr, "%s: stopped. kernel counters:\n", run_opts.iface.c_str());
+        print_counters(stderr, r->kernel, false);
+        std::fprintf(stderr, "user-space counters:\n");
+        print_run_stats(stderr, r->run, "  ");
+        return kOk;
+    }
+    if (*send) {
+        auto r = send_capture(send_capture_path, send_iface, send_opts);
+        if (!r) return fail(r.error());
+        std::printf("%s → %s: %" PRIu64 " frames, %" PRIu64 " sent in %.3f s; skipped %" PRIu64
+                    " too short, %" PRIu64 " above the MTU, %" PRIu64 " not Ethernet; %" PRIu64
+                    " send errors%s\n",
+                    send_capture_path.c_str(), send_iface.c_str(), r->frames, r->sent, r->seconds,
+                    r->too_short, r->too_big, r->not_ethernet, r->send_errors,
+                    r->timed_out ? " (stopped at --max-seconds)" : "");
+        return r->send_errors ? kIo : kOk;
     }
     if (*unload) {
         if (unload->count("--id")) detach_opts.id = unload_id;

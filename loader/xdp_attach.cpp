@@ -30,7 +30,7 @@ constexpr const char* kBpffs = "/sys/fs/bpf";
 // Maps the FlowManager pins by name (see bpf/flowmgr.bpf.c): removed again
 // by `unload -p`.
 constexpr std::array kPinnedMaps = {ETC_MAP_FLOWS, ETC_MAP_COUNTERS, ETC_MAP_XSKS,
-                                    ETC_MAP_RINGBUF};
+                                    ETC_MAP_RINGBUF, ETC_MAP_RUN_STATS};
 
 xdp_attach_mode to_libxdp(XdpMode m) {
     switch (m) {
@@ -117,7 +117,7 @@ std::vector<xdp_program*> programs_of(xdp_multiprog* mp) {
 }
 
 bool is_etcpipe_program(const char* name) {
-    return std::strcmp(name, ETC_PROG_FLOWMGR) == 0 || std::strcmp(name, "xdp_anova") == 0;
+    return is_flowmgr_program(name) || std::strcmp(name, "xdp_anova") == 0;
 }
 
 std::string tag_hex(const xdp_program* p) {
@@ -162,6 +162,10 @@ void inspect_maps(int prog_fd, ProgramStatus& st) {
                 key = next;
                 prev = key.data();
             }
+        } else if (name == ETC_MAP_RUN_STATS && mi.value_size == sizeof(etc_run_stats)) {
+            etc_run_stats rs{};
+            uint32_t zero = 0;
+            if (bpf_map_lookup_elem(fd.get(), &zero, &rs) == 0 && rs.pid != 0) st.run = rs;
         } else if (name == ANOVA_MAP_CONFIG && mi.value_size == sizeof(anova_config)) {
             anova_config cfg{};
             uint32_t zero = 0;
@@ -181,6 +185,10 @@ void inspect_maps(int prog_fd, ProgramStatus& st) {
 }
 
 }  // namespace
+
+bool is_flowmgr_program(const char* name) {
+    return std::strcmp(name, ETC_PROG_FLOWMGR) == 0 || std::strcmp(name, ETC_PROG_FLOWMGR_SB) == 0;
+}
 
 const char* xdp_mode_name(XdpMode m) {
     switch (m) {
@@ -386,7 +394,7 @@ Result<std::vector<InterfaceStatus>> xdp_status(const std::string& iface) {
                 ps.id = xdp_program__id(p);
                 ps.priority = xdp_program__run_prio(p);
                 ps.tag = tag_hex(p);
-                ps.flowmgr = ps.name == ETC_PROG_FLOWMGR;
+                ps.flowmgr = is_flowmgr_program(ps.name.c_str());
                 if (ps.flowmgr || ps.name == "xdp_anova") inspect_maps(xdp_program__fd(p), ps);
                 st.programs.push_back(std::move(ps));
             }

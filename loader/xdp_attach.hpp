@@ -22,6 +22,10 @@ enum class XdpMode { Native, Skb, Hw, Unspecified };
 
 [[nodiscard]] const char* xdp_mode_name(XdpMode mode);
 
+// The FlowManager under either of its program names (xdp.frags, or the
+// section-"xdp" twin that `ip link` loads).
+[[nodiscard]] bool is_flowmgr_program(const char* name);
+
 // Interface index of `name`; ENODEV with a hint when there is none.
 [[nodiscard]] Result<int> interface_index(const std::string& name);
 
@@ -70,6 +74,8 @@ struct ProgramStatus {
     std::optional<etc_flowmgr_config> config;
     size_t flows = 0;
     uint32_t flow_capacity = 0;
+    // FlowManager with an `etcpipe run` reading it (ETC_MAP_RUN_STATS).
+    std::optional<etc_run_stats> run;
     // ANOVA only: its config map.
     std::optional<anova_config> anova;
 };

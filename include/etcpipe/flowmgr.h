@@ -13,7 +13,9 @@
 #define ETC_MAP_RINGBUF    "etc_ringbuf"
 #define ETC_MAP_PORTS      "etc_ports"
 #define ETC_MAP_CIDRS      "etc_cidrs"
+#define ETC_MAP_RUN_STATS  "etc_run_stats"
 #define ETC_PROG_FLOWMGR   "xdp_flowmgr"
+#define ETC_PROG_FLOWMGR_SB "xdp_flowmgr_sb" /* section "xdp" twin for `ip link` */
 
 #define ETC_DEFAULT_MAX_PKTS   10
 #define ETC_DEFAULT_FLOWS      65536
@@ -170,6 +172,40 @@ enum etc_counter {
  * plain increments (the slot is this CPU's alone, so no atomics). */
 struct etc_counters {
 	__u64 cnt[ETC_CNT_MAX];
+};
+
+/* User-space side of `etcpipe run`: written about once per second by the
+ * running process into the one-entry ARRAY ETC_MAP_RUN_STATS (bound to the
+ * program with BPF_PROG_BIND_MAP), so `etcpipe status` shows them beside the
+ * kernel counters. The XDP program never touches it. Invariants:
+ *   xsk_rx + ring_rx = accepted + no_meta + beyond_h + pending_full
+ *   flows_emitted = flows_complete + flows_partial                      */
+struct etc_run_stats {
+	__u64 pid;               /* 0: no `etcpipe run` has written here */
+	__u64 updated_unix_ns;   /* CLOCK_REALTIME of the last write */
+	__u32 sockets;           /* AF_XDP sockets open (tap) */
+	__u32 zero_copy;         /* sockets bound in zero-copy mode */
+	__u64 xsk_rx;            /* descriptors read from the AF_XDP RX rings */
+	__u64 ring_rx;           /* inline: ring-buffer records read */
+	/* kernel XDP_STATISTICS summed over the sockets: each is a loss */
+	__u64 xsk_rx_dropped;    /* dropped by the socket (e.g. frame too big for UMEM) */
+	__u64 xsk_rx_ring_full;  /* RX ring full: user space too slow */
+	__u64 xsk_fill_empty;    /* fill ring empty when a packet arrived */
+	__u64 xsk_invalid_descs;
+	/* host-side flow assembly */
+	__u64 accepted;          /* packets taken into a pending flow */
+	__u64 no_meta;           /* packets without FlowManager metadata (ignored) */
+	__u64 beyond_h;          /* selected index ≥ H (the program's N > H) */
+	__u64 pending_full;      /* dropped: the pending-flow table was full */
+	__u64 flows_pending;
+	__u64 flows_complete;    /* emitted with H packets */
+	__u64 flows_partial;     /* emitted with fewer: flow timeout or shutdown */
+	__u64 flows_emitted;
+	__u64 batches;           /* extractor calls */
+	__u64 batch_packets;
+	__u64 batch_p50_us;      /* extractor + output time per batch, since start */
+	__u64 batch_p99_us;
+	__u64 batch_max_us;
 };
 
 #endif /* ETCPIPE_FLOWMGR_H */
