@@ -250,7 +250,9 @@ class JsonlSink final : public Sink {
             const etc_flow_key& k = row.key;
             const bool a = row.initiator_is_a != 0;
             s += "{\"flow_id\":" + std::to_string(r < ids.size() ? ids[r] : 0);
-            s += ",\"proto\":" + std::to_string(k.proto);
+            const char* pn = k.proto == 6 ? "tcp" : k.proto == 17 ? "udp" : k.proto == 1 ? "icmp"
+                           : k.proto == 58 ? "icmp6" : nullptr;
+            s += ",\"proto\":" + (pn ? "\"" + std::string(pn) + "\"" : std::to_string(k.proto));
             s += ",\"src\":\"" + addr_text(a ? k.addr_a : k.addr_b, k.family) + "\"";
             s += ",\"sport\":" + std::to_string(a ? k.port_a : k.port_b);
             s += ",\"dst\":\"" + addr_text(a ? k.addr_b : k.addr_a, k.family) + "\"";
