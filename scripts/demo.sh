@@ -29,6 +29,34 @@ echo
 echo "Selected packets are in $OUT/*.selected.pcap (open them in Wireshark)."
 
 echo
+echo "=== Live: etcpipe run on a veth pair between two namespaces (made here, removed at the end) ==="
+NSA=etcpipe-demo-a-$$ NSB=etcpipe-demo-b-$$
+cleanup_ns() { ip netns del "$NSA" 2>/dev/null || true; ip netns del "$NSB" 2>/dev/null || true; }
+trap cleanup_ns EXIT
+ip netns add "$NSA" && ip netns add "$NSB"
+for ns in "$NSA" "$NSB"; do
+    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+done
+ip -n "$NSA" link add veth0 type veth peer name veth1 netns "$NSB"
+ip -n "$NSA" link set veth0 up && ip -n "$NSB" link set veth1 up
+rm -rf "$OUT/live" "$OUT/live.ready"
+nsenter --net=/run/netns/"$NSB" "$ETCPIPE" run veth1 --features payload:10x256,sizes:10,iat:10 \
+    -o "$OUT/live" --ready-file "$OUT/live.ready" 2> "$OUT/live.log" &
+RUN=$!
+for _ in $(seq 100); do [[ -s "$OUT/live.ready" ]] && break; sleep 0.1; done
+for cap in signal.pcap quic.pcap tls_verylong_certificate.pcap; do
+    nsenter --net=/run/netns/"$NSA" "$ETCPIPE" send "$PCAPS/$cap" veth0
+done
+sleep 0.5
+nsenter --net=/run/netns/"$NSB" "$ETCPIPE" status veth1 | head -n 12
+kill -INT "$RUN" && wait "$RUN"
+echo "final counters ($OUT/live.log):"
+grep -E '^  (rx|selected|verdict_redirect|xsk_rx|accepted|flows_complete|flows_partial) ' "$OUT/live.log"
+echo "features of $(($(wc -l < "$OUT/live/part-000000/flows.csv") - 1)) flows in $OUT/live/part-000000/"
+cleanup_ns
+trap - EXIT
+
+echo
 echo "=== ANOVA state split: the seed's series through the XDP program (BPF_PROG_TEST_RUN) ==="
 "$ETCPIPE" anova split testdata/anova/osh_000001SZ_daily.txt --plot "$OUT/osh_splits.svg" | tail -n 4
 echo
