@@ -739,7 +739,8 @@ Result<RunSummary> run_live(const RunOptions& o, const std::atomic<bool>& stop) 
             (void)poll(pfds.data(), pfds.size(), 50);
         }
         const uint64_t now = now_ns();
-        while (receive_all(now) > 0) {
+        // Bounded, so that batches, timeouts and stats still run under load.
+        for (int round = 0; round < 64 && receive_all(now) > 0; ++round) {
         }
         if (assembler.ready_packets() >= o.batch_packets ||
             (assembler.has_ready() && now - assembler.oldest_ready_ns() >= batch_timeout_ns)) {
@@ -778,7 +779,9 @@ Result<RunSummary> run_live(const RunOptions& o, const std::atomic<bool>& stop) 
 
     // Shutdown: what is in the rings, then every partial flow.
     const uint64_t now = now_ns();
-    while (receive_all(now) > 0) {
+    // What is already in the rings; bounded, since traffic may keep coming
+    // (the program is still attached until we return).
+    for (int round = 0; round < 1024 && receive_all(now) > 0; ++round) {
     }
     assembler.expire(now, 0, true);
     if (auto r = dispatch(); !r) return r.error();
