@@ -26,6 +26,8 @@
 #include <thread>
 #include <vector>
 
+#include "features.hpp"
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -259,7 +261,8 @@ class LiveVeth : public ::testing::Test {
         auto kcounter = [&](const std::string& text, const std::string& n) {
             return counter(text, n) - counter(before, n);
         };
-        const pid_t pid = start_run("-o " + live + " --features " + kSpec + " --device cpu " + run_args, tag);
+        const std::string device = run_args.find("--device") == std::string::npos ? " --device cpu " : " ";
+        const pid_t pid = start_run("-o " + live + " --features " + kSpec + device + run_args, tag);
         ASSERT_GT(pid, 0) << slurp(tmp_ + "/" + tag + ".err");
         const uint64_t sent = send(capture);
         std::this_thread::sleep_for(std::chrono::milliseconds(300));  // let NAPI and the poll loop drain
@@ -342,6 +345,13 @@ TEST_F(LiveVeth, FeaturesEqualTheFeaturesCommandNativeMode) {
 
 TEST_F(LiveVeth, FeaturesEqualTheFeaturesCommandSkbMode) {
     for (const auto& c : kCaptures) check_capture(c, "-m skb", "s-" + c);
+}
+
+// The GPU extractor behind the live path, compared with the CPU `features`.
+TEST_F(LiveVeth, FeaturesEqualWithTheGpuExtractor) {
+    std::string why;
+    if (!etcpipe::features::gpu_available(&why)) GTEST_SKIP() << "no GPU: " << why;
+    for (const auto& c : kCaptures) check_capture(c, "-m native --device gpu", "g-" + c);
 }
 
 TEST_F(LiveVeth, InlineDeliveryThroughTheRingBuffer) {
