@@ -26,6 +26,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
+#include <algorithm>
 #include <regex>
 #include <string>
 #include <thread>
@@ -198,61 +200,98 @@ int main() {
                 "veth, native XDP, sent back to back from one AF_PACKET socket\n",
                 base.size(), ncap, kRounds);
 
+    struct Measure {
+        uint64_t sent = 0, at_xdp = 0, rx_dropped = 0;
+        double seconds = 0;
+        double pps() const { return seconds > 0 ? static_cast<double>(at_xdp) / seconds : 0; }
+    };
     // 1. baseline: xdp_pass attached with ip link.
-    sh("ip -n " + nb + " link set dev veth-b xdp obj " + build_dir() + "/bpf/xdp_pass.bpf.o sec xdp.frags", &st);
-    const LinkStats b0 = link_stats(nb, "veth-b"), a0 = link_stats(na, "veth-a");
-    const SendResult pass = send_rounds(na, rounds, 10);
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    const LinkStats b1 = link_stats(nb, "veth-b"), a1 = link_stats(na, "veth-a");
-    sh("ip -n " + nb + " link set dev veth-b xdp off");
-    const uint64_t pass_rx = b1.rx_packets - b0.rx_packets;
-    const uint64_t pass_drop = (b1.rx_dropped - b0.rx_dropped) + (a1.tx_dropped - a0.tx_dropped);
+    auto run_pass = [&]() {
+        Measure m;
+        sh("ip -n " + nb + " link set dev veth-b xdp obj " + build_dir() + "/bpf/xdp_pass.bpf.o sec xdp.frags");
+        const LinkStats b0 = link_stats(nb, "veth-b"), a0 = link_stats(na, "veth-a");
+        const SendResult r = send_rounds(na, rounds, 10);
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        const LinkStats b1 = link_stats(nb, "veth-b"), a1 = link_stats(na, "veth-a");
+        sh("ip -n " + nb + " link set dev veth-b xdp off");
+        m.sent = r.sent;
+        m.seconds = r.seconds;
+        m.at_xdp = b1.rx_packets - b0.rx_packets;
+        m.rx_dropped = (b1.rx_dropped - b0.rx_dropped) + (a1.tx_dropped - a0.tx_dropped);
+        return m;
+    };
+    // 2. etcpipe run: FlowManager + AF_XDP + CPU features (1 thread), .npy output.
+    std::string e;
+    auto run_live = [&]() -> std::optional<Measure> {
+        Measure m;
+        const std::string ready = tmp + "/ready", err = tmp + "/run.err";
+        sh("rm -rf " + ready + " " + tmp + "/out");
+        const pid_t pid = fork();
+        if (pid == 0) {
+            const std::string cmd = "exec nsenter --net=/run/netns/" + nb + " " + etcpipe +
+                                    " run veth-b -m native --device cpu --threads 1 -o " + tmp +
+                                    "/out --ready-file " + ready + " 2>" + err;
+            execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+            _exit(127);
+        }
+        for (int i = 0; i < 100 && !(fs::exists(ready) && fs::file_size(ready) > 0); ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        const LinkStats c0 = link_stats(nb, "veth-b"), d0 = link_stats(na, "veth-a");
+        const SendResult r = send_rounds(na, rounds, 10);
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+        const LinkStats c1 = link_stats(nb, "veth-b"), d1 = link_stats(na, "veth-a");
+        kill(pid, SIGINT);
+        int wst = 0;
+        waitpid(pid, &wst, 0);
+        std::ifstream ef(err);
+        e.assign(std::istreambuf_iterator<char>(ef), {});
+        m.sent = r.sent;
+        m.seconds = r.seconds;
+        m.at_xdp = field(e, "\\n\\s+rx\\s+([0-9]+)");
+        m.rx_dropped = (c1.rx_dropped - c0.rx_dropped) + (d1.tx_dropped - d0.tx_dropped);
+        if (wst != 0 || m.at_xdp == 0) return std::nullopt;
+        return m;
+    };
 
-    // 2. etcpipe run: FlowManager + AF_XDP + CPU features (1 thread), output discarded to files.
-    const std::string ready = tmp + "/ready", err = tmp + "/run.err";
-    const pid_t pid = fork();
-    if (pid == 0) {
-        const std::string cmd = "exec nsenter --net=/run/netns/" + nb + " " + etcpipe +
-                                " run veth-b -m native --device cpu --threads 1 -o " + tmp +
-                                "/out --ready-file " + ready + " 2>" + err;
-        execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
-        _exit(127);
+    // Interleaved repetitions: the order and the machine's drift hit both alike.
+    constexpr int kReps = 3;
+    std::vector<Measure> pass, live;
+    for (int rep = 0; rep < kReps; ++rep) {
+        pass.push_back(run_pass());
+        auto l = run_live();
+        if (!l) {
+            std::fprintf(stderr, "bench_live: etcpipe run failed:\n%s\n", e.c_str());
+            sh("ip netns del " + na + "; ip netns del " + nb + "; rm -rf " + tmp);
+            return 1;
+        }
+        live.push_back(*l);
     }
-    for (int i = 0; i < 100 && !(fs::exists(ready) && fs::file_size(ready) > 0); ++i)
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    const LinkStats c0 = link_stats(nb, "veth-b"), d0 = link_stats(na, "veth-a");
-    const SendResult live = send_rounds(na, rounds, 10);
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    const LinkStats c1 = link_stats(nb, "veth-b"), d1 = link_stats(na, "veth-a");
-    kill(pid, SIGINT);
-    waitpid(pid, &st, 0);
-    std::ifstream ef(err);
-    const std::string e((std::istreambuf_iterator<char>(ef)), {});
-    const uint64_t live_rx = field(e, "\\n\\s+rx\\s+([0-9]+)");
     const uint64_t live_sel = field(e, "\\n\\s+selected\\s+([0-9]+)");
     const uint64_t live_xsk = field(e, "\\n\\s+xsk_rx\\s+([0-9]+)");
     const uint64_t xsk_lost = field(e, "\\n\\s+xsk_rx_dropped\\s+([0-9]+)") +
                               field(e, "\\n\\s+xsk_rx_ring_full\\s+([0-9]+)") +
                               field(e, "\\n\\s+xsk_fill_empty\\s+([0-9]+)");
     const uint64_t flows = field(e, "\\n\\s+flows_complete\\s+([0-9]+)") + field(e, "\\n\\s+flows_partial\\s+([0-9]+)");
-    const uint64_t live_drop_veth = (c1.rx_dropped - c0.rx_dropped) + (d1.tx_dropped - d0.tx_dropped);
-
     sh("ip netns del " + na + "; ip netns del " + nb + "; rm -rf " + tmp);
 
-    const double pass_pps = static_cast<double>(pass_rx) / pass.seconds;
-    const double live_pps = static_cast<double>(live_rx) / live.seconds;
-    std::printf("  %-44s %9s %9s %9s %11s %9s\n", "configuration", "sent", "at XDP", "rx_dropped", "Mpkt/s", "");
-    std::printf("  %-44s %9" PRIu64 " %9" PRIu64 " %9" PRIu64 " %11.3f\n", "xdp_pass (ip link; baseline)", pass.sent,
-                pass_rx, pass_drop, pass_pps / 1e6);
-    std::printf("  %-44s %9" PRIu64 " %9" PRIu64 " %9" PRIu64 " %11.3f\n",
-                "etcpipe run (FlowManager+AF_XDP+CPU features)", live.sent, live_rx, live_drop_veth, live_pps / 1e6);
-    std::printf("  etcpipe run: %" PRIu64 " selected, %" PRIu64 " read from AF_XDP, %" PRIu64
+    auto median = [](std::vector<Measure> v) {
+        std::sort(v.begin(), v.end(), [](const Measure& a, const Measure& b) { return a.pps() < b.pps(); });
+        return v[v.size() / 2];
+    };
+    auto row = [](const char* name, const std::vector<Measure>& v, const Measure& med) {
+        std::printf("  %-44s %9" PRIu64 " %9" PRIu64 " %10" PRIu64 " %9.3f   (", name, med.sent, med.at_xdp,
+                    med.rx_dropped, med.pps() / 1e6);
+        for (size_t i = 0; i < v.size(); ++i) std::printf("%s%.3f", i ? " " : "", v[i].pps() / 1e6);
+        std::printf(")\n");
+    };
+    const Measure mp = median(pass), ml = median(live);
+    std::printf("  %-44s %9s %9s %10s %9s   %s\n", "configuration (median of 3)", "sent", "at XDP", "rx_dropped",
+                "Mpkt/s", "(each run)");
+    row("xdp_pass (ip link; baseline)", pass, mp);
+    row("etcpipe run (FlowManager+AF_XDP+CPU features)", live, ml);
+    std::printf("  etcpipe run (last): %" PRIu64 " selected, %" PRIu64 " read from AF_XDP, %" PRIu64
                 " lost in AF_XDP rings, %" PRIu64 " flows with features written\n",
                 live_sel, live_xsk, xsk_lost, flows);
-    std::printf("  ratio etcpipe run / xdp_pass: %.2f of the baseline's packet rate\n", live_pps / pass_pps);
-    if (st != 0 || live_rx == 0) {
-        std::fprintf(stderr, "bench_live: etcpipe run failed:\n%s\n", e.c_str());
-        return 1;
-    }
+    std::printf("  ratio etcpipe run / xdp_pass: %.2f of the baseline's packet rate (medians)\n", ml.pps() / mp.pps());
     return 0;
 }
