@@ -12,6 +12,7 @@
 
 #include "anova_attach.hpp"
 #include "cli_anova.hpp"
+#include "cli_classify.hpp"
 #include "cli_common.hpp"
 #include "cli_features.hpp"
 #include "flowmgr.hpp"
@@ -295,6 +296,8 @@ int main(int argc, char** argv) {
     add_anova_commands(app, anova_cmds);
     FeaturesCommand features_cmd;
     add_features_command(app, features_cmd);
+    ClassifyCommand classify_cmd;
+    add_classify_command(app, classify_cmd);
 
     // CLI11 would only say "a subcommand is required" for a mistyped one.
     const auto known = [&](const char* name) {
@@ -305,7 +308,7 @@ int main(int argc, char** argv) {
     if (argc > 1 && argv[1][0] != '-' && !known(argv[1])) {
         std::fprintf(stderr,
                      "error: unknown command '%s' (commands: load, unload, status, replay, "
-                     "check, anova, features, version; see --help)\n",
+                     "check, anova, features, classify, version; see --help)\n",
                      argv[1]);
         return kUsage;
     }
@@ -375,6 +378,7 @@ int main(int argc, char** argv) {
     }
     if (auto code = run_anova_commands(anova_cmds)) return *code;
     if (auto code = run_features_command(features_cmd)) return *code;
+    if (auto code = run_classify_command(classify_cmd)) return *code;
     if (*rep) {
         auto opts = rep_args.to_options();
         if (!opts) return fail(opts.error());
