@@ -162,8 +162,13 @@ NDPI_CACHE := testdata/ndpi/.complete
 $(NDPI_CACHE): scripts/fetch-testdata.sh $(DEPS_STAMP)
 	$(Q)bash scripts/fetch-testdata.sh
 
-.PHONY: testdata test demo bench clean gpu-check
+.PHONY: testdata test demo bench clean gpu-check model
 testdata: $(NDPI_CACHE)
+
+# Retrains the shipped classifier from the nDPI captures (scripts/train.py):
+# models/etc_app.{onnx,pt,md,confusion.svg}.
+model: $(CLI_BIN) $(NDPI_CACHE)
+	$(Q)/usr/bin/python3 scripts/train.py --etcpipe $(CLI_BIN) --work $(BUILD)/train --out models/etc_app
 
 test: all $(NDPI_CACHE)
 	$(Q)cd $(CURDIR) && ETCPIPE_BUILD=$(BUILD) $(TEST_BIN) $(GTEST_ARGS)
