@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "infer.hpp"
+#include "log.hpp"
 
 namespace etcpipe::infer {
 
@@ -196,6 +197,12 @@ class CpuBackend final : public Backend {
           chunk_(std::max<size_t>(1, opts.chunk_rows)),
           workspaces_(threads_) {
         openblas_set_num_threads(1);  // parallelism comes from our chunks
+        // OpenBLAS picks its kernels from the CPU model when it is loaded; an
+        // unknown model (common in VMs) gets the SSE3 "Prescott" ones.
+        const std::string core = openblas_get_corename();
+        if (core == "Prescott" && __builtin_cpu_supports("avx2"))
+            ETC_INFO("OpenBLAS uses its Prescott (SSE3) kernels on this AVX2 CPU; "
+                     "OPENBLAS_CORETYPE=Haswell (or SkylakeX with AVX-512) is faster");
     }
 
     Result<void> infer(const HostBatch& batch, std::span<float> probs) override {

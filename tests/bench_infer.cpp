@@ -20,6 +20,8 @@
 #include "infer.hpp"
 #include "pcap.hpp"
 
+extern "C" char* openblas_get_corename(void);
+
 namespace fs = std::filesystem;
 using namespace etcpipe;
 using Clock = std::chrono::steady_clock;
@@ -124,9 +126,9 @@ int main() {
     }
     const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
     std::printf("bench_infer: %s (%zu parameters, %zu classes, spec %s), %zu real flows from %zu captures, "
-                "%u hardware threads, %.1f s per point\n\n",
+                "%u hardware threads, %.1f s per point, OpenBLAS kernels: %s\n\n",
                 kModel, model->parameters, model->num_classes(), model->spec_text.c_str(), rows.rows.size(),
-                captures().size(), hw, kSecondsPerPoint);
+                captures().size(), hw, kSecondsPerPoint, openblas_get_corename());
 
     struct Line {
         std::string engine;
