@@ -74,7 +74,9 @@ void add_classify_command(CLI::App& app, ClassifyCommand& c) {
     c.cmd = app.add_subcommand(
         "classify",
         "classify every flow of a capture with an ONNX model (features as `etcpipe features`, "
-        "then inference on the CPU or GPU); one JSON line per flow");
+        "then inference on the CPU or GPU); one JSON line per flow.\n"
+        "Exit codes: 0 ok, 2 usage (e.g. --device gpu without a GPU), 4 model or capture "
+        "unreadable, 5 malformed model or corrupt capture (flows read before it are printed)");
     c.cmd->add_option("CAPTURE", c.capture, "pcap or pcapng file")->required();
     c.cmd->add_option("-m,--model", c.model,
                       "ONNX model with etcpipe metadata (e.g. models/etc_app.onnx); its feature "
