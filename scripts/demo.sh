@@ -37,7 +37,7 @@ echo "=== Can it be offloaded to an NFP SmartNIC? ==="
 "$ETCPIPE" check --target nfp "$BUILD/bpf/flowmgr.bpf.o" | tail -n 3 || true
 
 echo
-echo "=== Classification: the shipped ONNX model (models/etc_app.onnx) on real captures ==="
+echo "=== Classification: the shipped ONNX model (models/etc_app.onnx) on three of its held-out captures ==="
 MODEL=models/etc_app.onnx
 for cap in skype.pcap quic.pcap 1kxun.pcap; do
     "$ETCPIPE" classify "$PCAPS/$cap" --model "$MODEL" -o "$OUT/${cap%.*}.classes.jsonl"
