@@ -28,7 +28,8 @@ DEPS_PRESENT := $(shell command -v $(CLANG) >/dev/null && command -v $(BPFTOOL) 
 	command -v pkg-config >/dev/null && command -v ip >/dev/null && \
 	test -f /usr/include/xdp/libxdp.h -a -f /usr/include/bpf/libbpf.h -a \
 	     -f /usr/include/CLI/CLI.hpp -a -f /usr/include/gtest/gtest.h -a \
-	     -f /usr/include/$(MULTIARCH)/asm/types.h && echo yes)
+	     -f /usr/include/$(MULTIARCH)/asm/types.h -a -f /usr/include/onnx/onnx_pb.h -a \
+	     -f /usr/include/google/protobuf/message.h -a -f /usr/include/$(MULTIARCH)/cblas.h && echo yes)
 
 $(DEPS_STAMP): scripts/install-deps.sh
 	$(Q)mkdir -p $(BUILD)
@@ -84,6 +85,9 @@ GIT_REV := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 $(BUILD)/obj/loader/main.o: CPPFLAGS += -DETCPIPE_LIBXDP_VERSION='"$(LIBXDP_VERSION)"' \
 	-DETCPIPE_GIT_REV='"$(GIT_REV)"'
 LDLIBS   += -lxdp -lbpf -lelf -lz -pthread
+# Inference (gpu/onnx_model.cpp, gpu/infer_cpu.cpp): ONNX protobuf, OpenBLAS.
+CPPFLAGS += -DONNX_ML=1 -DONNX_NAMESPACE=onnx
+LDLIBS   += -lonnx_proto -lprotobuf -lopenblas
 
 LIB_SRCS  := $(filter-out loader/main.cpp,$(wildcard loader/*.cpp))
 LIB_OBJS  := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(LIB_SRCS))
@@ -103,7 +107,7 @@ ifneq ($(wildcard $(NVCC)),)
 HAVE_CUDA := 1
 CU_OBJS   := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRCS))
 CPPFLAGS  += -DETCPIPE_HAVE_CUDA=1 -isystem /usr/local/cuda/include
-LDLIBS    += -L/usr/local/cuda/lib64 -Wl,-rpath,/usr/local/cuda/lib64 -lcudart
+LDLIBS    += -L/usr/local/cuda/lib64 -Wl,-rpath,/usr/local/cuda/lib64 -lcudart -lcublasLt
 # SASS for Turing..Hopper plus PTX, so any newer GPU JITs it.
 NVCCFLAGS ?= -O2 -std=c++20 -gencode arch=compute_75,code=sm_75 -gencode arch=compute_80,code=sm_80 \
 	-gencode arch=compute_90,code=[sm_90,compute_90] -Xcompiler -Wall,-Wextra
@@ -158,8 +162,13 @@ NDPI_CACHE := testdata/ndpi/.complete
 $(NDPI_CACHE): scripts/fetch-testdata.sh $(DEPS_STAMP)
 	$(Q)bash scripts/fetch-testdata.sh
 
-.PHONY: testdata test demo bench clean gpu-check
+.PHONY: testdata test demo bench clean gpu-check model
 testdata: $(NDPI_CACHE)
+
+# Retrains the shipped classifier from the nDPI captures (scripts/train.py):
+# models/etc_app.{onnx,pt,md,confusion.svg}.
+model: $(CLI_BIN) $(NDPI_CACHE)
+	$(Q)/usr/bin/python3 scripts/train.py --etcpipe $(CLI_BIN) --work $(BUILD)/train --out models/etc_app
 
 test: all $(NDPI_CACHE)
 	$(Q)cd $(CURDIR) && ETCPIPE_BUILD=$(BUILD) $(TEST_BIN) $(GTEST_ARGS)

@@ -17,6 +17,7 @@
 
 #include "anova_attach.hpp"
 #include "cli_anova.hpp"
+#include "cli_classify.hpp"
 #include "cli_common.hpp"
 #include "cli_features.hpp"
 #include "flowmgr.hpp"
@@ -398,6 +399,8 @@ int main(int argc, char** argv) {
     add_anova_commands(app, anova_cmds);
     FeaturesCommand features_cmd;
     add_features_command(app, features_cmd);
+    ClassifyCommand classify_cmd;
+    add_classify_command(app, classify_cmd);
 
     // CLI11 would only say "a subcommand is required" for a mistyped one.
     const auto known = [&](const char* name) {
@@ -408,7 +411,7 @@ int main(int argc, char** argv) {
     if (argc > 1 && argv[1][0] != '-' && !known(argv[1])) {
         std::fprintf(stderr,
                      "error: unknown command '%s' (commands: load, unload, status, replay, "
-                     "check, anova, features, run, send, version; see --help)\n",
+                     "check, anova, features, classify, run, send, version; see --help)\n",
                      argv[1]);
         return kUsage;
     }
@@ -514,6 +517,7 @@ int main(int argc, char** argv) {
     }
     if (auto code = run_anova_commands(anova_cmds)) return *code;
     if (auto code = run_features_command(features_cmd)) return *code;
+    if (auto code = run_classify_command(classify_cmd)) return *code;
     if (*rep) {
         auto opts = rep_args.to_options();
         if (!opts) return fail(opts.error());

@@ -63,3 +63,13 @@ echo
 echo "=== Can it be offloaded to an NFP SmartNIC? ==="
 "$ETCPIPE" check --target nfp "$BUILD/bpf/anova.bpf.o" || true
 "$ETCPIPE" check --target nfp "$BUILD/bpf/flowmgr.bpf.o" | tail -n 3 || true
+
+echo
+echo "=== Classification: the shipped ONNX model (models/etc_app.onnx) on three of its held-out captures ==="
+MODEL=models/etc_app.onnx
+for cap in skype.pcap quic.pcap 1kxun.pcap; do
+    "$ETCPIPE" classify "$PCAPS/$cap" --model "$MODEL" -o "$OUT/${cap%.*}.classes.jsonl"
+    echo "first flow of $cap:"
+    head -n 1 "$OUT/${cap%.*}.classes.jsonl" | cut -c1-300
+done
+echo "(held-out accuracy and the confusion matrix: models/etc_app.md)"

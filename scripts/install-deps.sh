@@ -16,6 +16,10 @@ packages=(
     libgtest-dev                    # tests
     iproute2                        # ip netns / veth in integration tests
     xz-utils dpkg-dev               # fetch-testdata.sh (apt source)
+    libonnx-dev libprotobuf-dev     # inference: ONNX model parsing
+    libopenblas-dev libopenblas0-pthread  # inference: CPU sgemm (pthread: training ~14x faster)
+    python3-torch python3-onnx python3-numpy  # training (scripts/train.py) and the reference oracle
+    librsvg2-bin                    # training report: SVG confusion matrix → PNG for viewing
 )
 
 missing=()

@@ -1,0 +1,375 @@
+#!/usr/bin/python3
+"""Trains the etcpipe flow classifier on the fetched nDPI captures and exports
+it as ONNX with its metadata and a training report. `make model` runs it.
+
+Data: every capture in testdata/ndpi/pcap goes through `etcpipe features`
+(the same extractor `etcpipe classify` uses); each extracted flow is labelled
+from nDPI 4.2's expected output for that capture (testdata/ndpi/result/
+CAPTURE.out) by matching the bidirectional 5-tuple. The label is nDPI's
+application protocol: the last component of "proto: M.A/Master.App" (App when
+present, else Master). Flows nDPI calls Unknown, flows without an nDPI line
+and 5-tuples nDPI lists twice with different labels are left out.
+Classes: labels with at least --min-flows flows in at least --min-files
+captures; flows of other labels are dropped (not lumped into "Other": an
+"Other" class of 100 unrelated protocols teaches nothing and hides errors).
+Split: by capture file, never by flow within a file. Files are shuffled with
+a fixed seed; for every class (rarest first) one of its files goes to the
+test set if none is there yet, while keeping at least one training file per
+class; the test set is then filled with whole files to about --test-share of
+the flows. Training rows per (file, class) are capped at --cap-per-file so a
+single big capture cannot dominate; the test set is never capped.
+Usage: scripts/train.py --etcpipe build/etcpipe --out models/etc_app
+"""
+import argparse
+import csv
+import datetime
+import ipaddress
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from etcmodel import PREPROCESS, EtcNet, transform  # noqa: E402
+
+L4 = {"TCP": 6, "UDP": 17, "ICMP": 1, "ICMPV6": 58}
+FLOW_LINE = re.compile(r"^\s+\d+\s+(\S+)\s+(\S+)\s+(<->|->)\s+(\S+)\s+\[proto:\s*([^\]]+)\]")
+
+
+def endpoint(text):
+    """'1.2.3.4:80' / '[fe80::1]:53' / '1.2.3.4' → (normalised ip, port)."""
+    if text.startswith("["):
+        host, _, port = text[1:].partition("]")
+        port = port.lstrip(":")
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:
+        host, port = text, ""
+    return str(ipaddress.ip_address(host)), int(port) if port else 0
+
+
+def ndpi_labels(path):
+    """5-tuple key → application label, from nDPI's expected output."""
+    labels, conflicted = {}, set()
+    with open(path, errors="replace") as f:
+        for line in f:
+            m = FLOW_LINE.match(line)
+            if not m or m.group(1) not in L4:
+                continue
+            try:
+                a, b = endpoint(m.group(2)), endpoint(m.group(4))
+            except ValueError:
+                continue
+            names = m.group(5).split("/", 1)[-1]
+            app = names.split(".")[-1].strip()
+            key = (L4[m.group(1)], frozenset([a, b]))
+            if key in labels and labels[key] != app:
+                conflicted.add(key)
+            labels[key] = app
+    for k in conflicted:
+        del labels[k]
+    return labels
+
+
+def extract(etcpipe, pcap, spec, out_dir):
+    """Runs `etcpipe features` once per capture (cached); None on failure."""
+    done = os.path.join(out_dir, ".done")
+    if not os.path.exists(done):
+        os.makedirs(out_dir, exist_ok=True)
+        r = subprocess.run([etcpipe, "features", pcap, "-o", out_dir, "--features", spec,
+                            "--device", "cpu", "-q"], capture_output=True, text=True)
+        if r.returncode != 0:
+            return None, r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.returncode}"
+        open(done, "w").close()
+    flows = list(csv.DictReader(open(os.path.join(out_dir, "flows.csv"))))
+    return flows, None
+
+
+def feature_files(spec):
+    parts = []
+    for p in spec.split(","):
+        kind, shape = p.split(":")
+        parts.append((kind, f"{kind}_{shape}.npy"))
+    return parts
+
+
+def split_files(files_of_class, flows_per_file, seed, test_share):
+    rng = random.Random(seed)
+    files = sorted(flows_per_file)
+    rng.shuffle(files)
+    test = set()
+    for cls in sorted(files_of_class, key=lambda c: (len(files_of_class[c]), c)):
+        fs = files_of_class[cls]
+        if fs & test:
+            continue
+        for f in [f for f in files if f in fs]:
+            # keep every class trainable: never move a class's last train file
+            if all(len(files_of_class[c] - test - {f}) > 0 for c in files_of_class
+                   if f in files_of_class[c]):
+                test.add(f)
+                break
+    total = sum(flows_per_file.values())
+    for f in files:
+        if sum(flows_per_file[t] for t in test) >= test_share * total:
+            break
+        if f in test:
+            continue
+        if all(len(files_of_class[c] - test - {f}) > 0 for c in files_of_class
+               if f in files_of_class[c]):
+            test.add(f)
+    return sorted(set(files) - test), sorted(test)
+
+
+def macro_f1(cm):
+    f1s = []
+    for i in range(len(cm)):
+        tp = cm[i][i]
+        fp = sum(cm[j][i] for j in range(len(cm))) - tp
+        fn = sum(cm[i]) - tp
+        p = tp / (tp + fp) if tp + fp else 0.0
+        r = tp / (tp + fn) if tp + fn else 0.0
+        f1s.append(2 * p * r / (p + r) if p + r else 0.0)
+    return sum(f1s) / len(f1s), f1s
+
+
+def confusion_svg(cm, classes, title):
+    n = len(classes)
+    cell, left, top = 34, 130, 150
+    w, h = left + n * cell + 20, top + n * cell + 40
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+           f'font-family="sans-serif" font-size="11">',
+           f'<rect width="{w}" height="{h}" fill="white"/>',
+           f'<text x="{left}" y="18" font-size="13">{title}</text>',
+           f'<text x="{left}" y="{h - 12}">predicted →  (rows: true class; '
+           f'cell: flows, shade: share of the row)</text>']
+    for i, c in enumerate(classes):
+        y = top + i * cell + cell / 2 + 4
+        out.append(f'<text x="{left - 6}" y="{y}" text-anchor="end">{c}</text>')
+        x = left + i * cell + cell / 2
+        out.append(f'<text x="{x}" y="{top - 6}" transform="rotate(-60 {x} {top - 6})">{c}</text>')
+    for i in range(n):
+        row = sum(cm[i]) or 1
+        for j in range(n):
+            share = cm[i][j] / row
+            shade = int(255 - 200 * share)
+            fill = f"rgb({shade},{shade},255)" if i == j else f"rgb(255,{shade},{shade})"
+            if cm[i][j] == 0:
+                fill = "rgb(248,248,248)"
+            x, y = left + j * cell, top + i * cell
+            out.append(f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{fill}" '
+                       f'stroke="#ccc"/>')
+            if cm[i][j]:
+                out.append(f'<text x="{x + cell / 2}" y="{y + cell / 2 + 4}" '
+                           f'text-anchor="middle">{cm[i][j]}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--etcpipe", default="build/etcpipe")
+    ap.add_argument("--pcaps", default="testdata/ndpi/pcap")
+    ap.add_argument("--results", default="testdata/ndpi/result")
+    ap.add_argument("--spec", default="payload:10x256,sizes:10,iat:10")
+    ap.add_argument("--work", default="build/train")
+    ap.add_argument("--out", default="models/etc_app", help="path prefix of .onnx/.pt/.md/.svg")
+    ap.add_argument("--min-flows", type=int, default=30)
+    ap.add_argument("--min-files", type=int, default=3)
+    ap.add_argument("--cap-per-file", type=int, default=150)
+    ap.add_argument("--test-share", type=float, default=0.25)
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    t_start = time.time()
+
+    kinds = feature_files(args.spec)
+    h = int(args.spec.split("payload:")[1].split("x")[0])
+    l = int(args.spec.split("payload:")[1].split("x")[1].split(",")[0])
+    assert [k for k, _ in kinds] == ["payload", "sizes", "iat"], "spec must be payload,sizes,iat"
+
+    # ---- features + labels per capture ----
+    rows = []  # (file, label, {kind: array row})
+    failed, unlabelled, unknown = [], 0, 0
+    pcaps = sorted(p for p in os.listdir(args.pcaps) if p.endswith((".pcap", ".pcapng", ".cap")))
+    for name in pcaps:
+        res = os.path.join(args.results, name + ".out")
+        if not os.path.exists(res):
+            continue
+        flows, err = extract(args.etcpipe, os.path.join(args.pcaps, name), args.spec,
+                             os.path.join(args.work, args.spec.replace(":", "_").replace(",", "-"), name))
+        if flows is None:
+            failed.append((name, err))
+            continue
+        if not flows:
+            continue
+        wd = os.path.join(args.work, args.spec.replace(":", "_").replace(",", "-"), name)
+        arrays = {k: np.load(os.path.join(wd, fn)) for k, fn in kinds}
+        labels = ndpi_labels(res)
+        for i, fl in enumerate(flows):
+            try:
+                a = (str(ipaddress.ip_address(fl["src"])), int(fl["sport"]))
+                b = (str(ipaddress.ip_address(fl["dst"])), int(fl["dport"]))
+            except ValueError:
+                continue
+            lab = labels.get((int(fl["proto"]), frozenset([a, b])))
+            if lab is None:
+                unlabelled += 1
+                continue
+            if lab == "Unknown":
+                unknown += 1
+                continue
+            rows.append((name, lab, {k: arrays[k][i] for k, _ in kinds}))
+    print(f"train: {len(rows)} labelled flows from {len(pcaps)} captures "
+          f"({unlabelled} without an nDPI match, {unknown} Unknown, {len(failed)} captures failed)")
+
+    # ---- classes ----
+    per_label, files_of = {}, {}
+    for f, lab, _ in rows:
+        per_label[lab] = per_label.get(lab, 0) + 1
+        files_of.setdefault(lab, set()).add(f)
+    classes = sorted(c for c in per_label
+                     if per_label[c] >= args.min_flows and len(files_of[c]) >= args.min_files)
+    dropped = sorted((c for c in per_label if c not in classes), key=lambda c: -per_label[c])
+    rows = [r for r in rows if r[1] in classes]
+    cidx = {c: i for i, c in enumerate(classes)}
+    flows_per_file = {}
+    for f, _, _ in rows:
+        flows_per_file[f] = flows_per_file.get(f, 0) + 1
+    train_files, test_files = split_files({c: files_of[c] for c in classes}, flows_per_file,
+                                          args.seed, args.test_share)
+    test_set = set(test_files)
+
+    # ---- arrays ----
+    def stack(sel):
+        x = {k: np.stack([r[2][k] for r in sel]) if sel else None for k, _ in kinds}
+        inputs = [torch.from_numpy(transform(k, x[k])) for k, _ in kinds]
+        y = torch.tensor([cidx[r[1]] for r in sel], dtype=torch.long)
+        return inputs, y
+
+    train_rows, seen = [], {}
+    rng = random.Random(args.seed)
+    shuffled = [r for r in rows if r[0] not in test_set]
+    rng.shuffle(shuffled)
+    for r in shuffled:
+        key = (r[0], r[1])
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] <= args.cap_per_file:
+            train_rows.append(r)
+    test_rows = [r for r in rows if r[0] in test_set]
+    (xtr, ytr), (xte, yte) = stack(train_rows), stack(test_rows)
+    count = lambda sel, c: sum(1 for r in sel if r[1] == c)  # noqa: E731
+
+    # ---- training ----
+    model = EtcNet(h, l, len(classes))
+    n_params = sum(p.numel() for p in model.parameters())
+    freq = torch.bincount(ytr, minlength=len(classes)).float()
+    weight = (freq.sum() / (len(classes) * freq.clamp(min=1))).sqrt()
+    loss_fn = nn.CrossEntropyLoss(weight=weight)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.epochs)
+    n = len(ytr)
+    for epoch in range(args.epochs):
+        model.train()
+        perm = torch.randperm(n)
+        total = 0.0
+        for s in range(0, n, 128):
+            idx = perm[s:s + 128]
+            if len(idx) < 2:
+                continue
+            opt.zero_grad()
+            loss = loss_fn(model.logits(*[x[idx] for x in xtr]), ytr[idx])
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        sched.step()
+        if epoch % 5 == 4 or epoch == args.epochs - 1:
+            print(f"epoch {epoch + 1}/{args.epochs}: loss {total / n:.4f}")
+
+    # ---- evaluation on the held-out files ----
+    model.eval()
+    with torch.no_grad():
+        pred = model(*xte).argmax(1) if len(yte) else torch.tensor([], dtype=torch.long)
+        pred_tr = model(*xtr).argmax(1)
+    cm = [[0] * len(classes) for _ in classes]
+    for t, p in zip(yte.tolist(), pred.tolist()):
+        cm[t][p] += 1
+    acc = sum(cm[i][i] for i in range(len(classes))) / max(1, len(yte))
+    mf1, f1s = macro_f1(cm)
+    train_acc = (pred_tr == ytr).float().mean().item()
+    print(f"held-out files: accuracy {acc:.4f}, macro-F1 {mf1:.4f} on {len(yte)} flows "
+          f"(train accuracy {train_acc:.4f})")
+
+    # ---- export ----
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    torch.save({"state_dict": model.state_dict(), "h": h, "l": l, "classes": classes,
+                "spec": args.spec}, args.out + ".pt")
+    names = [fn[:-4] for _, fn in kinds]
+    dummy = tuple(x[:2] for x in xtr)
+    torch.onnx.export(model, dummy, args.out + ".onnx", input_names=names,
+                      output_names=["probabilities"], opset_version=13,
+                      dynamic_axes={**{nm: {0: "batch"} for nm in names}, "probabilities": {0: "batch"}})
+    import onnx
+    m = onnx.load(args.out + ".onnx")
+    meta = {"etcpipe.features": args.spec, "etcpipe.classes": json.dumps(classes),
+            "etcpipe.preprocess": PREPROCESS, "etcpipe.task": "application (nDPI 4.2 labels)"}
+    del m.metadata_props[:]
+    for k, v in meta.items():
+        e = m.metadata_props.add()
+        e.key, e.value = k, v
+    m.producer_name = "etcpipe scripts/train.py"
+    onnx.checker.check_model(m)
+    onnx.save(m, args.out + ".onnx")
+    ops = sorted({nd.op_type for nd in m.graph.node})
+
+    title = f"held-out files: accuracy {acc:.3f}, macro-F1 {mf1:.3f} ({len(yte)} flows)"
+    with open(args.out + ".confusion.svg", "w") as f:
+        f.write(confusion_svg(cm, classes, title))
+
+    # ---- report ----
+    base = os.path.basename(args.out)
+    lines = [f"# Training report: `{base}.onnx`", "",
+             f"Produced by `make model` (scripts/train.py) on "
+             f"{datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, "
+             f"torch {torch.__version__}, {args.threads} threads, {time.time() - t_start:.0f} s.", "",
+             f"- Features: `{args.spec}` from `etcpipe features` (input transform `{PREPROCESS}`).",
+             f"- Labels: nDPI 4.2 expected output, application protocol; classes with ≥{args.min_flows} "
+             f"flows in ≥{args.min_files} captures; other labels dropped.",
+             f"- Model: EtcNet (scripts/etcmodel.py), {n_params} parameters, ONNX opset 13, ops: "
+             f"{', '.join(ops)}.",
+             f"- Split by capture file (seed {args.seed}): {len(train_files)} training files, "
+             f"{len(test_files)} held-out files; training rows capped at {args.cap_per_file} per "
+             f"(file, class).",
+             f"- Data: {len(rows)} labelled flows of the kept classes ({unlabelled} extracted flows had "
+             f"no nDPI line, {unknown} were Unknown); captures that failed to extract: "
+             + (", ".join(f"{n} ({e})" for n, e in failed) or "none") + ".",
+             "", "## Held-out result", "",
+             f"**Accuracy {acc:.4f}, macro-F1 {mf1:.4f}** on {len(yte)} flows from held-out files "
+             f"(training accuracy {train_acc:.4f}, {args.epochs} epochs).", "",
+             f"![confusion matrix]({base}.confusion.svg)", "",
+             "| class | train flows (used) | test flows | test F1 | files |", "|---|---|---|---|---|"]
+    for i, c in enumerate(classes):
+        lines.append(f"| {c} | {count(train_rows, c)} | {count(test_rows, c)} | {f1s[i]:.3f} | "
+                     f"{len(files_of[c])} |")
+    lines += ["", "Confusion matrix (rows: true, columns: predicted, order as above):", "", "```"]
+    lines += [" ".join(f"{v:5d}" for v in row) for row in cm]
+    lines += ["```", "", "## Held-out files", "", ", ".join(test_files), "",
+              "## Dropped labels (flows)", "",
+              ", ".join(f"{c} ({per_label[c]})" for c in dropped), ""]
+    with open(args.out + ".md", "w") as f:
+        f.write("\n".join(lines))
+    print(f"wrote {args.out}.onnx, .pt, .md, .confusion.svg")
+
+
+if __name__ == "__main__":
+    main()

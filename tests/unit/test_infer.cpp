@@ -1,0 +1,531 @@
+// Tests of the inference engine (gpu/infer.hpp): the shipped model against
+// python3-torch on real feature rows, a hand-built model against a value
+// computed here, malformed models (each error names what is wrong), CPU
+// thread/chunk independence, the GPU backend against the CPU backend (skips
+// with the reason without a GPU) and `etcpipe classify` end to end.
+#include <gtest/gtest.h>
+#include <onnx/onnx_pb.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "features.hpp"
+#include "infer.hpp"
+#include "pcap.hpp"
+
+#ifdef ETCPIPE_HAVE_CUDA
+#include <cuda_runtime.h>
+#endif
+
+namespace fs = std::filesystem;
+using namespace etcpipe;
+using namespace etcpipe::infer;
+
+namespace {
+
+const char* kModel = "models/etc_app.onnx";
+const char* kCheckpoint = "models/etc_app.pt";
+
+std::string build_dir() {
+    const char* b = std::getenv("ETCPIPE_BUILD");
+    return b && *b ? b : "build";
+}
+
+std::string read_file(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    return {std::istreambuf_iterator<char>(f), {}};
+}
+
+std::string temp_dir(const std::string& name) {
+    const fs::path d = fs::temp_directory_path() / ("etcpipe-infer-" + std::to_string(getpid()) + "-" + name);
+    fs::create_directories(d);
+    return d.string();
+}
+
+int run(const std::string& cmd, std::string* out = nullptr) {
+    std::FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+    if (!p) return -1;
+    char buf[4096];
+    size_t n;
+    std::string s;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) s.append(buf, n);
+    const int st = pclose(p);
+    if (out) *out = s;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+// Real feature rows: the CPU extractor over the nDPI captures, in name order,
+// until at least `want` flows.
+struct Rows {
+    features::Output out;
+    size_t rows() const { return out.rows.size(); }
+    HostBatch batch(size_t first, size_t n) const {
+        HostBatch b;
+        b.rows = n;
+        for (size_t f = 0; f < out.spec.size(); ++f) {
+            const size_t rb = out.spec[f].row_bytes();
+            b.tensors.emplace_back(out.tensors[f].data() + first * rb, n * rb);
+        }
+        return b;
+    }
+};
+
+Rows real_rows(const std::vector<features::Feature>& spec, size_t want) {
+    Rows r;
+    r.out.spec = spec;
+    r.out.tensors.resize(spec.size());
+    std::vector<fs::path> files;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator("testdata/ndpi/pcap", ec))
+        if (e.path().extension() == ".pcap" || e.path().extension() == ".pcapng") files.push_back(e.path());
+    std::sort(files.begin(), files.end());
+    for (const auto& path : files) {
+        if (r.rows() >= want) break;
+        auto reader = pcap::Reader::open(path.string());
+        if (!reader) continue;
+        auto ex = features::make_cpu_extractor(spec, {});
+        features::Batch b;
+        pcap::Frame fr;
+        std::vector<uint8_t> scratch;
+        for (;;) {
+            auto more = reader->next(fr);
+            if (!more || !*more) break;
+            auto eth = pcap::to_ethernet(fr, scratch);
+            if (eth && eth->size() >= 14) b.add(*eth, fr.ts_ns ? fr.ts_ns : 1);
+        }
+        if (b.size() && !ex->push(b)) continue;
+        auto o = ex->finish();
+        if (!o) continue;
+        for (size_t f = 0; f < spec.size(); ++f)
+            r.out.tensors[f].insert(r.out.tensors[f].end(), o->tensors[f].begin(), o->tensors[f].end());
+        r.out.rows.insert(r.out.rows.end(), o->rows.begin(), o->rows.end());
+    }
+    return r;
+}
+
+// Minimal .npy reader for what reference_infer.py writes: '<f4', C order, 2-D.
+std::vector<float> read_npy_f32(const std::string& path, size_t* rows, size_t* cols) {
+    const std::string s = read_file(path);
+    if (s.size() < 10 || s.compare(0, 6, "\x93NUMPY") != 0) return {};
+    const size_t hlen = static_cast<uint8_t>(s[8]) | (static_cast<size_t>(static_cast<uint8_t>(s[9])) << 8);
+    const std::string header = s.substr(10, hlen);
+    if (header.find("'<f4'") == std::string::npos || header.find("'fortran_order': False") == std::string::npos)
+        return {};
+    const size_t open = header.find("'shape': (");
+    if (open == std::string::npos) return {};
+    *rows = std::stoul(header.substr(open + 10));
+    *cols = std::stoul(header.substr(header.find(',', open + 10) + 1));
+    std::vector<float> v(*rows * *cols);
+    if (s.size() != 10 + hlen + v.size() * 4) return {};
+    std::memcpy(v.data(), s.data() + 10 + hlen, v.size() * 4);
+    return v;
+}
+
+bool torch_available(std::string* why) {
+    std::string out;
+    if (run("/usr/bin/python3 -c 'import torch, numpy'", &out) != 0) {
+        *why = "python3-torch not importable: " + out.substr(0, 200);
+        return false;
+    }
+    return true;
+}
+
+// max over elements of |a - b| / max(|b|, 1e-6)
+double max_rel_err(const std::vector<float>& a, const std::vector<float>& b) {
+    double m = 0;
+    for (size_t i = 0; i < a.size(); ++i)
+        m = std::max(m, std::fabs(double(a[i]) - double(b[i])) / std::max(std::fabs(double(b[i])), 1e-6));
+    return m;
+}
+
+std::vector<float> infer_all(Backend& be, const Rows& rows, size_t batch) {
+    const size_t nc = be.model().num_classes();
+    std::vector<float> p(rows.rows() * nc);
+    for (size_t first = 0; first < rows.rows(); first += batch) {
+        const size_t n = std::min(batch, rows.rows() - first);
+        auto r = be.infer(rows.batch(first, n), std::span<float>(p.data() + first * nc, n * nc));
+        EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message());
+    }
+    return p;
+}
+
+class ShippedModel : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        if (!fs::exists(kModel)) GTEST_FAIL() << kModel << " missing: the model is committed, run from the repository root";
+        auto m = Model::load(kModel);
+        ASSERT_TRUE(m.ok()) << m.error().message();
+        model_ = std::make_shared<const Model>(std::move(*m));
+    }
+    std::shared_ptr<const Model> model_;
+};
+
+TEST_F(ShippedModel, LoadsWithItsContract) {
+    EXPECT_EQ(model_->spec_text, "payload:10x256,sizes:10,iat:10");
+    EXPECT_GE(model_->num_classes(), 5u);
+    EXPECT_GE(model_->opset, 13);
+    EXPECT_LE(model_->opset, 17);
+    // "tens of thousands of parameters, not millions" (BatchNorm folded in)
+    EXPECT_GT(model_->parameters, 10000u);
+    EXPECT_LT(model_->parameters, 100000u);
+    for (const Op& op : model_->ops) EXPECT_NE(op.kind, OpKind::Relu) << op.node << ": ReLU not fused";
+}
+
+TEST_F(ShippedModel, MatchesTorchOnRealFlows) {
+    if (!fs::exists("testdata/ndpi/pcap")) {
+        std::printf("[  SKIPPED ] testdata/ndpi/pcap missing (run `make testdata`)\n");
+        GTEST_SKIP() << "testdata/ndpi/pcap missing";
+    }
+    std::string why;
+    if (!torch_available(&why)) {
+        std::printf("[  SKIPPED ] %s\n", why.c_str());
+        GTEST_SKIP() << why;
+    }
+    const Rows rows = real_rows(model_->spec, 1200);
+    ASSERT_GE(rows.rows(), 1000u);
+    const std::string dir = temp_dir("ref");
+    for (size_t f = 0; f < rows.out.spec.size(); ++f) {
+        auto w = features::write_npy(dir + "/" + rows.out.spec[f].name() + ".npy", rows.out.spec[f],
+                                     rows.out.tensors[f], rows.rows());
+        ASSERT_TRUE(w.ok()) << w.error().message();
+    }
+    std::string log;
+    ASSERT_EQ(run("/usr/bin/python3 scripts/reference_infer.py probs --threads 2 --checkpoint " +
+                      std::string(kCheckpoint) + " --inputs " + dir + " --out " + dir + "/ref.npy",
+                  &log),
+              0)
+        << log;
+    size_t r = 0, c = 0;
+    const auto ref = read_npy_f32(dir + "/ref.npy", &r, &c);
+    ASSERT_EQ(r, rows.rows());
+    ASSERT_EQ(c, model_->num_classes());
+
+    BackendOptions bo;
+    bo.threads = 2;
+    auto be = make_cpu_backend(model_, bo);
+    ASSERT_TRUE(be.ok());
+    const auto ours = infer_all(**be, rows, 333);
+    const double err = max_rel_err(ours, ref);
+    size_t same_class = 0;
+    for (size_t i = 0; i < r; ++i)
+        same_class += std::max_element(&ours[i * c], &ours[i * c] + c) - &ours[i * c] ==
+                      std::max_element(&ref[i * c], &ref[i * c] + c) - &ref[i * c];
+    std::printf("engine vs python3-torch: %zu flows x %zu classes, max relative error %.3g, same class %zu/%zu\n",
+                r, c, err, same_class, r);
+    EXPECT_LE(err, 1e-4);
+    EXPECT_EQ(same_class, r);
+    fs::remove_all(dir);
+}
+
+TEST_F(ShippedModel, CpuThreadsAndChunksAgree) {
+    const Rows rows = real_rows(model_->spec, 300);
+    ASSERT_GT(rows.rows(), 0u);
+    BackendOptions one, many;
+    one.threads = 1;
+    one.chunk_rows = 1000;
+    many.threads = 3;
+    many.chunk_rows = 7;
+    auto a = make_cpu_backend(model_, one), b = make_cpu_backend(model_, many);
+    ASSERT_TRUE(a.ok() && b.ok());
+    const auto pa = infer_all(**a, rows, rows.rows()), pb = infer_all(**b, rows, 50);
+    EXPECT_LE(max_rel_err(pb, pa), 1e-5);
+}
+
+TEST_F(ShippedModel, GpuMatchesCpu) {
+    std::string why;
+    if (!gpu_available(&why)) {
+        std::printf("[  SKIPPED ] GPU backend vs CPU backend: no GPU (%s)\n", why.c_str());
+        GTEST_SKIP() << "no GPU: " << why;
+    }
+    const Rows rows = real_rows(model_->spec, 1200);
+    ASSERT_GE(rows.rows(), 1000u);
+    auto cpu = make_cpu_backend(model_, {});
+    auto gpu = make_gpu_backend(model_, {});
+    ASSERT_TRUE(cpu.ok());
+    ASSERT_TRUE(gpu.ok()) << gpu.error().message();
+    const auto ref = infer_all(**cpu, rows, 1024);
+    for (size_t batch : {1u, 64u, 1024u, 1000u}) {  // 1000 twice-used sizes hit the CUDA graph cache
+        const auto got = infer_all(**gpu, rows, batch);
+        const double err = max_rel_err(got, ref);
+        std::printf("GPU vs CPU, batch %zu: max relative error %.3g\n", batch, err);
+        EXPECT_LE(err, 1e-4) << "batch " << batch;
+    }
+#ifdef ETCPIPE_HAVE_CUDA
+    // The device path: features already on the device, probabilities stay there.
+    DeviceBatch db;
+    db.rows = rows.rows();
+    std::vector<void*> owned;
+    for (const auto& t : rows.out.tensors) {
+        void* p = nullptr;
+        ASSERT_EQ(cudaMalloc(&p, t.size()), cudaSuccess);
+        ASSERT_EQ(cudaMemcpy(p, t.data(), t.size(), cudaMemcpyHostToDevice), cudaSuccess);
+        owned.push_back(p);
+        db.tensors.push_back(p);
+    }
+    float* dprobs = nullptr;
+    ASSERT_EQ(cudaMalloc(&dprobs, ref.size() * 4), cudaSuccess);
+    auto r = (*gpu)->infer(db, dprobs);
+    ASSERT_TRUE(r.ok()) << r.error().message();
+    std::vector<float> got(ref.size());
+    ASSERT_EQ(cudaMemcpy(got.data(), dprobs, got.size() * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+    EXPECT_LE(max_rel_err(got, ref), 1e-4) << "device batch";
+    cudaFree(dprobs);
+    for (void* p : owned) cudaFree(p);
+#endif
+}
+
+// ---------------------------------------------------- malformed models --
+
+class Malformed : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        bytes_ = read_file(kModel);
+        ASSERT_FALSE(bytes_.empty()) << kModel;
+        ASSERT_TRUE(proto_.ParseFromString(bytes_));
+    }
+    // Serialises the edited proto and returns the load error ("" = loaded).
+    std::string error_of(const onnx::ModelProto& m) {
+        std::string s;
+        EXPECT_TRUE(m.SerializeToString(&s));
+        auto r = Model::parse(std::span(reinterpret_cast<const uint8_t*>(s.data()), s.size()), "edited.onnx");
+        return r.ok() ? "" : r.error().message();
+    }
+    void set_meta(onnx::ModelProto& m, const std::string& key, const std::string* value) {
+        for (int i = 0; i < m.metadata_props_size(); ++i)
+            if (m.metadata_props(i).key() == key) {
+                if (value) {
+                    m.mutable_metadata_props(i)->set_value(*value);
+                } else {
+                    m.mutable_metadata_props()->DeleteSubrange(i, 1);
+                }
+                return;
+            }
+        FAIL() << "no metadata " << key;
+    }
+    std::string bytes_;
+    onnx::ModelProto proto_;
+};
+
+TEST_F(Malformed, Unedited) { EXPECT_EQ(error_of(proto_), ""); }
+
+TEST_F(Malformed, TruncatedFile) {
+    for (size_t keep : {bytes_.size() / 2, bytes_.size() - 3, size_t{0}}) {
+        auto r = Model::parse(std::span(reinterpret_cast<const uint8_t*>(bytes_.data()), keep), "cut.onnx");
+        ASSERT_FALSE(r.ok()) << keep;
+        EXPECT_NE(r.error().message().find("cut.onnx"), std::string::npos);
+        std::printf("truncated to %zu bytes: %s\n", keep, r.error().message().c_str());
+    }
+    auto missing = Model::load("/nonexistent/model.onnx");
+    ASSERT_FALSE(missing.ok());
+    EXPECT_EQ(missing.error().kind, ErrorKind::Io);
+}
+
+TEST_F(Malformed, UnknownOpNamesOpAndNode) {
+    onnx::NodeProto* relu = nullptr;
+    for (auto& n : *proto_.mutable_graph()->mutable_node())
+        if (n.op_type() == "Relu" && !relu) relu = &n;
+    ASSERT_NE(relu, nullptr);
+    relu->set_op_type("Gelu");
+    const std::string e = error_of(proto_);
+    std::printf("%s\n", e.c_str());
+    EXPECT_NE(e.find("unsupported operator 'Gelu'"), std::string::npos) << e;
+    EXPECT_NE(e.find("node '" + relu->name() + "'"), std::string::npos) << e;
+}
+
+TEST_F(Malformed, WrongInputShape) {
+    auto* dim = proto_.mutable_graph()->mutable_input(0)->mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim(2);
+    dim->set_dim_value(1000);
+    std::string e = error_of(proto_);
+    std::printf("%s\n", e.c_str());
+    EXPECT_NE(e.find("input 'payload_10x256': dim 2 is 1000"), std::string::npos) << e;
+    EXPECT_NE(e.find("needs 256"), std::string::npos) << e;
+
+    SetUp();  // fixed batch dimension
+    proto_.mutable_graph()->mutable_input(1)->mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim(0)->set_dim_value(4);
+    e = error_of(proto_);
+    EXPECT_NE(e.find("input 'sizes_10': batch dimension is fixed at 4"), std::string::npos) << e;
+
+    SetUp();  // renamed input
+    proto_.mutable_graph()->mutable_input(2)->set_name("iat_x");
+    e = error_of(proto_);
+    EXPECT_NE(e.find("no input named 'iat_10'"), std::string::npos) << e;
+}
+
+TEST_F(Malformed, WrongMetadata) {
+    set_meta(proto_, "etcpipe.classes", nullptr);
+    std::string e = error_of(proto_);
+    EXPECT_NE(e.find("'etcpipe.classes' is missing"), std::string::npos) << e;
+
+    SetUp();  // spec that disagrees with the inputs
+    const std::string spec = "payload:10x1000,sizes:10,iat:10";
+    set_meta(proto_, "etcpipe.features", &spec);
+    e = error_of(proto_);
+    std::printf("%s\n", e.c_str());
+    // input names carry the shape, so the name is the first thing that disagrees
+    EXPECT_NE(e.find("no input named 'payload_10x1000'"), std::string::npos) << e;
+
+    SetUp();  // one class too few for the output
+    const std::string three = "[\"a\",\"b\",\"c\"]";
+    set_meta(proto_, "etcpipe.classes", &three);
+    e = error_of(proto_);
+    EXPECT_NE(e.find("metadata names 3 classes"), std::string::npos) << e;
+
+    SetUp();
+    const std::string not_json = "a,b,c";
+    set_meta(proto_, "etcpipe.classes", &not_json);
+    EXPECT_NE(error_of(proto_).find("JSON list"), std::string::npos);
+
+    SetUp();
+    const std::string pre = "v0";
+    set_meta(proto_, "etcpipe.preprocess", &pre);
+    EXPECT_NE(error_of(proto_).find("etcpipe.preprocess is 'v0'"), std::string::npos);
+
+    SetUp();
+    proto_.mutable_opset_import(0)->set_version(9);
+    EXPECT_NE(error_of(proto_).find("opset is 9"), std::string::npos);
+}
+
+// ------------------------------------------------- a model built here --
+
+onnx::TensorProto float_tensor(const std::string& name, std::vector<int64_t> dims, std::vector<float> v) {
+    onnx::TensorProto t;
+    t.set_name(name);
+    t.set_data_type(onnx::TensorProto::FLOAT);
+    for (auto d : dims) t.add_dims(d);
+    for (float x : v) t.add_float_data(x);
+    return t;
+}
+
+void add_input(onnx::GraphProto* g, const std::string& name, std::vector<int64_t> dims) {
+    auto* in = g->add_input();
+    in->set_name(name);
+    auto* tt = in->mutable_type()->mutable_tensor_type();
+    tt->set_elem_type(onnx::TensorProto::FLOAT);
+    tt->mutable_shape()->add_dim()->set_dim_param("batch");
+    for (auto d : dims) tt->mutable_shape()->add_dim()->set_dim_value(d);
+}
+
+// sizes:2,iat:2 → Concat → MatMul(W) → Add(b) → Relu → Softmax, checked
+// against the same arithmetic written out here.
+TEST(HandBuilt, MatMulAddConcatSoftmax) {
+    onnx::ModelProto m;
+    m.set_ir_version(8);
+    m.add_opset_import()->set_version(15);
+    auto meta = [&](const char* k, const char* v) {
+        auto* p = m.add_metadata_props();
+        p->set_key(k);
+        p->set_value(v);
+    };
+    meta("etcpipe.features", "sizes:2,iat:2");
+    meta("etcpipe.classes", "[\"x\",\"y\",\"z\"]");
+    meta("etcpipe.preprocess", kPreprocess);
+    auto* g = m.mutable_graph();
+    add_input(g, "sizes_2", {2});
+    add_input(g, "iat_2", {2});
+    const std::vector<float> w = {0.5f, -1.f, 2.f, 1.f, 0.25f, -0.5f, -2.f, 3.f, 1.f, 0.1f, 0.2f, 0.3f};  // [4, 3]
+    const std::vector<float> b = {0.1f, -0.2f, 0.3f};
+    *g->add_initializer() = float_tensor("W", {4, 3}, w);
+    *g->add_initializer() = float_tensor("b", {3}, b);
+    auto node = [&](const char* op, std::vector<std::string> in, const char* out) {
+        auto* n = g->add_node();
+        n->set_op_type(op);
+        n->set_name(std::string("n_") + out);
+        for (auto& i : in) n->add_input(i);
+        n->add_output(out);
+        return n;
+    };
+    auto* cat = node("Concat", {"sizes_2", "iat_2"}, "cat");
+    auto* ax = cat->add_attribute();
+    ax->set_name("axis");
+    ax->set_type(onnx::AttributeProto::INT);
+    ax->set_i(1);
+    node("MatMul", {"cat", "W"}, "mm");
+    node("Add", {"mm", "b"}, "add");
+    node("Relu", {"add"}, "relu");
+    node("Softmax", {"relu"}, "prob");
+    g->add_output()->set_name("prob");
+
+    std::string s;
+    ASSERT_TRUE(m.SerializeToString(&s));
+    auto model = Model::parse(std::span(reinterpret_cast<const uint8_t*>(s.data()), s.size()), "hand.onnx");
+    ASSERT_TRUE(model.ok()) << model.error().message();
+    auto be = make_cpu_backend(std::make_shared<const Model>(std::move(*model)), {});
+    ASSERT_TRUE(be.ok());
+
+    const std::vector<int32_t> sizes = {1500, -3000, 0, 750};
+    const std::vector<int64_t> iat = {0, 1000000, -5, 42};
+    HostBatch hb;
+    hb.rows = 2;
+    hb.tensors.emplace_back(reinterpret_cast<const uint8_t*>(sizes.data()), sizes.size() * 4);
+    hb.tensors.emplace_back(reinterpret_cast<const uint8_t*>(iat.data()), iat.size() * 8);
+    std::vector<float> probs(6);
+    auto r = (*be)->infer(hb, probs);
+    ASSERT_TRUE(r.ok()) << r.error().message();
+    for (int row = 0; row < 2; ++row) {
+        double x[4] = {sizes[row * 2] / 1500.0, sizes[row * 2 + 1] / 1500.0, 0, 0};
+        for (int j = 0; j < 2; ++j) {
+            const double v = static_cast<double>(iat[row * 2 + j]);
+            x[2 + j] = (v < 0 ? -1 : 1) * std::log1p(std::fabs(v)) / 16.0;
+        }
+        double z[3], sum = 0;
+        for (int c = 0; c < 3; ++c) {
+            z[c] = b[c];
+            for (int k = 0; k < 4; ++k) z[c] += x[k] * w[k * 3 + c];
+            z[c] = std::max(z[c], 0.0);
+        }
+        const double mx = std::max({z[0], z[1], z[2]});
+        for (double& v : z) sum += v = std::exp(v - mx);
+        for (int c = 0; c < 3; ++c) EXPECT_NEAR(probs[row * 3 + c], z[c] / sum, 1e-6) << row << "," << c;
+    }
+}
+
+// ------------------------------------------------------ etcpipe classify --
+
+TEST(Classify, CaptureToJsonLines) {
+    const std::string bin = build_dir() + "/etcpipe";
+    if (!fs::exists(bin)) GTEST_SKIP() << bin << " not built";
+    if (!fs::exists("testdata/ndpi/pcap/skype.pcap")) {
+        std::printf("[  SKIPPED ] testdata/ndpi/pcap missing (run `make testdata`)\n");
+        GTEST_SKIP() << "testdata missing";
+    }
+    std::string out;
+    ASSERT_EQ(run(bin + " classify testdata/ndpi/pcap/skype.pcap --model " + kModel +
+                      " --device cpu --batch 64 -q", &out), 0) << out;
+    size_t lines = 0, with_class = 0;
+    for (size_t p = 0; (p = out.find('\n', p)) != std::string::npos; ++p) ++lines;
+    for (size_t p = 0; (p = out.find("\"class\":\"", p)) != std::string::npos; ++p) ++with_class;
+    // as many lines as `etcpipe features` finds flows
+    const std::string dir = temp_dir("cls");
+    std::string fo;
+    ASSERT_EQ(run(bin + " features testdata/ndpi/pcap/skype.pcap -o " + dir +
+                      " --features payload:10x256,sizes:10,iat:10 --device cpu -q", &fo), 0) << fo;
+    const std::string csv = read_file(dir + "/flows.csv");
+    const size_t flows = static_cast<size_t>(std::count(csv.begin(), csv.end(), '\n')) - 1;
+    EXPECT_EQ(lines, flows);
+    EXPECT_EQ(with_class, flows);
+    EXPECT_NE(out.find("\"sport\":"), std::string::npos);
+    fs::remove_all(dir);
+
+    // Errors: exit codes from cli_common.hpp, one clear line.
+    EXPECT_EQ(run(bin + " classify testdata/ndpi/pcap/skype.pcap --model /nonexistent.onnx", &out), 4) << out;
+    EXPECT_EQ(run(bin + " classify testdata/ndpi/pcap/skype.pcap --model testdata/ndpi/pcap/skype.pcap", &out), 5) << out;
+    EXPECT_NE(out.find("not a valid ONNX protobuf"), std::string::npos) << out;
+    if (fs::exists("testdata/ndpi/pcap/fuzz-2021-10-13.pcap")) {
+        EXPECT_EQ(run(bin + " classify testdata/ndpi/pcap/fuzz-2021-10-13.pcap --model " + kModel + " --device cpu", &out), 5) << out;
+        EXPECT_NE(out.find("corrupt record"), std::string::npos) << out;
+    }
+    std::string why;
+    if (!gpu_available(&why)) {
+        EXPECT_EQ(run(bin + " classify testdata/ndpi/pcap/skype.pcap --model " + std::string(kModel) + " --device gpu", &out), 2) << out;
+    }
+}
+
+}  // namespace
