@@ -25,6 +25,7 @@
 
 #include "fd.hpp"
 #include "features.hpp"
+#include "infer.hpp"
 #include "log.hpp"
 
 namespace etcpipe {
@@ -230,11 +231,24 @@ std::string addr_text(const uint8_t* a, uint8_t family) {
     return buf;
 }
 
+// Per-flow classes from the model (`--model`): probs is rows × classes.
+struct Predictions {
+    const std::vector<std::string>* classes = nullptr;
+    std::vector<float> probs;
+    [[nodiscard]] bool empty() const { return classes == nullptr; }
+    [[nodiscard]] size_t best(size_t r) const {
+        const size_t nc = classes->size();
+        return static_cast<size_t>(std::max_element(probs.begin() + static_cast<long>(r * nc),
+                                                    probs.begin() + static_cast<long>((r + 1) * nc)) -
+                                   (probs.begin() + static_cast<long>(r * nc)));
+    }
+};
+
 class Sink {
   public:
     virtual ~Sink() = default;
     virtual Result<void> write(const features::Output& out, const std::vector<uint64_t>& flow_ids,
-                               const std::vector<uint8_t>& complete) = 0;
+                               const std::vector<uint8_t>& complete, const Predictions& pred) = 0;
     virtual Result<void> close() { return {}; }
 };
 
@@ -242,7 +256,7 @@ class Sink {
 class JsonlSink final : public Sink {
   public:
     Result<void> write(const features::Output& out, const std::vector<uint64_t>& ids,
-                       const std::vector<uint8_t>& complete) override {
+                       const std::vector<uint8_t>& complete, const Predictions& pred) override {
         std::string s;
         static constexpr char kHex[] = "0123456789abcdef";
         for (size_t r = 0; r < out.rows.size(); ++r) {
@@ -261,6 +275,17 @@ class JsonlSink final : public Sink {
             s += ",\"first_ns\":" + std::to_string(row.first_ns);
             s += ",\"packets\":" + std::to_string(row.selected);
             s += std::string(",\"complete\":") + (r < complete.size() && complete[r] ? "true" : "false");
+            if (!pred.empty()) {
+                const size_t nc = pred.classes->size(), b = pred.best(r);
+                char num[32];
+                std::snprintf(num, sizeof num, "%.6g", static_cast<double>(pred.probs[r * nc + b]));
+                s += ",\"class\":\"" + (*pred.classes)[b] + "\",\"probability\":" + num + ",\"probabilities\":{";
+                for (size_t c = 0; c < nc; ++c) {
+                    std::snprintf(num, sizeof num, "%.6g", static_cast<double>(pred.probs[r * nc + c]));
+                    s += (c ? ",\"" : "\"") + (*pred.classes)[c] + "\":" + num;
+                }
+                s += '}';
+            }
             for (size_t f = 0; f < out.spec.size(); ++f) {
                 const features::Feature& ft = out.spec[f];
                 const uint8_t* base = out.tensors[f].data() + r * ft.row_bytes();
@@ -302,13 +327,18 @@ class NpySink final : public Sink {
     NpySink(std::string dir, uint32_t rotate) : dir_(std::move(dir)), rotate_(rotate) {}
 
     Result<void> write(const features::Output& out, const std::vector<uint64_t>&,
-                       const std::vector<uint8_t>&) override {
+                       const std::vector<uint8_t>&, const Predictions& pred) override {
+        if (!pred.empty()) classes_ = pred.classes;
         if (acc_.spec.empty()) {
             acc_.spec = out.spec;
             acc_.tensors.resize(out.spec.size());
         }
         for (size_t r = 0; r < out.rows.size(); ++r) {
             acc_.rows.push_back(out.rows[r]);
+            if (!pred.empty()) {
+                const size_t b = pred.best(r);
+                pred_.emplace_back(static_cast<uint32_t>(b), pred.probs[r * pred.classes->size() + b]);
+            }
             for (size_t f = 0; f < out.spec.size(); ++f) {
                 const size_t rb = out.spec[f].row_bytes();
                 const uint8_t* p = out.tensors[f].data() + r * rb;
@@ -336,6 +366,16 @@ class NpySink final : public Sink {
                 !r)
                 return r.error();
         if (auto r = features::write_flows_csv(d + "/flows.csv", acc_); !r) return r.error();
+        if (classes_) {
+            // One line per row of flows.csv: the model's class and its probability.
+            std::ofstream p(d + "/predictions.csv", std::ios::trunc);
+            p << "row,class,probability\n";
+            for (size_t r = 0; r < pred_.size(); ++r)
+                p << r << ',' << (*classes_)[pred_[r].first] << ',' << pred_[r].second << '\n';
+            p.close();
+            if (!p) return make_error(ErrorKind::Io, errno ? errno : EIO, d + "/predictions.csv", "write");
+        }
+        pred_.clear();
         acc_.rows.clear();
         for (auto& t : acc_.tensors) t.clear();
         return {};
@@ -345,6 +385,8 @@ class NpySink final : public Sink {
     uint32_t rotate_;
     uint32_t part_ = 0;
     features::Output acc_;
+    const std::vector<std::string>* classes_ = nullptr;
+    std::vector<std::pair<uint32_t, float>> pred_;
 };
 
 // ---- flow assembly -----------------------------------------------------------
@@ -506,7 +548,26 @@ void print_run_stats(FILE* out, const etc_run_stats& s, const char* in) {
 }
 
 Result<RunSummary> run_live(const RunOptions& o, const std::atomic<bool>& stop) {
-    auto spec = features::parse_spec(o.spec);
+    // With a model, the features are the model's (its metadata names them).
+    std::unique_ptr<infer::Backend> classifier;
+    std::string spec_text = o.spec;
+    if (!o.model_path.empty()) {
+        infer::BackendOptions bo;
+        bo.device = o.device == "gpu" ? infer::Device::Gpu : o.device == "cpu" ? infer::Device::Cpu : infer::Device::Auto;
+        bo.threads = o.threads;
+        auto be = infer::Backend::load(o.model_path, bo);
+        if (!be) return be.error();
+        classifier = std::move(be.value());
+        const std::string& ms = classifier->model().spec_text;
+        if (o.spec_set && o.spec != ms)
+            return Error{ErrorKind::Usage, EINVAL, "--features", "check options",
+                         "the model " + o.model_path + " needs '" + ms + "', not '" + o.spec + "'",
+                         "leave --features out with --model"};
+        spec_text = ms;
+        ETC_INFO("%s: %zu classes, %s backend, features %s", o.model_path.c_str(),
+                 classifier->model().num_classes(), classifier->name(), ms.c_str());
+    }
+    auto spec = features::parse_spec(spec_text);
     if (!spec) return spec.error();
     const uint32_t h = features::max_packets(*spec);
     if (o.batch_packets == 0)
@@ -666,7 +727,16 @@ Result<RunSummary> run_live(const RunOptions& o, const std::atomic<bool>& stop) 
             (c ? st.flows_complete : st.flows_partial)++;
         }
         st.flows_emitted += out->rows.size();
-        if (auto w = sink->write(*out, ids, complete); !w) return w.error();
+        Predictions pred;
+        if (classifier && !out->rows.empty()) {
+            infer::HostBatch hb;
+            hb.rows = out->rows.size();
+            for (const auto& t : out->tensors) hb.tensors.emplace_back(t.data(), t.size());
+            pred.classes = &classifier->model().classes;
+            pred.probs.resize(hb.rows * pred.classes->size());
+            if (auto r = classifier->infer(hb, pred.probs); !r) return r.error();
+        }
+        if (auto w = sink->write(*out, ids, complete, pred); !w) return w.error();
         lat.add((now_ns() - t0) / 1000);
         return {};
     };
@@ -698,8 +768,9 @@ Result<RunSummary> run_live(const RunOptions& o, const std::atomic<bool>& stop) 
     if (!o.ready_file.empty()) {
         std::ofstream(o.ready_file) << getpid() << '\n';
     }
-    ETC_INFO("%s: running (%s delivery, features %s, %s extractor); Ctrl-C to stop", o.iface.c_str(),
-             inline_mode ? "inline" : "tap", o.spec.c_str(), (*ex)->name());
+    ETC_INFO("%s: running (%s delivery, features %s, %s extractor%s); Ctrl-C to stop", o.iface.c_str(),
+             inline_mode ? "inline" : "tap", spec_text.c_str(), (*ex)->name(),
+             classifier ? ", classifying" : "");
 
     std::vector<pollfd> pfds;
     for (const auto& s : socks) pfds.push_back(pollfd{s->fd(), POLLIN, 0});

@@ -43,6 +43,8 @@ struct RunOptions {
     bool stats = false;               // one line per second on stderr
     double duration_s = 0;            // 0: until SIGINT/SIGTERM
     std::string ready_file;           // touched once the sockets are ready (tests, scripts)
+    std::string model_path;           // classify every emitted flow with this ONNX model
+    bool spec_set = false;            // --features given (must then match the model's)
 };
 
 struct RunSummary {

@@ -376,6 +376,10 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     run->add_option("--ready-file", run_opts.ready_file,
                     "write our pid here once the sockets are bound (for scripts)");
+    run->add_option("--model", run_opts.model_path,
+                    "classify every emitted flow with this ONNX model (see classify); its "
+                    "metadata sets the features; JSON Lines gain class/probability, .npy parts a "
+                    "predictions.csv");
     add_flowmgr_options(run, run_args);
 
     // send
@@ -471,6 +475,7 @@ int main(int argc, char** argv) {
         if (!opts) return fail(opts.error());
         run_opts.flowmgr = *opts;
         run_opts.flowmgr_packets_set = run->count("--packets") > 0;
+        run_opts.spec_set = run->count("--features") > 0;
         run_opts.xsk.bind = run_bind == "zerocopy" ? XskBind::ZeroCopy
                             : run_bind == "copy"   ? XskBind::Copy
                                                    : XskBind::Auto;

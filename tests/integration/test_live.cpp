@@ -413,6 +413,73 @@ TEST_F(LiveVeth, KilledRunLeavesNothingAttached) {
     sh("umount " + pins);
 }
 
+// --model: every emitted flow gets a class of the model and probabilities
+// that sum to 1; JSON Lines on stdout and predictions.csv beside the .npy.
+TEST_F(LiveVeth, ClassifiesEmittedFlowsWithTheModel) {
+    const std::string model = "models/etc_app.onnx";
+    if (!fs::exists(model)) GTEST_FAIL() << model << " missing";
+    for (const std::string& out : {std::string("-"), tmp_ + "/classified"}) {
+        SCOPED_TRACE(out);
+        const pid_t pid = start_run("--model " + model + " --device cpu -o " + out, "model");
+        ASSERT_GT(pid, 0) << slurp(tmp_ + "/model.err");
+        const uint64_t sent = send("quic.pcap");
+        EXPECT_EQ(sent, 518u);
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        ASSERT_EQ(stop_run(pid, SIGINT), 0) << slurp(tmp_ + "/model.err");
+        const std::string err = slurp(tmp_ + "/model.err");
+        const uint64_t flows = counter(err, "flows_complete") + counter(err, "flows_partial");
+        EXPECT_EQ(flows, 10u) << err;
+        const std::string classes = "AmazonAWS|Apple|DNS|DNScrypt|DoH_DoT|Dropbox|Facebook|Google|HTTP|"
+                                    "Mining|NetBIOS|QUIC|SSDP|Skype_Teams|SkypeCall|Telegram|TLS|"
+                                    "WhatsAppCall|WhatsApp|[A-Za-z_]+";
+        if (out == "-") {
+            std::istringstream lines(slurp(tmp_ + "/model.out"));
+            std::string line;
+            size_t n = 0;
+            while (std::getline(lines, line)) {
+                ++n;
+                std::smatch m;
+                ASSERT_TRUE(std::regex_search(line, m, std::regex("\"class\":\"([A-Za-z_]+)\",\"probability\":([0-9.e-]+)")))
+                    << line.substr(0, 300);
+                std::smatch pm;
+                ASSERT_TRUE(std::regex_search(line, pm, std::regex("\"probabilities\":\\{([^}]*)\\}")));
+                double sum = 0, best = 0;
+                const std::string probs = pm[1];
+                const std::regex num(":([0-9.e-]+)");
+                for (auto it = std::sregex_iterator(probs.begin(), probs.end(), num); it != std::sregex_iterator(); ++it) {
+                    const double v = std::stod((*it)[1]);
+                    sum += v;
+                    best = std::max(best, v);
+                }
+                EXPECT_NEAR(sum, 1.0, 1e-4) << line.substr(0, 300);
+                EXPECT_NEAR(std::stod(m[2]), best, 1e-6) << "the class is the most probable one";
+                EXPECT_NE(probs.find("\"" + std::string(m[1]) + "\":"), std::string::npos);
+            }
+            EXPECT_EQ(n, flows);
+        } else {
+            const std::string part = out + "/part-000000";
+            std::ifstream csv(part + "/flows.csv"), pred(part + "/predictions.csv");
+            ASSERT_TRUE(pred.good()) << part;
+            size_t rows = 0, preds = 0;
+            std::string line;
+            while (std::getline(csv, line)) ++rows;
+            std::getline(pred, line);
+            EXPECT_EQ(line, "row,class,probability");
+            while (std::getline(pred, line)) {
+                EXPECT_TRUE(std::regex_match(line, std::regex(std::to_string(preds) + ",(" + classes + "),[0-9.e-]+")))
+                    << line;
+                ++preds;
+            }
+            EXPECT_EQ(preds + 1, rows);
+            EXPECT_EQ(preds, flows);
+        }
+    }
+    auto r = sh(in_b(etcpipe() + " run veth-b --model " + model + " --features sizes:10"));
+    EXPECT_EQ(r.status, 2) << r.err;
+    EXPECT_NE(r.err.find("needs 'payload:10x256,sizes:10,iat:10'"), std::string::npos) << r.err;
+    EXPECT_FALSE(attached());
+}
+
 TEST_F(LiveVeth, UsageErrors) {
     auto r = sh(in_b(etcpipe() + " run veth-b --attach-existing -o " + tmp_ + "/x"));
     EXPECT_EQ(r.status, 2) << r.err;
