@@ -45,21 +45,12 @@
 #include <string>
 #include <vector>
 
+#include "cuda_check.hpp"
 #include "features.hpp"
 #include "parse_packet.hpp"
 
 namespace etcpipe::features {
 namespace {
-
-#define ETC_CUDA_TRY(call)                                                                  \
-    do {                                                                                    \
-        const cudaError_t etc_err_ = (call);                                                \
-        if (etc_err_ != cudaSuccess)                                                        \
-            return ::etcpipe::make_error(::etcpipe::ErrorKind::Io, 0, "cuda",               \
-                                         std::string(#call) + " at " __FILE__ ":" +         \
-                                             std::to_string(__LINE__),                      \
-                                         cudaGetErrorString(etc_err_));                     \
-    } while (0)
 
 // After a kernel launch: launch errors (bad shape) are reported here.
 #define ETC_CUDA_LAUNCHED(name) ETC_CUDA_TRY(cudaGetLastError())

@@ -137,6 +137,13 @@ struct GpuOptions {
     const std::vector<Feature>& spec, const GpuOptions& opts);
 [[nodiscard]] bool gpu_available(std::string* why = nullptr);
 
+// The extractor a command line asks for: device "gpu" (an error saying why
+// when there is none), "cpu" (`threads`, 0: all) or "auto" (the GPU when
+// there is one, else the CPU, saying so).
+[[nodiscard]] Result<std::unique_ptr<Extractor>> make_extractor(const std::string& device,
+                                                                unsigned threads,
+                                                                const std::vector<Feature>& spec);
+
 // Writers for what ML code loads directly.
 [[nodiscard]] Result<void> write_npy(const std::string& path, const Feature& f,
                                      const std::vector<uint8_t>& tensor, size_t rows);

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "features.hpp"
+#include "log.hpp"
 
 namespace etcpipe::features {
 
@@ -180,6 +181,21 @@ Result<void> write_flows_csv(const std::string& path, const Output& out) {
     f.close();
     if (!f) return make_error(ErrorKind::Io, errno ? errno : EIO, path, "write flows csv");
     return {};
+}
+
+Result<std::unique_ptr<Extractor>> make_extractor(const std::string& device, unsigned threads,
+                                                  const std::vector<Feature>& spec) {
+    std::string why;
+    const bool gpu_ok = gpu_available(&why);
+    if (device == "gpu" || (device == "auto" && gpu_ok)) {
+        if (!gpu_ok)
+            return Error{ErrorKind::Usage, 0, "--device gpu", "use the GPU", why, "use --device cpu (or auto)"};
+        return make_gpu_extractor(spec, GpuOptions{});
+    }
+    if (device == "auto") ETC_INFO("no GPU (%s): extracting on the CPU", why.c_str());
+    CpuOptions co;
+    co.threads = threads;
+    return make_cpu_extractor(spec, co);
 }
 
 }  // namespace etcpipe::features

@@ -26,20 +26,11 @@
 #include <string>
 #include <vector>
 
+#include "cuda_check.hpp"
 #include "infer.hpp"
 
 namespace etcpipe::infer {
 namespace {
-
-#define ETC_CUDA_TRY(call)                                                                  \
-    do {                                                                                    \
-        const cudaError_t etc_err_ = (call);                                                \
-        if (etc_err_ != cudaSuccess)                                                        \
-            return ::etcpipe::make_error(::etcpipe::ErrorKind::Io, 0, "cuda",               \
-                                         std::string(#call) + " at " __FILE__ ":" +         \
-                                             std::to_string(__LINE__),                      \
-                                         cudaGetErrorString(etc_err_));                     \
-    } while (0)
 
 #define ETC_CUBLAS_TRY(call)                                                                \
     do {                                                                                    \

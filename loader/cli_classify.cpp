@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <map>
 
+#include "capture_features.hpp"
 #include "cli_common.hpp"
 #include "features.hpp"
 #include "infer.hpp"
@@ -129,32 +130,12 @@ std::optional<int> run_classify_command(const ClassifyCommand& c) {
     }
 
     // Capture → extractor, batch by batch.
-    features::Batch batch;
-    std::vector<uint8_t> scratch;
-    pcap::Frame frame;
-    uint64_t frames = 0, index = 0, last_ts = 1;
-    std::optional<Error> capture_error;
-    for (;;) {
-        auto more = reader->next(frame);
-        if (!more) {
-            capture_error = more.error();
-            break;
-        }
-        if (!*more) break;
-        ++frames;
-        auto eth = pcap::to_ethernet(frame, scratch);
-        if (!eth || eth->size() < 14) continue;
-        if (frame.ts_ns) last_ts = frame.ts_ns;
-        batch.add(*eth, last_ts);
-        ++index;
-        if (batch.size() >= c.packet_batch) {
-            if (auto r = ex->push(batch); !r) return fail(r.error());
-            batch.clear();
-            batch.first_index = index;
-        }
-    }
-    if (batch.size())
-        if (auto r = ex->push(batch); !r) return fail(r.error());
+    FeedOptions fo;
+    fo.batch = c.packet_batch;
+    auto fed = feed_capture(*reader, *ex, fo);
+    if (!fed) return fail(fed.error());
+    const uint64_t frames = fed->frames;
+    const std::optional<Error>& capture_error = fed->capture_error;
     auto out = ex->finish();
     if (!out) return fail(out.error());
     const double extract_s = seconds_since(t0);

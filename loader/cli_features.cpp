@@ -7,31 +7,13 @@
 #include <cinttypes>
 #include <cstdio>
 
+#include "capture_features.hpp"
 #include "cli_common.hpp"
 #include "features.hpp"
 #include "flowmgr.hpp"
 #include "pcap.hpp"
 
 namespace etcpipe::cli {
-namespace {
-
-Result<std::unique_ptr<features::Extractor>> make_extractor(const FeaturesCommand& c,
-                                                             const std::vector<features::Feature>& spec) {
-    std::string why;
-    const bool gpu_ok = features::gpu_available(&why);
-    if (c.device == "gpu" || (c.device == "auto" && gpu_ok)) {
-        if (!gpu_ok)
-            return Error{ErrorKind::Usage, 0, "--device gpu", "use the GPU", why,
-                         "use --device cpu (or auto)"};
-        return features::make_gpu_extractor(spec, features::GpuOptions{});
-    }
-    if (c.device == "auto") ETC_INFO("no GPU (%s): extracting on the CPU", why.c_str());
-    features::CpuOptions co;
-    co.threads = c.threads;
-    return features::make_cpu_extractor(spec, co);
-}
-
-}  // namespace
 
 void add_features_command(CLI::App& app, FeaturesCommand& c) {
     c.cmd = app.add_subcommand(
@@ -66,7 +48,7 @@ std::optional<int> run_features_command(const FeaturesCommand& c) {
     if (!reader) return fail(reader.error());
     if (mkdir(c.out_dir.c_str(), 0755) && errno != EEXIST)
         return fail(make_error(ErrorKind::Io, errno, c.out_dir, "create output directory"));
-    auto ex = make_extractor(c, *spec);
+    auto ex = features::make_extractor(c.device, c.threads, *spec);
     if (!ex) return fail(ex.error());
 
     std::optional<FlowManager> fm;
@@ -81,45 +63,21 @@ std::optional<int> run_features_command(const FeaturesCommand& c) {
     }
 
     const auto t0 = std::chrono::steady_clock::now();
-    features::Batch batch;
-    std::vector<uint8_t> scratch;
-    pcap::Frame frame;
-    uint64_t frames = 0, fed = 0, index = 0, last_ts = 1;
     const bool progress = !c.quiet && isatty(STDERR_FILENO);
-    std::optional<Error> capture_error;
-    auto flush = [&]() -> Result<void> {
-        if (batch.size() == 0) return {};
-        auto r = (*ex)->push(batch);
-        batch.clear();
-        batch.first_index = index;
-        return r;
-    };
-    for (;;) {
-        auto more = reader->next(frame);
-        if (!more) {
-            capture_error = more.error();
-            break;
-        }
-        if (!*more) break;
-        ++frames;
-        auto eth = pcap::to_ethernet(frame, scratch);
-        if (!eth || eth->size() < 14) continue;
-        if (frame.ts_ns) last_ts = frame.ts_ns;
-        if (fm) {
-            auto r = fm->test_run(*eth, last_ts);
-            if (!r) return fail(r.error());
-            if (!r->meta || !(r->meta->flags & ETC_META_SELECTED)) continue;
-        }
-        batch.add(*eth, last_ts);
-        ++index;
-        ++fed;
-        if (batch.size() >= c.batch) {
-            if (auto r = flush(); !r) return fail(r.error());
-            if (progress) std::fprintf(stderr, "\r%" PRIu64 " frames", frames);
-        }
-    }
-    if (auto r = flush(); !r) return fail(r.error());
+    FeedOptions fo;
+    fo.batch = c.batch;
+    if (fm)
+        fo.keep = [&](std::span<const uint8_t> eth, uint64_t ts) -> Result<bool> {
+            auto r = fm->test_run(eth, ts);
+            if (!r) return r.error();
+            return r->meta && (r->meta->flags & ETC_META_SELECTED);
+        };
+    if (progress) fo.progress = [](uint64_t frames) { std::fprintf(stderr, "\r%" PRIu64 " frames", frames); };
+    auto fed = feed_capture(*reader, **ex, fo);
+    if (!fed) return fail(fed.error());
     if (progress) std::fputs("\r\033[K", stderr);
+    const uint64_t frames = fed->frames, fed_n = fed->fed;
+    const std::optional<Error>& capture_error = fed->capture_error;
     auto out = (*ex)->finish();
     if (!out) return fail(out.error());
     for (size_t f = 0; f < out->spec.size(); ++f) {
@@ -133,7 +91,7 @@ std::optional<int> run_features_command(const FeaturesCommand& c) {
         std::fprintf(stderr,
                      "%s: %" PRIu64 " frames, %" PRIu64 " to the %s extractor, %zu flows in %.2f s "
                      "→ %s/{%s, flows.csv}\n",
-                     c.capture.c_str(), frames, fed, (*ex)->name(), out->rows.size(), s,
+                     c.capture.c_str(), frames, fed_n, (*ex)->name(), out->rows.size(), s,
                      c.out_dir.c_str(), [&] {
                          std::string names;
                          for (const auto& f : out->spec) names += (names.empty() ? "" : ", ") + f.name() + ".npy";

@@ -484,21 +484,6 @@ class Assembler {
     size_t ready_packets_ = 0;
 };
 
-Result<std::unique_ptr<features::Extractor>> make_extractor(const RunOptions& o,
-                                                             const std::vector<features::Feature>& spec) {
-    std::string why;
-    const bool gpu_ok = features::gpu_available(&why);
-    if (o.device == "gpu" || (o.device == "auto" && gpu_ok)) {
-        if (!gpu_ok)
-            return Error{ErrorKind::Usage, 0, "--device gpu", "use the GPU", why, "use --device cpu (or auto)"};
-        return features::make_gpu_extractor(spec, features::GpuOptions{});
-    }
-    if (o.device == "auto") ETC_INFO("no GPU (%s): extracting on the CPU", why.c_str());
-    features::CpuOptions co;
-    co.threads = o.threads;
-    return features::make_cpu_extractor(spec, co);
-}
-
 int on_ring_record(void* ctx, void* data, size_t size);
 
 struct RingCtx {
@@ -648,7 +633,7 @@ Result<RunSummary> run_live(const RunOptions& o, const std::atomic<bool>& stop) 
     etc_run_stats st{};
     st.pid = static_cast<uint64_t>(getpid());
     Assembler assembler(h, st, o.max_pending);
-    auto ex = make_extractor(o, *spec);
+    auto ex = features::make_extractor(o.device, o.threads, *spec);
     if (!ex) return ex.error();
 
     // Delivery: AF_XDP sockets (tap) or the ring buffer (inline).

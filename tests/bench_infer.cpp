@@ -18,6 +18,7 @@
 
 #include "features.hpp"
 #include "infer.hpp"
+#include "capture_features.hpp"
 #include "pcap.hpp"
 
 extern "C" char* openblas_get_corename(void);
@@ -48,20 +49,7 @@ features::Output all_rows(const std::vector<features::Feature>& spec) {
     all.spec = spec;
     all.tensors.resize(spec.size());
     for (const auto& path : captures()) {
-        auto reader = pcap::Reader::open(path.string());
-        if (!reader) continue;
-        auto ex = features::make_cpu_extractor(spec, {});
-        features::Batch b;
-        pcap::Frame fr;
-        std::vector<uint8_t> scratch;
-        for (;;) {
-            auto more = reader->next(fr);
-            if (!more || !*more) break;
-            auto eth = pcap::to_ethernet(fr, scratch);
-            if (eth && eth->size() >= 14) b.add(*eth, fr.ts_ns ? fr.ts_ns : 1);
-        }
-        if (b.size() && !ex->push(b)) continue;
-        auto o = ex->finish();
+        auto o = extract_capture(path.string(), spec);
         if (!o) continue;
         for (size_t f = 0; f < spec.size(); ++f)
             all.tensors[f].insert(all.tensors[f].end(), o->tensors[f].begin(), o->tensors[f].end());

@@ -18,42 +18,13 @@
 #include <string>
 
 #include "pcap.hpp"
+#include "shell.hpp"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string build_dir() {
-    const char* b = std::getenv("ETCPIPE_BUILD");
-    return b && *b ? b : "build";
-}
-
-std::string etcpipe() { return build_dir() + "/etcpipe"; }
-
-struct CmdResult {
-    int status = -1;
-    std::string out;  // stdout
-    std::string err;  // stderr
-};
-
-// Runs a shell command line; stdout and stderr captured separately.
-CmdResult sh(const std::string& cmd) {
-    static int seq = 0;
-    const std::string errfile = "/tmp/etcpipe-cli-" + std::to_string(getpid()) + "-" +
-                                std::to_string(seq++) + ".err";
-    CmdResult r;
-    std::FILE* p = popen((cmd + " 2>" + errfile).c_str(), "r");
-    if (!p) return r;
-    std::array<char, 4096> buf;
-    size_t n;
-    while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-    int st = pclose(p);
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    std::ifstream e(errfile);
-    r.err.assign(std::istreambuf_iterator<char>(e), {});
-    unlink(errfile.c_str());
-    return r;
-}
+using namespace etcpipe::testing;
 
 std::string tmpfile(const std::string& name) {
     return "/tmp/etcpipe-cli-" + std::to_string(getpid()) + "-" + name;
@@ -72,16 +43,16 @@ std::string first_capture() {
 class Cli : public ::testing::Test {
   protected:
     void SetUp() override {
-        if (!fs::exists(etcpipe())) GTEST_SKIP() << etcpipe() << " not built (run make)";
+        if (!fs::exists(etcpipe_bin())) GTEST_SKIP() << etcpipe_bin() << " not built (run make)";
     }
 };
 
 TEST_F(Cli, HelpAndVersion) {
-    auto h = sh(etcpipe() + " --help");
+    auto h = sh(etcpipe_bin() + " --help");
     EXPECT_EQ(h.status, 0);
     for (const char* cmd : {"load", "unload", "status", "replay", "version"})
         EXPECT_NE(h.out.find(cmd), std::string::npos) << cmd;
-    auto v = sh(etcpipe() + " version");
+    auto v = sh(etcpipe_bin() + " version");
     EXPECT_EQ(v.status, 0);
     EXPECT_NE(v.out.find("libbpf v1."), std::string::npos) << v.out;
     EXPECT_NE(v.out.find("libxdp "), std::string::npos) << v.out;
@@ -105,14 +76,14 @@ TEST_F(Cli, UsageErrorsExitTwo) {
         {"frobnicate", "frobnicate"},
     };
     for (const auto& c : cases) {
-        auto r = sh(etcpipe() + " " + c.args);
+        auto r = sh(etcpipe_bin() + " " + c.args);
         EXPECT_EQ(r.status, 2) << c.args << "\n" << r.err;
         EXPECT_NE(r.err.find(c.needle), std::string::npos) << c.args << "\n" << r.err;
     }
 }
 
 TEST_F(Cli, ReplayIoAndDataErrors) {
-    auto missing = sh(etcpipe() + " replay /nonexistent/etcpipe.pcap");
+    auto missing = sh(etcpipe_bin() + " replay /nonexistent/etcpipe.pcap");
     EXPECT_EQ(missing.status, 4) << missing.err;
     EXPECT_NE(missing.err.find("/nonexistent/etcpipe.pcap"), std::string::npos) << missing.err;
 
@@ -121,14 +92,14 @@ TEST_F(Cli, ReplayIoAndDataErrors) {
         std::ofstream g(garbage, std::ios::binary);
         g << "this is not a capture, just some text of sufficient length";
     }
-    auto bad = sh(etcpipe() + " replay " + garbage);
+    auto bad = sh(etcpipe_bin() + " replay " + garbage);
     EXPECT_EQ(bad.status, 5) << bad.err;
     EXPECT_NE(bad.err.find(garbage), std::string::npos) << bad.err;
     unlink(garbage.c_str());
 
     const std::string empty = tmpfile("empty.pcap");
     { std::ofstream e(empty); }
-    auto emp = sh(etcpipe() + " replay " + empty);
+    auto emp = sh(etcpipe_bin() + " replay " + empty);
     EXPECT_EQ(emp.status, 5) << emp.err;
     unlink(empty.c_str());
 }
@@ -141,9 +112,9 @@ TEST_F(Cli, ReplayTruncatedCaptureReportsWhatWasReadThenTheOffset) {
     fs::copy_file(src, cut, fs::copy_options::overwrite_existing);
     fs::resize_file(cut, size * 2 / 3);  // mid-record, almost surely
 
-    auto full = sh(etcpipe() + " replay -q " + src);
+    auto full = sh(etcpipe_bin() + " replay -q " + src);
     ASSERT_EQ(full.status, 0) << full.err;
-    auto r = sh(etcpipe() + " replay " + cut);
+    auto r = sh(etcpipe_bin() + " replay " + cut);
     EXPECT_EQ(r.status, 5) << r.err;
     EXPECT_NE(r.err.find("byte"), std::string::npos) << r.err;
     EXPECT_NE(r.err.find("frames read"), std::string::npos) << r.err;
@@ -158,7 +129,7 @@ TEST_F(Cli, ReplayWritesFlowsAndSelectedPackets) {
     if (src.empty()) GTEST_SKIP() << "testdata/ndpi missing (make testdata)";
     if (geteuid() != 0) GTEST_SKIP() << "BPF_PROG_TEST_RUN needs root";
     const std::string json = tmpfile("flows.jsonl"), sel = tmpfile("sel.pcap");
-    auto r = sh(etcpipe() + " replay -q -o " + json + " -w " + sel + " " + src);
+    auto r = sh(etcpipe_bin() + " replay -q -o " + json + " -w " + sel + " " + src);
     ASSERT_EQ(r.status, 0) << r.err;
 
     std::ifstream in(json);
@@ -193,28 +164,28 @@ TEST_F(Cli, ReplayWritesFlowsAndSelectedPackets) {
 
 TEST_F(Cli, CheckNfpVerdictsAndExitCodes) {
     const std::string b = build_dir();
-    auto ok = sh(etcpipe() + " check --target nfp " + b + "/bpf/anova.bpf.o");
+    auto ok = sh(etcpipe_bin() + " check --target nfp " + b + "/bpf/anova.bpf.o");
     EXPECT_EQ(ok.status, 0) << ok.out << ok.err;
     EXPECT_NE(ok.out.find("NFP instructions (estimate)"), std::string::npos) << ok.out;
     EXPECT_NE(ok.out.find("verdict: offloadable"), std::string::npos) << ok.out;
-    auto bad = sh(etcpipe() + " check --target nfp " + b + "/bpf/flowmgr.bpf.o");
+    auto bad = sh(etcpipe_bin() + " check --target nfp " + b + "/bpf/flowmgr.bpf.o");
     EXPECT_EQ(bad.status, 1) << bad.out;
     EXPECT_NE(bad.out.find("[map-type]"), std::string::npos) << bad.out;
-    auto missing = sh(etcpipe() + " check --target nfp /nonexistent.bpf.o");
+    auto missing = sh(etcpipe_bin() + " check --target nfp /nonexistent.bpf.o");
     EXPECT_EQ(missing.status, 4) << missing.err;
-    auto target = sh(etcpipe() + " check --target tpu " + b + "/bpf/anova.bpf.o");
+    auto target = sh(etcpipe_bin() + " check --target tpu " + b + "/bpf/anova.bpf.o");
     EXPECT_EQ(target.status, 2) << target.err;
 }
 
 TEST_F(Cli, AnovaSplitGoldenAndPlot) {
     if (geteuid() != 0) GTEST_SKIP() << "BPF_PROG_TEST_RUN needs root";
     const std::string svg = tmpfile("osh.svg");
-    auto r = sh(etcpipe() + " anova split testdata/anova/osh_000001SZ_daily.txt --plot " + svg);
+    auto r = sh(etcpipe_bin() + " anova split testdata/anova/osh_000001SZ_daily.txt --plot " + svg);
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_NE(r.out.find("splits: 748 of 3239 windows"), std::string::npos);
     EXPECT_TRUE(fs::exists(svg) && fs::file_size(svg) > 1000);
     unlink(svg.c_str());
-    auto col = sh(etcpipe() + " anova split testdata/anova/EuStockMarkets.csv --column nosuch");
+    auto col = sh(etcpipe_bin() + " anova split testdata/anova/EuStockMarkets.csv --column nosuch");
     EXPECT_NE(col.status, 0);
     EXPECT_NE(col.err.find("nosuch"), std::string::npos) << col.err;
 }
@@ -224,7 +195,7 @@ TEST_F(Cli, AnovaSplitGoldenAndPlot) {
 class NetnsVeth : public ::testing::Test {
   protected:
     void SetUp() override {
-        if (!fs::exists(etcpipe())) GTEST_SKIP() << etcpipe() << " not built";
+        if (!fs::exists(etcpipe_bin())) GTEST_SKIP() << etcpipe_bin() << " not built";
         if (geteuid() != 0) GTEST_SKIP() << "needs root for network namespaces and XDP";
         // Two hosts: "a" sends from veth-a, "b" runs the FlowManager on veth-b.
         ns_a_ = "etcpipe-test-a-" + std::to_string(getpid());
@@ -265,7 +236,7 @@ class NetnsVeth : public ::testing::Test {
     // The etcpipe binary in host b's network namespace (only the network
     // namespace: bpffs and /sys stay the test's own).
     CmdResult in_ns(const std::string& args) {
-        return sh("nsenter --net=/run/netns/" + ns_ + " " + etcpipe() + " " + args);
+        return sh("nsenter --net=/run/netns/" + ns_ + " " + etcpipe_bin() + " " + args);
     }
 
     // Sends `count` UDP datagrams veth-a → veth-b from inside the namespace.

@@ -27,38 +27,16 @@
 #include <vector>
 
 #include "features.hpp"
+#include "shell.hpp"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string build_dir() {
-    const char* b = std::getenv("ETCPIPE_BUILD");
-    return b && *b ? b : "build";
-}
-std::string etcpipe() { return build_dir() + "/etcpipe"; }
-
-struct Cmd {
-    int status = -1;
-    std::string out, err;
-};
-
-Cmd sh(const std::string& cmd) {
-    static int seq = 0;
-    const std::string ef = "/tmp/etcpipe-live-" + std::to_string(getpid()) + "-" + std::to_string(seq++) + ".err";
-    Cmd r;
-    std::FILE* p = popen((cmd + " 2>" + ef).c_str(), "r");
-    if (!p) return r;
-    std::array<char, 4096> buf;
-    size_t n;
-    while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-    const int st = pclose(p);
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    std::ifstream e(ef);
-    r.err.assign(std::istreambuf_iterator<char>(e), {});
-    unlink(ef.c_str());
-    return r;
-}
+using Cmd = etcpipe::testing::CmdResult;
+using etcpipe::testing::build_dir;
+using etcpipe::testing::etcpipe_bin;
+using etcpipe::testing::sh;
 
 std::string slurp(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
@@ -168,7 +146,7 @@ const std::vector<std::string> kCaptures = {
 class LiveVeth : public ::testing::Test {
   protected:
     void SetUp() override {
-        if (!fs::exists(etcpipe())) GTEST_SKIP() << etcpipe() << " not built";
+        if (!fs::exists(etcpipe_bin())) GTEST_SKIP() << etcpipe_bin() << " not built";
         if (geteuid() != 0) GTEST_SKIP() << "needs root for network namespaces, XDP and AF_XDP";
         if (!fs::exists("testdata/ndpi/pcap/quic.pcap")) GTEST_SKIP() << "testdata/ndpi missing (make testdata)";
         const std::string id = std::to_string(getpid());
@@ -209,7 +187,7 @@ class LiveVeth : public ::testing::Test {
         unlink(ready.c_str());
         const pid_t pid = fork();
         if (pid == 0) {
-            const std::string cmd = "exec " + in_b(etcpipe() + " run veth-b --ready-file " + ready + " " + args) +
+            const std::string cmd = "exec " + in_b(etcpipe_bin() + " run veth-b --ready-file " + ready + " " + args) +
                                     " >" + tmp_ + "/" + tag + ".out 2>" + err;
             execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
             _exit(127);
@@ -239,7 +217,7 @@ class LiveVeth : public ::testing::Test {
     }
 
     uint64_t send(const std::string& capture) {
-        auto s = sh(in_a(etcpipe() + " send testdata/ndpi/pcap/" + capture + " veth-a --max-seconds 20"));
+        auto s = sh(in_a(etcpipe_bin() + " send testdata/ndpi/pcap/" + capture + " veth-a --max-seconds 20"));
         EXPECT_EQ(s.status, 0) << s.err;
         std::smatch m;
         const std::regex sent(": ([0-9]+) frames, ([0-9]+) sent");
@@ -257,7 +235,7 @@ class LiveVeth : public ::testing::Test {
         const std::string live = tmp_ + "/" + tag + "-live", ref = tmp_ + "/" + tag + "-ref";
         // An already attached program (--attach-existing) has counted before:
         // the kernel counters are compared as differences.
-        const std::string before = sh(in_b(etcpipe() + " status veth-b")).out;
+        const std::string before = sh(in_b(etcpipe_bin() + " status veth-b")).out;
         auto kcounter = [&](const std::string& text, const std::string& n) {
             return counter(text, n) - counter(before, n);
         };
@@ -269,7 +247,7 @@ class LiveVeth : public ::testing::Test {
         ASSERT_EQ(stop_run(pid, SIGINT), 0) << slurp(tmp_ + "/" + tag + ".err");
         const std::string err = slurp(tmp_ + "/" + tag + ".err");
 
-        auto r = sh(etcpipe() + " features testdata/ndpi/pcap/" + capture + " -o " + ref +
+        auto r = sh(etcpipe_bin() + " features testdata/ndpi/pcap/" + capture + " -o " + ref +
                     " --select flowmgr --device cpu -q --features " + kSpec);
         ASSERT_EQ(r.status, 0) << r.err;
 
@@ -328,7 +306,7 @@ class LiveVeth : public ::testing::Test {
     }
 
     bool attached(uint32_t* id = nullptr) {
-        auto st = sh(in_b(etcpipe() + " status veth-b"));
+        auto st = sh(in_b(etcpipe_bin() + " status veth-b"));
         std::smatch m;
         if (!std::regex_search(st.out, m, std::regex("xdp_flowmgr\\w*\\s+id ([0-9]+)"))) return false;
         if (id) *id = static_cast<uint32_t>(std::stoul(m[1]));
@@ -371,7 +349,7 @@ TEST_F(LiveVeth, IpLinkLoadedProgramWithAttachExisting) {
     check_capture("quic.pcap", "--attach-existing", "iplink");
     check_capture("signal.pcap", "--attach-existing -p " + globals, "iplink-pins");
     EXPECT_TRUE(attached()) << "--attach-existing must not detach a program it did not attach";
-    auto st = sh(in_b(etcpipe() + " status veth-b"));
+    auto st = sh(in_b(etcpipe_bin() + " status veth-b"));
     EXPECT_NE(st.out.find("etcpipe run: pid"), std::string::npos) << st.out;
     EXPECT_NE(st.out.find("exited; last values"), std::string::npos) << st.out;
     EXPECT_EQ(sh(in_b("ip link set dev veth-b xdp off")).status, 0);
@@ -407,7 +385,7 @@ TEST_F(LiveVeth, KilledRunLeavesNothingAttached) {
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     EXPECT_TRUE(attached());
     EXPECT_TRUE(fs::exists(pins + "/etcpipe/etc_counters"));
-    auto u = sh(in_b(etcpipe() + " unload veth-b -p " + pins + "/etcpipe"));
+    auto u = sh(in_b(etcpipe_bin() + " unload veth-b -p " + pins + "/etcpipe"));
     EXPECT_EQ(u.status, 0) << u.err;
     EXPECT_FALSE(attached());
     sh("umount " + pins);
@@ -474,23 +452,23 @@ TEST_F(LiveVeth, ClassifiesEmittedFlowsWithTheModel) {
             EXPECT_EQ(preds, flows);
         }
     }
-    auto r = sh(in_b(etcpipe() + " run veth-b --model " + model + " --features sizes:10"));
+    auto r = sh(in_b(etcpipe_bin() + " run veth-b --model " + model + " --features sizes:10"));
     EXPECT_EQ(r.status, 2) << r.err;
     EXPECT_NE(r.err.find("needs 'payload:10x256,sizes:10,iat:10'"), std::string::npos) << r.err;
     EXPECT_FALSE(attached());
 }
 
 TEST_F(LiveVeth, UsageErrors) {
-    auto r = sh(in_b(etcpipe() + " run veth-b --attach-existing -o " + tmp_ + "/x"));
+    auto r = sh(in_b(etcpipe_bin() + " run veth-b --attach-existing -o " + tmp_ + "/x"));
     EXPECT_EQ(r.status, 2) << r.err;
     EXPECT_NE(r.err.find("no xdp_flowmgr program is attached"), std::string::npos) << r.err;
-    r = sh(in_b(etcpipe() + " run veth-b -N 5 --features sizes:10"));
+    r = sh(in_b(etcpipe_bin() + " run veth-b -N 5 --features sizes:10"));
     EXPECT_EQ(r.status, 2) << r.err;
     EXPECT_NE(r.err.find("H=10"), std::string::npos) << r.err;
-    r = sh(in_b(etcpipe() + " run veth-b --flow-timeout 90"));
+    r = sh(in_b(etcpipe_bin() + " run veth-b --flow-timeout 90"));
     EXPECT_EQ(r.status, 2) << r.err;
     EXPECT_NE(r.err.find("--idle-timeout"), std::string::npos) << r.err;
-    r = sh(in_b(etcpipe() + " run nosuch-if0"));
+    r = sh(in_b(etcpipe_bin() + " run nosuch-if0"));
     EXPECT_EQ(r.status, 2) << r.err;
     EXPECT_FALSE(attached());
 }

@@ -19,6 +19,7 @@
 
 #include "features.hpp"
 #include "infer.hpp"
+#include "capture_features.hpp"
 #include "pcap.hpp"
 
 #ifdef ETCPIPE_HAVE_CUDA
@@ -89,20 +90,7 @@ Rows real_rows(const std::vector<features::Feature>& spec, size_t want) {
     std::sort(files.begin(), files.end());
     for (const auto& path : files) {
         if (r.rows() >= want) break;
-        auto reader = pcap::Reader::open(path.string());
-        if (!reader) continue;
-        auto ex = features::make_cpu_extractor(spec, {});
-        features::Batch b;
-        pcap::Frame fr;
-        std::vector<uint8_t> scratch;
-        for (;;) {
-            auto more = reader->next(fr);
-            if (!more || !*more) break;
-            auto eth = pcap::to_ethernet(fr, scratch);
-            if (eth && eth->size() >= 14) b.add(*eth, fr.ts_ns ? fr.ts_ns : 1);
-        }
-        if (b.size() && !ex->push(b)) continue;
-        auto o = ex->finish();
+        auto o = extract_capture(path.string(), spec);
         if (!o) continue;
         for (size_t f = 0; f < spec.size(); ++f)
             r.out.tensors[f].insert(r.out.tensors[f].end(), o->tensors[f].begin(), o->tensors[f].end());
