@@ -844,8 +844,10 @@ Result<RunSummary> run_live(const RunOptions& o, const std::atomic<bool>& stop) 
     if (auto r = sink->close(); !r) return r.error();
     publish();
 
+
     RunSummary sum;
     sum.run = st;
+    for (const auto& sk : socks) sum.per_queue.emplace_back(sk->queue(), sk->received());
     if (auto k = read_counters(maps.counters)) sum.kernel = *k;
     return sum;
 }

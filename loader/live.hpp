@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "etcpipe/flowmgr.h"
 #include "flowmgr.hpp"
@@ -50,6 +52,7 @@ struct RunOptions {
 struct RunSummary {
     Counters kernel{};
     etc_run_stats run{};
+    std::vector<std::pair<uint32_t, uint64_t>> per_queue;  // (RX queue, packets read)
 };
 
 // Runs until `stop` becomes true (signal) or the duration ends; flushes the

@@ -494,6 +494,12 @@ int main(int argc, char** argv) {
         print_counters(stderr, r->kernel, false);
         std::fprintf(stderr, "user-space counters:\n");
         print_run_stats(stderr, r->run, "  ");
+        if (r->per_queue.size() > 1) {
+            // How RSS spread the selected packets: an idle queue is worth knowing about.
+            std::fprintf(stderr, "  AF_XDP packets read per queue:");
+            for (auto [q, n] : r->per_queue) std::fprintf(stderr, " q%u=%" PRIu64, q, n);
+            std::fputc('\n', stderr);
+        }
         return kOk;
     }
     if (*send) {

@@ -47,6 +47,7 @@ class XskSocket {
     [[nodiscard]] int fd() const;
     [[nodiscard]] uint32_t queue() const { return queue_; }
     [[nodiscard]] bool zero_copy() const { return zero_copy_; }
+    [[nodiscard]] uint64_t received() const { return received_; }  // frames read so far
 
     // A received frame: its bytes and the FlowManager metadata in front of
     // it (nullptr when the program wrote none).
@@ -64,6 +65,7 @@ class XskSocket {
             if (!next(f)) break;
             visit(f);
             ++n;
+            ++received_;
         }
         release();
         return n;
@@ -83,6 +85,7 @@ class XskSocket {
     std::unique_ptr<Impl> impl_;
     uint32_t queue_ = 0;
     bool zero_copy_ = false;
+    uint64_t received_ = 0;
 };
 
 // Number of RX queues of an interface (ETHTOOL_GCHANNELS; 1 when the driver
