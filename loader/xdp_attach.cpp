@@ -76,6 +76,10 @@ std::string attach_hint(int err, XdpMode mode) {
             return "another XDP program is attached in another mode or outside libxdp; "
                    "see `etcpipe status IFACE`, remove it with `etcpipe unload IFACE --all`";
         case ENODEV: return "no such interface; see `ip link`";
+        case ENOENT:
+            // Seen on a machine with libxdp.so but without its BPF objects.
+            return "libxdp could not find its dispatcher object (xdp-dispatcher.o): install "
+                   "libxdp1 or point LIBXDP_OBJECT_PATH at the directory that holds it";
         case EINVAL:
             return "the driver refused the program (MTU above a page needs multi-buffer "
                    "support); run with -vv for libbpf/libxdp's log, or try --mode skb";
