@@ -34,7 +34,7 @@ class EtcNet(nn.Module):
     packets), a dense branch over sizes:H + iat:H, and a small head.
     Outputs class probabilities (softmax inside the graph)."""
 
-    def __init__(self, h, l, n_classes, conv1=16, conv2=32, seq=32, hidden=64):
+    def __init__(self, h, l, n_classes, conv1=16, conv2=32, seq=32, hidden=64, dropout=0.0):
         super().__init__()
         self.h, self.l, self.conv2 = h, l, conv2
         self.packet_cnn = nn.Sequential(
@@ -45,6 +45,7 @@ class EtcNet(nn.Module):
         self.seq = nn.Sequential(nn.Linear(2 * h, seq), nn.ReLU())
         self.head = nn.Sequential(
             nn.Linear(h * conv2 + seq, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
+            nn.Dropout(dropout),  # identity at inference (and in the ONNX export)
             nn.Linear(hidden, n_classes))
 
     def logits(self, payload, sizes, iat):

@@ -25,7 +25,7 @@ from etcmodel import EtcNet, transform  # noqa: E402
 
 def load(pt):
     ck = torch.load(pt, map_location="cpu")
-    model = EtcNet(ck["h"], ck["l"], len(ck["classes"]))
+    model = EtcNet(ck["h"], ck["l"], len(ck["classes"]), dropout=ck.get("dropout", 0.0))
     model.load_state_dict(ck["state_dict"])
     model.eval()
     return model, ck

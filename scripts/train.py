@@ -184,7 +184,9 @@ def main():
     ap.add_argument("--min-files", type=int, default=3)
     ap.add_argument("--cap-per-file", type=int, default=150)
     ap.add_argument("--test-share", type=float, default=0.25)
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=40, help="most epochs a candidate trains")
+    ap.add_argument("--val-share", type=float, default=0.25,
+                    help="share of the training files held back to choose the settings")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
@@ -257,53 +259,89 @@ def main():
         y = torch.tensor([cidx[r[1]] for r in sel], dtype=torch.long)
         return inputs, y
 
-    train_rows, seen = [], {}
-    rng = random.Random(args.seed)
-    shuffled = [r for r in rows if r[0] not in test_set]
-    rng.shuffle(shuffled)
-    for r in shuffled:
-        key = (r[0], r[1])
-        seen[key] = seen.get(key, 0) + 1
-        if seen[key] <= args.cap_per_file:
-            train_rows.append(r)
+    def capped(file_set):
+        out, seen = [], {}
+        rng = random.Random(args.seed)
+        shuffled = [r for r in rows if r[0] in file_set]
+        rng.shuffle(shuffled)
+        for r in shuffled:
+            key = (r[0], r[1])
+            seen[key] = seen.get(key, 0) + 1
+            if seen[key] <= args.cap_per_file:
+                out.append(r)
+        return out
+
+    train_rows = capped(set(train_files))
     test_rows = [r for r in rows if r[0] in test_set]
     (xtr, ytr), (xte, yte) = stack(train_rows), stack(test_rows)
     count = lambda sel, c: sum(1 for r in sel if r[1] == c)  # noqa: E731
 
-    # ---- training ----
-    model = EtcNet(h, l, len(classes))
+    def evaluate(model, x, y):
+        model.eval()
+        with torch.no_grad():
+            pred = model(*x).argmax(1) if len(y) else torch.tensor([], dtype=torch.long)
+        cm = [[0] * len(classes) for _ in classes]
+        for t, p in zip(y.tolist(), pred.tolist()):
+            cm[t][p] += 1
+        return cm
+
+    def fit(x, y, wd, dropout, epochs, val=None):
+        """Trains a fresh model; with `val` (x, y), returns the validation
+        macro-F1 after every 5th epoch too."""
+        torch.manual_seed(args.seed)
+        model = EtcNet(h, l, len(classes), dropout=dropout)
+        freq = torch.bincount(y, minlength=len(classes)).float()
+        weight = (freq.sum() / (len(classes) * freq.clamp(min=1))).sqrt()
+        loss_fn = nn.CrossEntropyLoss(weight=weight)
+        opt = torch.optim.Adam(model.parameters(), lr=2e-3, weight_decay=wd)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+        n, curve = len(y), []
+        for epoch in range(epochs):
+            model.train()
+            perm = torch.randperm(n)
+            total = 0.0
+            for s0 in range(0, n, 128):
+                idx = perm[s0:s0 + 128]
+                if len(idx) < 2:
+                    continue
+                opt.zero_grad()
+                loss = loss_fn(model.logits(*[t[idx] for t in x]), y[idx])
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(idx)
+            sched.step()
+            if val is not None and epoch % 5 == 4:
+                curve.append((epoch + 1, macro_f1(evaluate(model, *val))[0]))
+        print(f"  wd {wd:g} dropout {dropout:g} {epochs} epochs: loss {total / n:.4f}"
+              + (f", validation macro-F1 by epoch {[(e, round(f, 3)) for e, f in curve]}" if curve else ""))
+        return model, curve
+
+    # ---- settings chosen on validation files carved out of the training files ----
+    # The held-out files are never looked at here. The cosine schedule depends on the
+    # epoch count, so a candidate's best epoch is retrained as its own schedule.
+    fit_files, val_files = split_files({c: files_of[c] - test_set for c in classes},
+                                       {f: n for f, n in flows_per_file.items() if f not in test_set},
+                                       args.seed + 1, args.val_share)
+    (xfit, yfit), (xval, yval) = stack(capped(set(fit_files))), stack(capped(set(val_files)))
+    candidates = [(1e-4, 0.0), (1e-3, 0.3), (1e-2, 0.5)]
+    print(f"choosing settings: {len(fit_files)} fit files, {len(val_files)} validation files")
+    trials = []
+    for wd, dropout in candidates:
+        _, curve = fit(xfit, yfit, wd, dropout, args.epochs, val=(xval, yval))
+        best_epoch, best_f1 = max(curve, key=lambda t: (t[1], -t[0]))
+        trials.append((best_f1, wd, dropout, best_epoch))
+    val_f1, wd, dropout, epochs = max(trials, key=lambda t: t[0])
+    print(f"chosen: weight decay {wd:g}, dropout {dropout:g}, {epochs} epochs "
+          f"(validation macro-F1 {val_f1:.4f}); retraining on all {len(train_files)} training files")
+
+    # ---- the shipped model: all training files, the chosen settings ----
+    model, _ = fit(xtr, ytr, wd, dropout, epochs)
     n_params = sum(p.numel() for p in model.parameters())
-    freq = torch.bincount(ytr, minlength=len(classes)).float()
-    weight = (freq.sum() / (len(classes) * freq.clamp(min=1))).sqrt()
-    loss_fn = nn.CrossEntropyLoss(weight=weight)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.epochs)
-    n = len(ytr)
-    for epoch in range(args.epochs):
-        model.train()
-        perm = torch.randperm(n)
-        total = 0.0
-        for s in range(0, n, 128):
-            idx = perm[s:s + 128]
-            if len(idx) < 2:
-                continue
-            opt.zero_grad()
-            loss = loss_fn(model.logits(*[x[idx] for x in xtr]), ytr[idx])
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        sched.step()
-        if epoch % 5 == 4 or epoch == args.epochs - 1:
-            print(f"epoch {epoch + 1}/{args.epochs}: loss {total / n:.4f}")
 
     # ---- evaluation on the held-out files ----
-    model.eval()
+    cm = evaluate(model, xte, yte)
     with torch.no_grad():
-        pred = model(*xte).argmax(1) if len(yte) else torch.tensor([], dtype=torch.long)
         pred_tr = model(*xtr).argmax(1)
-    cm = [[0] * len(classes) for _ in classes]
-    for t, p in zip(yte.tolist(), pred.tolist()):
-        cm[t][p] += 1
     acc = sum(cm[i][i] for i in range(len(classes))) / max(1, len(yte))
     mf1, f1s = macro_f1(cm)
     train_acc = (pred_tr == ytr).float().mean().item()
@@ -313,7 +351,7 @@ def main():
     # ---- export ----
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     torch.save({"state_dict": model.state_dict(), "h": h, "l": l, "classes": classes,
-                "spec": args.spec}, args.out + ".pt")
+                "spec": args.spec, "dropout": dropout}, args.out + ".pt")
     names = [fn[:-4] for _, fn in kinds]
     dummy = tuple(x[:2] for x in xtr)
     torch.onnx.export(model, dummy, args.out + ".onnx", input_names=names,
@@ -350,12 +388,19 @@ def main():
              f"- Split by capture file (seed {args.seed}): {len(train_files)} training files, "
              f"{len(test_files)} held-out files; training rows capped at {args.cap_per_file} per "
              f"(file, class).",
+             f"- Settings chosen without the held-out files: the training files were split again "
+             f"by file ({len(fit_files)} fit, {len(val_files)} validation); each candidate (weight "
+             f"decay, dropout) trained up to {args.epochs} epochs and was scored by validation "
+             f"macro-F1 every 5 epochs: "
+             + "; ".join(f"wd {t[1]:g}/dropout {t[2]:g}: {t[0]:.3f} at epoch {t[3]}" for t in trials)
+             + f". Chosen: wd {wd:g}, dropout {dropout:g}, {epochs} epochs, retrained on all "
+             f"training files.",
              f"- Data: {len(rows)} labelled flows of the kept classes ({unlabelled} extracted flows had "
              f"no nDPI line, {unknown} were Unknown); captures that failed to extract: "
              + (", ".join(f"{n} ({e})" for n, e in failed) or "none") + ".",
              "", "## Held-out result", "",
              f"**Accuracy {acc:.4f}, macro-F1 {mf1:.4f}** on {len(yte)} flows from held-out files "
-             f"(training accuracy {train_acc:.4f}, {args.epochs} epochs).", "",
+             f"(training accuracy {train_acc:.4f}, {epochs} epochs).", "",
              f"![confusion matrix]({base}.confusion.svg)", "",
              "| class | train flows (used) | test flows | test F1 | files |", "|---|---|---|---|---|"]
     for i, c in enumerate(classes):
