@@ -64,6 +64,13 @@ $(BUILD)/bpf/%.skel.h: $(BUILD)/bpf/%.bpf.o
 	$(call msg,SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< name $(subst -,_,$*)_bpf > $@
 
+# bpf/NAME.bpf.o → the built object, so commands name it beside its source:
+# `ip link set dev IFACE xdp obj bpf/flowmgr.bpf.o sec xdp`,
+# `etcpipe check --target nfp bpf/anova.bpf.o`. Git-ignored.
+BPF_LINKS := $(patsubst bpf/%.bpf.c,bpf/%.bpf.o,$(BPF_SRCS))
+bpf/%.bpf.o: $(BUILD)/bpf/%.bpf.o
+	$(Q)ln -sfn $(abspath $<) $@
+
 # Small BPF programs the tests use as fixtures (e.g. one NFP-rule violation
 # each for `etcpipe check`): compiled only, never skeletons.
 TEST_BPF_SRCS := $(wildcard tests/bpf_progs/*.bpf.c)
@@ -150,7 +157,7 @@ $(BUILD)/bench_%: $(BUILD)/obj/tests/bench_%.o $(LIB)
 	$(Q)$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS)
 
 .PHONY: all cuda-notice
-all: cuda-notice $(BPF_OBJS) $(TEST_BPF_OBJS) $(CLI_BIN) $(TEST_BIN) $(BENCH_BINS)
+all: cuda-notice $(BPF_OBJS) $(BPF_LINKS) $(TEST_BPF_OBJS) $(CLI_BIN) $(TEST_BIN) $(BENCH_BINS)
 
 cuda-notice:
 ifeq ($(HAVE_CUDA),)
@@ -184,6 +191,6 @@ gpu-check: all $(NDPI_CACHE)
 	$(Q)ETCPIPE_BUILD=$(BUILD) $(TEST_BIN) --gtest_filter='Gpu*:*Gpu*'
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(BPF_LINKS)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -184,7 +184,7 @@ void add_anova_commands(CLI::App& app, AnovaCommands& c) {
         ->capture_default_str();
     c.check->add_option("--nfp-limit", c.check_limit, "NFP instruction budget of the firmware")
         ->capture_default_str();
-    c.check->add_option("OBJ", c.check_objects, "BPF ELF objects, e.g. build/bpf/anova.bpf.o")
+    c.check->add_option("OBJ", c.check_objects, "BPF ELF objects, e.g. bpf/anova.bpf.o")
         ->required();
 
     c.anova = app.add_subcommand("anova", "ANOVA state split: run, serve, send, benchmark");

@@ -66,7 +66,7 @@ Result<Maps> maps_of_attached(const RunOptions& o) {
                      "no xdp_flowmgr program is attached",
                      "attach one first: `etcpipe load " + o.iface +
                          " --pin-path DIR` or `ip link set dev " + o.iface +
-                         " xdp obj build/bpf/flowmgr.bpf.o sec xdp`; or drop --attach-existing"};
+                         " xdp obj bpf/flowmgr.bpf.o sec xdp`; or drop --attach-existing"};
     Maps m;
     m.prog_id = fm->id;
     if (fm->config) m.config = *fm->config;

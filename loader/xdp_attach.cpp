@@ -306,7 +306,7 @@ Result<AttachResult> attach_flowmgr(const std::string& iface, XdpMode mode,
         return Error{ErrorKind::Usage, EOPNOTSUPP, iface, "offload FlowManager",
                      "NFP offload accepts array and hash maps only; the FlowManager needs an LRU "
                      "hash, a per-CPU array, a ring buffer, an XSKMAP and an LPM trie "
-                     "(`etcpipe check --target nfp build/bpf/flowmgr.bpf.o` lists every reason)",
+                     "(`etcpipe check --target nfp bpf/flowmgr.bpf.o` lists every reason)",
                      "use --mode native (or skb); hw mode is for offload-clean programs such as "
                      "--prog anova"};
     auto fm = FlowManager::open(opts);
