@@ -45,6 +45,8 @@
 #include <string>
 #include <vector>
 
+#include <memory>
+
 #include "cuda_check.hpp"
 #include "features.hpp"
 #include "parse_packet.hpp"
@@ -309,6 +311,23 @@ __global__ void k_gather(const uint32_t* list, uint32_t m, const Slot* slots, co
     }
 }
 
+// Device output: emitted row perm[r] (flow_bytes each, features side by
+// side) → row r of each feature's own tensor.
+__global__ void k_split(const uint8_t* emitted, uint64_t flow_bytes, const uint32_t* perm,
+                        uint32_t rows, const DevFeature* feats, uint32_t nfeat, uint8_t* const* outs) {
+    for (uint32_t r = blockIdx.x; r < rows; r += gridDim.x) {
+        const uint8_t* src = emitted + uint64_t{perm[r]} * flow_bytes;
+        for (uint32_t f = 0; f < nfeat; ++f) {
+            const DevFeature& ft = feats[f];
+            const uint64_t rb = ft.kind == static_cast<uint32_t>(Kind::Sizes) ? uint64_t{ft.h} * 4
+                              : ft.kind == static_cast<uint32_t>(Kind::Iat) ? uint64_t{ft.h} * 8
+                                             : uint64_t{ft.h} * ft.l;
+            uint8_t* dst = outs[f] + uint64_t{r} * rb;
+            for (uint64_t b = threadIdx.x; b < rb; b += blockDim.x) dst[b] = src[ft.off + b];
+        }
+    }
+}
+
 template <class T>
 struct DevBuf {
     T* p = nullptr;
@@ -333,7 +352,8 @@ struct DevBuf {
 
 struct Emitted {
     FlowRow row;
-    std::vector<uint8_t> buf;
+    std::vector<uint8_t> buf;  // host rows; empty with device_output
+    uint32_t dev_row = 0;      // device_output: its row in the device accumulation
 };
 
 class GpuExtractor final : public Extractor {
@@ -515,7 +535,8 @@ class GpuExtractor final : public Extractor {
         return {};
     }
 
-    Result<Output> finish() override {
+    // Emits every remaining flow, resets the device state, sorts emitted_.
+    Result<void> collect_all() {
         ETC_CUDA_TRY(list_.reserve(nslots_));
         ETC_CUDA_TRY(cudaMemsetAsync(ctr_, 0, offsetof(Counters, rows), stream_));
         k_collect_rest<<<grid_for(nslots_), opts_.block_threads, 0, stream_>>>(slots_, nslots_,
@@ -540,6 +561,69 @@ class GpuExtractor final : public Extractor {
         std::sort(emitted_.begin(), emitted_.end(), [](const Emitted& a, const Emitted& b) {
             return a.row.first_index < b.row.first_index;
         });
+        return {};
+    }
+
+    Result<DeviceOutput> finish_device() override {
+        if (!opts_.device_output)
+            return make_error(ErrorKind::Usage, 0, "", "GPU feature extractor",
+                              "made without device_output: use finish()");
+        if (auto r = collect_all(); !r) return r.error();
+        const uint32_t rows = static_cast<uint32_t>(emitted_.size());
+        DeviceOutput out;
+        out.spec = spec_;
+        out.stream = stream_;
+        out.rows.reserve(rows);
+        std::vector<uint32_t> perm(rows);
+        for (uint32_t r = 0; r < rows; ++r) {
+            out.rows.push_back(emitted_[r].row);
+            perm[r] = emitted_[r].dev_row;
+        }
+        while (dev_out_.size() < spec_.size()) dev_out_.push_back(std::make_unique<DevBuf<uint8_t>>());
+        std::vector<uint8_t*> outs(spec_.size());
+        for (size_t f = 0; f < spec_.size(); ++f) {
+            ETC_CUDA_TRY(dev_out_[f]->reserve(std::max<size_t>(size_t{rows} * spec_[f].row_bytes(), 1)));
+            outs[f] = dev_out_[f]->p;
+            out.tensors.push_back(dev_out_[f]->p);
+        }
+        if (rows && flow_bytes_) {
+            ETC_CUDA_TRY(perm_.reserve(rows));
+            ETC_CUDA_TRY(outs_.reserve(outs.size()));
+            ETC_CUDA_TRY(cudaMemcpyAsync(perm_.p, perm.data(), rows * sizeof(uint32_t),
+                                         cudaMemcpyHostToDevice, stream_));
+            ETC_CUDA_TRY(cudaMemcpyAsync(outs_.p, outs.data(), outs.size() * sizeof(uint8_t*),
+                                         cudaMemcpyHostToDevice, stream_));
+            const unsigned g = std::min<unsigned>(rows, 65535);
+            k_split<<<g, 256, 0, stream_>>>(dev_emitted_.p, flow_bytes_, perm_.p, rows, feats_.p,
+                                            static_cast<uint32_t>(spec_.size()), outs_.p);
+            ETC_CUDA_LAUNCHED(k_split);
+            // perm and outs are host vectors: the copies must finish before they go.
+            ETC_CUDA_TRY(cudaStreamSynchronize(stream_));
+        }
+        emitted_.clear();
+        dev_rows_ = 0;
+        return out;
+    }
+
+    Result<Output> finish() override {
+        if (opts_.device_output) {
+            // The device output, brought to the host (tests compare it with
+            // the host path byte for byte).
+            auto d = finish_device();
+            if (!d) return d.error();
+            Output out;
+            out.spec = d->spec;
+            out.rows = std::move(d->rows);
+            out.tensors.resize(spec_.size());
+            for (size_t f = 0; f < spec_.size(); ++f) {
+                out.tensors[f].resize(out.rows.size() * spec_[f].row_bytes());
+                if (!out.tensors[f].empty())
+                    ETC_CUDA_TRY(cudaMemcpy(out.tensors[f].data(), d->tensors[f], out.tensors[f].size(),
+                                            cudaMemcpyDeviceToHost));
+            }
+            return out;
+        }
+        if (auto r = collect_all(); !r) return r.error();
         Output out;
         out.spec = spec_;
         out.rows.reserve(emitted_.size());
@@ -650,7 +734,25 @@ class GpuExtractor final : public Extractor {
                                          out_rows_.p);
         ETC_CUDA_LAUNCHED(k_gather);
         std::vector<Slot> hs(m);
-        std::vector<uint8_t> hr(size_t{m} * flow_bytes_);
+        std::vector<uint8_t> hr(opts_.device_output ? 0 : size_t{m} * flow_bytes_);
+        if (opts_.device_output && flow_bytes_) {
+            // Append on the device; only the slots come to the host.
+            const size_t need = (dev_rows_ + m) * flow_bytes_;
+            if (need > dev_emitted_.n) {
+                uint8_t* p = nullptr;
+                const size_t cap = std::max(need, dev_emitted_.n * 2);
+                ETC_CUDA_TRY(cudaMalloc(&p, cap));
+                if (dev_rows_)
+                    ETC_CUDA_TRY(cudaMemcpyAsync(p, dev_emitted_.p, dev_rows_ * flow_bytes_,
+                                                 cudaMemcpyDeviceToDevice, stream_));
+                ETC_CUDA_TRY(cudaStreamSynchronize(stream_));
+                if (dev_emitted_.p) cudaFree(dev_emitted_.p);
+                dev_emitted_.p = p;
+                dev_emitted_.n = cap;
+            }
+            ETC_CUDA_TRY(cudaMemcpyAsync(dev_emitted_.p + dev_rows_ * flow_bytes_, out_rows_.p,
+                                         size_t{m} * flow_bytes_, cudaMemcpyDeviceToDevice, stream_));
+        }
         ETC_CUDA_TRY(cudaMemcpyAsync(hs.data(), out_slots_.p, m * sizeof(Slot),
                                      cudaMemcpyDeviceToHost, stream_));
         if (!hr.empty())
@@ -665,10 +767,14 @@ class GpuExtractor final : public Extractor {
             e.row.first_ns = hs[k].first_ns;
             e.row.packets = hs[k].packets;
             e.row.selected = hs[k].selected;
-            e.buf.assign(hr.begin() + static_cast<ptrdiff_t>(size_t{k} * flow_bytes_),
-                         hr.begin() + static_cast<ptrdiff_t>(size_t{k + 1} * flow_bytes_));
+            if (opts_.device_output)
+                e.dev_row = static_cast<uint32_t>(dev_rows_ + k);
+            else
+                e.buf.assign(hr.begin() + static_cast<ptrdiff_t>(size_t{k} * flow_bytes_),
+                             hr.begin() + static_cast<ptrdiff_t>(size_t{k + 1} * flow_bytes_));
             emitted_.push_back(std::move(e));
         }
+        if (opts_.device_output) dev_rows_ += m;
         return {};
     }
 
@@ -701,6 +807,13 @@ class GpuExtractor final : public Extractor {
     DevBuf<uint8_t> temp_;
     DevBuf<Slot> out_slots_;
     DevBuf<uint8_t> out_rows_;
+    // device_output: emitted rows accumulated on the device, and the
+    // per-feature tensors finish_device() hands out.
+    DevBuf<uint8_t> dev_emitted_;
+    size_t dev_rows_ = 0;
+    std::vector<std::unique_ptr<DevBuf<uint8_t>>> dev_out_;
+    DevBuf<uint32_t> perm_;
+    DevBuf<uint8_t*> outs_;
 
     void* h_bytes_ = nullptr;
     void* h_offs_ = nullptr;

@@ -100,6 +100,18 @@ struct Output {
     std::vector<std::vector<uint8_t>> tensors;
 };
 
+// Emitted flows with their tensors left in device memory (GPU extractor with
+// GpuOptions::device_output), for a consumer on the same GPU (the inference
+// engine): tensors[f] is a device pointer to rows.size() × row_bytes of
+// feature f, valid until the extractor's next finish or its destruction;
+// stream is the extractor's cudaStream_t, on which they are ready.
+struct DeviceOutput {
+    std::vector<Feature> spec;
+    std::vector<FlowRow> rows;
+    std::vector<const void*> tensors;
+    void* stream = nullptr;
+};
+
 // The extractor interface: feed batches in order, then finish().
 class Extractor {
   public:
@@ -107,6 +119,12 @@ class Extractor {
     [[nodiscard]] virtual Result<void> push(const Batch& batch) = 0;
     // Emits the remaining flows and returns everything emitted, ordered.
     [[nodiscard]] virtual Result<Output> finish() = 0;
+    // finish() with the tensors left on the device (see DeviceOutput); only
+    // the GPU extractor made with device_output can.
+    [[nodiscard]] virtual Result<DeviceOutput> finish_device() {
+        return make_error(ErrorKind::Usage, 0, "", "feature extractor",
+                          std::string(name()) + " extractor keeps no output on a device");
+    }
     [[nodiscard]] virtual const char* name() const = 0;
 
     // Where the time went, for extractors that can tell (GPU: measured with
@@ -132,6 +150,7 @@ struct GpuOptions {
     int block_threads = 256;        // launch shape; the seed used 1 block × 1024
     int max_blocks = 0;             // 0: enough for the whole batch (the whole GPU)
     bool mapped_host = false;       // read the batch from mapped pinned host memory
+    bool device_output = false;     // keep emitted rows on the device (finish_device)
 };
 [[nodiscard]] Result<std::unique_ptr<Extractor>> make_gpu_extractor(
     const std::vector<Feature>& spec, const GpuOptions& opts);

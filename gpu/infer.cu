@@ -219,6 +219,17 @@ class GpuBackend final : public Backend {
         return {};
     }
 
+    Result<void> infer_to_host(const DeviceBatch& batch, std::span<float> probs) override {
+        if (probs.size() != batch.rows * model_->num_classes())
+            return make_error(ErrorKind::Usage, 0, "", "infer", "output span has the wrong size");
+        if (batch.rows == 0) return {};
+        ETC_CUDA_TRY(out_.reserve(probs.size()));
+        if (auto r = infer(batch, out_.p); !r) return r;
+        ETC_CUDA_TRY(cudaMemcpyAsync(probs.data(), out_.p, probs.size() * 4, cudaMemcpyDeviceToHost, stream_));
+        ETC_CUDA_TRY(cudaStreamSynchronize(stream_));
+        return {};
+    }
+
     Result<void> infer(const DeviceBatch& batch, float* probs_device) override {
         if (batch.tensors.size() != model_->spec.size())
             return make_error(ErrorKind::Usage, 0, "", "infer", "batch does not match the model's features");

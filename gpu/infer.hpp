@@ -129,6 +129,13 @@ class Backend {
     [[nodiscard]] virtual Result<void> infer(const HostBatch& batch, std::span<float> probs) = 0;
     // probs_device: rows × num_classes on the device. CPU backend: an error.
     [[nodiscard]] virtual Result<void> infer(const DeviceBatch& batch, float* probs_device) = 0;
+    // Features on the device (e.g. the GPU extractor's DeviceOutput),
+    // probabilities to the host: rows × num_classes. CPU backend: an error.
+    [[nodiscard]] virtual Result<void> infer_to_host(const DeviceBatch& batch, std::span<float> probs) {
+        (void)batch;
+        (void)probs;
+        return make_error(ErrorKind::Usage, 0, "", "infer", std::string(name()) + " backend takes host batches");
+    }
     [[nodiscard]] virtual const char* name() const = 0;
     [[nodiscard]] virtual const Model& model() const = 0;
 };

@@ -115,7 +115,10 @@ std::optional<int> run_classify_command(const ClassifyCommand& c) {
     if (!reader) return fail(reader.error());
     std::unique_ptr<features::Extractor> ex;
     if (on_gpu) {
-        auto g = features::make_gpu_extractor(model.spec, features::GpuOptions{});
+        // The features stay on the GPU for the engine: no round trip through the host.
+        features::GpuOptions go;
+        go.device_output = true;
+        auto g = features::make_gpu_extractor(model.spec, go);
         if (!g) return fail(g.error());
         ex = std::move(*g);
     } else {
@@ -136,25 +139,50 @@ std::optional<int> run_classify_command(const ClassifyCommand& c) {
     if (!fed) return fail(fed.error());
     const uint64_t frames = fed->frames;
     const std::optional<Error>& capture_error = fed->capture_error;
-    auto out = ex->finish();
-    if (!out) return fail(out.error());
-    const double extract_s = seconds_since(t0);
-
-    // Features → probabilities, --batch flows at a time.
-    const size_t rows = out->rows.size(), nc = model.num_classes();
-    std::vector<float> probs(rows * nc);
-    const auto t1 = Clock::now();
-    for (size_t first = 0; first < rows; first += c.batch) {
-        const size_t n = std::min(c.batch, rows - first);
-        infer::HostBatch hb;
-        hb.rows = n;
-        for (size_t f = 0; f < model.spec.size(); ++f) {
-            const size_t rb = model.spec[f].row_bytes();
-            hb.tensors.emplace_back(out->tensors[f].data() + first * rb, n * rb);
+    // Features → probabilities, --batch flows at a time: from the extractor's
+    // device tensors on the GPU, from its host tensors on the CPU.
+    std::vector<features::FlowRow> flow_rows;
+    std::vector<float> probs;
+    const size_t nc = model.num_classes();
+    double extract_s = 0;
+    auto t1 = Clock::now();
+    if (on_gpu) {
+        auto d = ex->finish_device();
+        if (!d) return fail(d.error());
+        extract_s = seconds_since(t0);
+        t1 = Clock::now();
+        flow_rows = std::move(d->rows);
+        probs.resize(flow_rows.size() * nc);
+        for (size_t first = 0; first < flow_rows.size(); first += c.batch) {
+            const size_t n = std::min(c.batch, flow_rows.size() - first);
+            infer::DeviceBatch db;
+            db.rows = n;
+            db.stream = d->stream;
+            for (size_t f = 0; f < model.spec.size(); ++f)
+                db.tensors.push_back(static_cast<const uint8_t*>(d->tensors[f]) + first * model.spec[f].row_bytes());
+            if (auto r = (*backend)->infer_to_host(db, std::span<float>(probs.data() + first * nc, n * nc)); !r)
+                return fail(r.error());
         }
-        if (auto r = (*backend)->infer(hb, std::span<float>(probs.data() + first * nc, n * nc)); !r)
-            return fail(r.error());
+    } else {
+        auto out = ex->finish();
+        if (!out) return fail(out.error());
+        extract_s = seconds_since(t0);
+        t1 = Clock::now();
+        flow_rows = std::move(out->rows);
+        probs.resize(flow_rows.size() * nc);
+        for (size_t first = 0; first < flow_rows.size(); first += c.batch) {
+            const size_t n = std::min(c.batch, flow_rows.size() - first);
+            infer::HostBatch hb;
+            hb.rows = n;
+            for (size_t f = 0; f < model.spec.size(); ++f) {
+                const size_t rb = model.spec[f].row_bytes();
+                hb.tensors.emplace_back(out->tensors[f].data() + first * rb, n * rb);
+            }
+            if (auto r = (*backend)->infer(hb, std::span<float>(probs.data() + first * nc, n * nc)); !r)
+                return fail(r.error());
+        }
     }
+    const size_t rows = flow_rows.size();
     const double infer_s = seconds_since(t1);
 
     std::FILE* fp = c.output == "-" ? stdout : std::fopen(c.output.c_str(), "w");
@@ -162,7 +190,7 @@ std::optional<int> run_classify_command(const ClassifyCommand& c) {
     std::map<std::string, size_t> per_class;
     for (size_t i = 0; i < rows; ++i) {
         const float* p = probs.data() + i * nc;
-        print_flow(fp, i, out->rows[i], model.classes, p);
+        print_flow(fp, i, flow_rows[i], model.classes, p);
         per_class[model.classes[static_cast<size_t>(std::max_element(p, p + nc) - p)]]++;
     }
     const bool write_failed = std::ferror(fp) != 0;

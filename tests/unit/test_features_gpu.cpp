@@ -327,6 +327,14 @@ TEST(GpuFeatures, MatchesCpuOnNdpiCaptures) {
         auto go = run(**gx, frames, {4096});
         ASSERT_TRUE(go.ok()) << f << ": " << go.error().message();
         EXPECT_TRUE(same_output(*co, *go)) << "capture " << f;
+        // The same with the rows kept on the device (finish_device, copied back).
+        GpuOptions dev;
+        dev.device_output = true;
+        auto dx = make_gpu_extractor(spec, dev);
+        ASSERT_TRUE(dx.ok()) << dx.error().message();
+        auto dout = run(**dx, frames, {4096});
+        ASSERT_TRUE(dout.ok()) << f << ": " << dout.error().message();
+        EXPECT_TRUE(same_output(*co, *dout)) << "device output, capture " << f;
         total_rows += co->rows.size();
     }
     std::printf("%zu captures (%zu unreadable or truncated), %zu frames (%zu not convertible "
@@ -376,6 +384,42 @@ TEST(GpuFeatures, FlowSplitAcrossManySmallBatches) {
     compare(frames, {1}, GpuOptions{}, kSpec);
     compare(frames, {2, 1, 3}, GpuOptions{}, "payload:40x100,sizes:64,iat:64,packet:3x60");
     compare(frames, {5}, GpuOptions{}, "iat:200,sizes:250");
+}
+
+// Device-resident output (GpuOptions::device_output): rows accumulated on
+// the device across batches and finishes, split per feature by a kernel.
+TEST(GpuFeatures, DeviceOutputMatchesCpu) {
+    SKIP_WITHOUT_GPU();
+    const auto frames = interleaved(3000, 60000, 99);
+    GpuOptions dev;
+    dev.device_output = true;
+    compare(frames, {4096}, dev, kSpec, 100);
+    compare(frames, {1000, 7, 333, 4096, 1}, dev, "payload:40x100,sizes:64,iat:64,packet:3x60", 100);
+    // One extractor, two inputs: the device accumulation restarts at each finish.
+    const auto spec = spec_of(kSpec);
+    auto cpu = make_cpu_extractor(spec, CpuOptions{2});
+    auto co = run(*cpu, frames, {2048});
+    ASSERT_TRUE(co.ok());
+    auto gx = make_gpu_extractor(spec, dev);
+    ASSERT_TRUE(gx.ok()) << gx.error().message();
+    for (int round = 0; round < 2; ++round) {
+        auto go = run(**gx, frames, {2048});
+        ASSERT_TRUE(go.ok()) << go.error().message();
+        EXPECT_TRUE(same_output(*co, *go)) << "round " << round;
+    }
+    // finish_device hands out device pointers on the extractor's stream.
+    features::Batch b;
+    for (const Frame& f : frames) b.add(f.data, f.ts);
+    ASSERT_TRUE((*gx)->push(b).ok());
+    auto d = (*gx)->finish_device();
+    ASSERT_TRUE(d.ok()) << d.error().message();
+    EXPECT_EQ(d->rows.size(), co->rows.size());
+    ASSERT_EQ(d->tensors.size(), spec.size());
+    EXPECT_NE(d->stream, nullptr);
+    // Without device_output there is nothing on the device to hand out.
+    auto plain = make_gpu_extractor(spec, GpuOptions{});
+    ASSERT_TRUE(plain.ok());
+    EXPECT_FALSE((*plain)->finish_device().ok());
 }
 
 TEST(GpuFeatures, HashCollisionsInTinyTable) {

@@ -15,6 +15,8 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <regex>
+#include <sstream>
 #include <vector>
 
 #include "features.hpp"
@@ -517,3 +519,55 @@ TEST(Classify, CaptureToJsonLines) {
 }
 
 }  // namespace
+
+namespace {
+
+// Per line: the flow's endpoints and its probabilities, from classify's JSON.
+std::vector<std::pair<std::string, std::vector<double>>> parse_classified(const std::string& out) {
+    std::vector<std::pair<std::string, std::vector<double>>> flows;
+    std::istringstream in(out);
+    std::string line;
+    const std::regex ends("\"src\":\"[^\"]*\",\"sport\":[0-9]+,\"dst\":\"[^\"]*\",\"dport\":[0-9]+");
+    const std::regex probs("\"probabilities\":\\{([^}]*)\\}");
+    const std::regex num(":([-0-9.e]+)");
+    while (std::getline(in, line)) {
+        std::smatch e, p;
+        if (!std::regex_search(line, e, ends) || !std::regex_search(line, p, probs)) continue;
+        std::vector<double> v;
+        const std::string body = p[1];
+        for (auto it = std::sregex_iterator(body.begin(), body.end(), num); it != std::sregex_iterator(); ++it)
+            v.push_back(std::stod((*it)[1]));
+        flows.emplace_back(e[0], std::move(v));
+    }
+    return flows;
+}
+
+}  // namespace
+
+// The GPU path of classify: extractor rows kept on the device, handed to the
+// engine there (no host round trip), against the CPU path on real captures.
+TEST(Classify, GpuDevicePathMatchesCpu) {
+    std::string why;
+    if (!gpu_available(&why)) GTEST_SKIP() << "no GPU: " << why;
+    const std::string bin = build_dir() + "/etcpipe";
+    size_t compared = 0;
+    for (const char* cap : {"skype.pcap", "quic.pcap", "signal.pcap", "android.pcap", "1kxun.pcap"}) {
+        const std::string path = std::string("testdata/ndpi/pcap/") + cap;
+        if (!fs::exists(path)) continue;
+        std::string cpu, gpu;
+        ASSERT_EQ(run(bin + " classify " + path + " --model " + kModel + " --device cpu -q", &cpu), 0) << cpu;
+        ASSERT_EQ(run(bin + " classify " + path + " --model " + kModel + " --device gpu -q --batch 100", &gpu), 0) << gpu;
+        const auto a = parse_classified(cpu), b = parse_classified(gpu);
+        ASSERT_EQ(a.size(), b.size()) << cap;
+        for (size_t i = 0; i < a.size(); ++i) {
+            EXPECT_EQ(a[i].first, b[i].first) << cap << " flow " << i;
+            ASSERT_EQ(a[i].second.size(), b[i].second.size());
+            for (size_t c = 0; c < a[i].second.size(); ++c)
+                EXPECT_NEAR(b[i].second[c], a[i].second[c], 1e-4 * std::max(1.0, std::fabs(a[i].second[c])))
+                    << cap << " flow " << i << " class " << c;
+        }
+        compared += a.size();
+    }
+    std::printf("classify GPU (device-resident features) vs CPU: %zu flows compared\n", compared);
+    EXPECT_GT(compared, 0u);
+}
