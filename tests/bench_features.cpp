@@ -137,6 +137,9 @@ int main(int argc, char** argv) {
         features::GpuOptions mapped;
         mapped.mapped_host = true;
         gpu("GPU, mapped pinned host memory", mapped);
+        features::GpuOptions on_device;
+        on_device.device_output = true;  // completed rows stay on the GPU (the classify path)
+        gpu("GPU, rows kept on the device", on_device);
         features::GpuOptions seed;
         seed.block_threads = 1024;
         seed.max_blocks = 1;
