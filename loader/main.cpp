@@ -325,9 +325,11 @@ int main(int argc, char** argv) {
     FlowMgrArgs run_args;
     std::string run_bind = "auto";
     run->add_option("IFACE", run_opts.iface, "interface to capture on")->required();
+    // No hw: the FlowManager's maps cannot be offloaded (see `etcpipe check`).
+    const std::map<std::string, XdpMode> run_modes{{"native", XdpMode::Native}, {"skb", XdpMode::Skb}};
     run->add_option("-m,--xdp-mode", run_opts.mode,
                     "XDP mode of the program: native (driver) or skb (generic, any device)")
-        ->transform(CLI::CheckedTransformer(modes, CLI::ignore_case))
+        ->transform(CLI::CheckedTransformer(run_modes, CLI::ignore_case).description("native|skb"))
         ->default_str("native");
     run->add_flag("--attach-existing", run_opts.attach_existing,
                   "use the FlowManager already attached to IFACE (`ip link … xdp obj "
