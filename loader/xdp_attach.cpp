@@ -69,7 +69,7 @@ std::string attach_hint(int err, XdpMode mode) {
         case EPERM:
         case EACCES: return "attaching XDP needs CAP_BPF and CAP_NET_ADMIN (run as root)";
         case EOPNOTSUPP:
-            return mode == XdpMode::Native ? "the driver has no native XDP support; try --mode skb"
+            return mode == XdpMode::Native ? "the driver has no native XDP support; try skb mode (load: --mode skb, run: --xdp-mode skb)"
                                            : "the driver does not support this XDP mode";
         case EEXIST:
         case EBUSY:
