@@ -82,6 +82,11 @@ struct Batch {
     void clear();
 };
 
+// Checks a batch before an extractor uses it: offsets consistent with the
+// bytes and the timestamps, frames < 4 GiB, first_index ≥ next_index (the
+// global index the extractor expects next). Shared by both extractors.
+[[nodiscard]] Result<void> check_batch(const Batch& b, uint64_t next_index);
+
 // One emitted flow.
 struct FlowRow {
     etc_flow_key key{};

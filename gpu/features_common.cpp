@@ -183,6 +183,22 @@ Result<void> write_flows_csv(const std::string& path, const Output& out) {
     return {};
 }
 
+Result<void> check_batch(const Batch& b, uint64_t next_index) {
+    const size_t n = b.size();
+    if (b.offsets.size() != n + 1 || b.offsets.back() > b.bytes.size())
+        return make_error(ErrorKind::Data, 0, "", "feature batch",
+                          "offsets/ts_ns sizes disagree or run past the bytes");
+    for (size_t i = 0; i < n; ++i)
+        if (b.offsets[i] > b.offsets[i + 1] || b.offsets[i + 1] - b.offsets[i] > UINT32_MAX)
+            return make_error(ErrorKind::Data, 0, "", "feature batch",
+                              "bad offset at frame " + std::to_string(i));
+    if (b.first_index < next_index)
+        return make_error(ErrorKind::Usage, 0, "", "feature batch",
+                          "batches out of order: first_index " + std::to_string(b.first_index) +
+                              " < " + std::to_string(next_index));
+    return {};
+}
+
 Result<std::unique_ptr<Extractor>> make_extractor(const std::string& device, unsigned threads,
                                                   const std::vector<Feature>& spec) {
     std::string why;

@@ -201,18 +201,7 @@ class CpuExtractor final : public Extractor {
     Result<void> push(const Batch& b) override {
         const size_t n = b.size();
         if (n == 0) return {};
-        if (b.offsets.size() != n + 1 || b.offsets.back() > b.bytes.size())
-            return make_error(ErrorKind::Data, 0, "", "feature batch",
-                              "offsets/ts_ns sizes disagree or run past the bytes");
-        for (size_t i = 0; i < n; ++i)
-            if (b.offsets[i] > b.offsets[i + 1] || b.offsets[i + 1] - b.offsets[i] > UINT32_MAX)
-                return make_error(ErrorKind::Data, 0, "", "feature batch",
-                                  "bad offset at frame " + std::to_string(i));
-        if (b.first_index < next_index_)
-            return make_error(ErrorKind::Usage, 0, "", "feature batch",
-                              "batches out of order: first_index " +
-                                  std::to_string(b.first_index) + " < " +
-                                  std::to_string(next_index_));
+        if (auto v = check_batch(b, next_index_); !v) return v;
         next_index_ = b.first_index + n;
         const unsigned T = static_cast<unsigned>(workers_.size());
         if (slots_.size() < n) slots_.resize(n);

@@ -156,6 +156,17 @@ struct DeviceOp {
     DeviceBuffer<float> weight, bias;
 };
 
+// `waiter` runs its later work only after what `signaler` has queued so far.
+Result<void> wait_for(cudaStream_t waiter, cudaStream_t signaler) {
+    cudaEvent_t ev;
+    ETC_CUDA_TRY(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+    cudaError_t e = cudaEventRecord(ev, signaler);
+    if (e == cudaSuccess) e = cudaStreamWaitEvent(waiter, ev, 0);
+    cudaEventDestroy(ev);
+    ETC_CUDA_TRY(e);
+    return {};
+}
+
 class GpuBackend final : public Backend {
   public:
     GpuBackend(std::shared_ptr<const Model> model, const BackendOptions& opts)
@@ -238,21 +249,12 @@ class GpuBackend final : public Backend {
         cudaStream_t caller = static_cast<cudaStream_t>(batch.stream);
         b.stream = stream_;
         // Order after the caller's work (e.g. the extractor) without a host sync.
-        if (caller) {
-            cudaEvent_t ev;
-            ETC_CUDA_TRY(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
-            cudaEventRecord(ev, caller);
-            cudaStreamWaitEvent(stream_, ev, 0);
-            cudaEventDestroy(ev);
-        }
+        if (caller)
+            if (auto r = wait_for(stream_, caller); !r) return r;
         // Caller pointers may change per call: no graph replay here.
         if (auto r = run(b, probs_device, false); !r) return r;
         if (caller) {
-            cudaEvent_t ev;
-            ETC_CUDA_TRY(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
-            cudaEventRecord(ev, stream_);
-            cudaStreamWaitEvent(caller, ev, 0);
-            cudaEventDestroy(ev);
+            if (auto r = wait_for(caller, stream_); !r) return r;
         } else {
             ETC_CUDA_TRY(cudaStreamSynchronize(stream_));
         }

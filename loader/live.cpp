@@ -484,8 +484,6 @@ class Assembler {
     size_t ready_packets_ = 0;
 };
 
-int on_ring_record(void* ctx, void* data, size_t size);
-
 struct RingCtx {
     Assembler* asm_;
     etc_run_stats* st;

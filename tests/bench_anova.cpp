@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
         o.series_path = argv[2];
     } else {
         for (const char* p : {"testdata/anova/osh_000001SZ_daily.txt",
-                              "/work/shared/data/osh_000001SZ_daily.txt"})
+                              "../shared/data/osh_000001SZ_daily.txt"})
             if (std::filesystem::exists(p)) {
                 o.series_path = p;
                 break;

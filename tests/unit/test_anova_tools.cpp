@@ -97,7 +97,7 @@ std::vector<double> ramp_series(size_t n) {
 std::string series_path() {
     if (fs::exists("testdata/anova/osh_000001SZ_daily.txt"))
         return "testdata/anova/osh_000001SZ_daily.txt";
-    return "/work/shared/data/osh_000001SZ_daily.txt";
+    return "../shared/data/osh_000001SZ_daily.txt";
 }
 
 std::array<uint32_t, ANOVA_SAMPLES> fixed_window(std::span<const double> s, size_t i,
