@@ -85,28 +85,28 @@ $(BUILD)/tests/bpf_progs/%.bpf.o: tests/bpf_progs/%.bpf.c $(DEPS_STAMP)
 CXXFLAGS ?= -O2 -g
 CXXFLAGS += -std=c++20 -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor \
 	-Wcast-qual -Wformat=2 -Wimplicit-fallthrough -Werror -pthread
-CPPFLAGS += -Iinclude -Iloader -Igpu -isystem $(BUILD)/bpf -MMD -MP
+CPPFLAGS += -I. -Iinclude -Iloader -isystem $(BUILD)/bpf -MMD -MP
 # libxdp has no run-time version call: record the one we built against.
 LIBXDP_VERSION := $(shell pkg-config --modversion libxdp 2>/dev/null || echo unknown)
 GIT_REV := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
-$(BUILD)/obj/loader/main.o: CPPFLAGS += -DETCPIPE_LIBXDP_VERSION='"$(LIBXDP_VERSION)"' \
+$(BUILD)/obj/loader/cli/main.o: CPPFLAGS += -DETCPIPE_LIBXDP_VERSION='"$(LIBXDP_VERSION)"' \
 	-DETCPIPE_GIT_REV='"$(GIT_REV)"'
 LDLIBS   += -lxdp -lbpf -lelf -lz -pthread
 # Inference (gpu/onnx_model.cpp, gpu/infer_cpu.cpp): ONNX protobuf, OpenBLAS.
 CPPFLAGS += -DONNX_ML=1 -DONNX_NAMESPACE=onnx
 LDLIBS   += -lonnx_proto -lprotobuf -lopenblas
 
-LIB_SRCS  := $(filter-out loader/main.cpp,$(wildcard loader/*.cpp))
+LIB_SRCS  := $(filter-out loader/cli/main.cpp,$(wildcard loader/*/*.cpp))
 LIB_OBJS  := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(LIB_SRCS))
 LIB       := $(BUILD)/libetcpipe.a
 CLI_BIN   := $(BUILD)/etcpipe
 
-TEST_SRCS := $(wildcard tests/unit/*.cpp tests/bpf/*.cpp tests/reference/*.cpp tests/integration/*.cpp)
+TEST_SRCS := $(wildcard tests/common/*.cpp tests/unit/*.cpp tests/bpf/*.cpp tests/reference/*.cpp tests/integration/*.cpp)
 TEST_OBJS := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(TEST_SRCS))
 TEST_BIN  := $(BUILD)/etcpipe-tests
 
-BENCH_SRCS := $(wildcard tests/bench_*.cpp)
-BENCH_BINS := $(patsubst tests/%.cpp,$(BUILD)/%,$(BENCH_SRCS))
+BENCH_SRCS := $(wildcard tests/bench/bench_*.cpp)
+BENCH_BINS := $(patsubst tests/bench/%.cpp,$(BUILD)/%,$(BENCH_SRCS))
 
 # ---- CUDA (optional) -----------------------------------------------------
 CU_SRCS := $(wildcard gpu/*.cu)
@@ -138,13 +138,13 @@ $(BUILD)/obj/%.o: %.cpp $(BPF_SKELS) $(DEPS_STAMP)
 $(BUILD)/obj/%.o: %.cu $(DEPS_STAMP)
 	$(call msg,NVCC,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(NVCC) $(NVCCFLAGS) -Iinclude -Igpu -Iloader -MMD -MP -c $< -o $@
+	$(Q)$(NVCC) $(NVCCFLAGS) -I. -Iinclude -Iloader -MMD -MP -c $< -o $@
 
 $(LIB): $(LIB_OBJS)
 	$(call msg,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(CLI_BIN): $(BUILD)/obj/loader/main.o $(LIB)
+$(CLI_BIN): $(BUILD)/obj/loader/cli/main.o $(LIB)
 	$(call msg,LD,$@)
 	$(Q)$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS)
 
@@ -152,7 +152,7 @@ $(TEST_BIN): $(TEST_OBJS) $(LIB)
 	$(call msg,LD,$@)
 	$(Q)$(CXX) $(CXXFLAGS) $(TEST_OBJS) $(LIB) -o $@ -lgtest -lgtest_main $(LDLIBS)
 
-$(BUILD)/bench_%: $(BUILD)/obj/tests/bench_%.o $(LIB)
+$(BUILD)/bench_%: $(BUILD)/obj/tests/bench/bench_%.o $(LIB)
 	$(call msg,LD,$@)
 	$(Q)$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS)
 

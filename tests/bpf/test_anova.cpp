@@ -27,7 +27,7 @@
 #include <string>
 #include <vector>
 
-#include "anova.hpp"
+#include "anova/anova.hpp"
 #include "etcpipe/anova.h"
 #include "packet_builder.hpp"
 

@@ -43,7 +43,7 @@
 #include <vector>
 
 #include "etcpipe/flowmgr.h"
-#include "flowmgr.hpp"
+#include "flowmgr/flowmgr.hpp"
 #include "packet_builder.hpp"
 
 namespace etcpipe::test {

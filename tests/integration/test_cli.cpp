@@ -17,7 +17,7 @@
 #include <regex>
 #include <string>
 
-#include "pcap.hpp"
+#include "common/pcap.hpp"
 #include "shell.hpp"
 
 namespace fs = std::filesystem;

@@ -26,7 +26,7 @@
 #include <thread>
 #include <vector>
 
-#include "features.hpp"
+#include "gpu/features.hpp"
 #include "shell.hpp"
 
 namespace fs = std::filesystem;

@@ -34,8 +34,8 @@
 #include <vector>
 
 #include "etcpipe/flowmgr.h"
-#include "flowmgr.hpp"
-#include "pcap.hpp"
+#include "flowmgr/flowmgr.hpp"
+#include "common/pcap.hpp"
 #include "reference_selector.hpp"
 
 namespace etcpipe::reference {

@@ -22,10 +22,10 @@
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
 
-#include "anova_tools.hpp"
-#include "fd.hpp"
-#include "skeleton.hpp"
-#include "xdp_attach.hpp"
+#include "anova/anova_tools.hpp"
+#include "common/fd.hpp"
+#include "common/skeleton.hpp"
+#include "common/xdp_attach.hpp"
 #include "xdp_pass.skel.h"
 
 namespace fs = std::filesystem;

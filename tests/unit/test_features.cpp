@@ -17,8 +17,8 @@
 #include <tuple>
 #include <vector>
 
-#include "features.hpp"
-#include "pcap.hpp"
+#include "gpu/features.hpp"
+#include "common/pcap.hpp"
 
 #ifndef ETC_SOURCE_DIR
 #define ETC_SOURCE_DIR "."  // tests run from the repository root

@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "features.hpp"
-#include "pcap.hpp"
+#include "gpu/features.hpp"
+#include "common/pcap.hpp"
 
 namespace fs = std::filesystem;
 using namespace etcpipe;

@@ -19,10 +19,10 @@
 #include <sstream>
 #include <vector>
 
-#include "features.hpp"
-#include "infer.hpp"
-#include "capture_features.hpp"
-#include "pcap.hpp"
+#include "gpu/features.hpp"
+#include "gpu/infer.hpp"
+#include "flowmgr/capture_features.hpp"
+#include "common/pcap.hpp"
 
 #ifdef ETCPIPE_HAVE_CUDA
 #include <cuda_runtime.h>

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "nfp_check.hpp"
+#include "nfp/nfp_check.hpp"
 
 namespace fs = std::filesystem;
 using namespace etcpipe;

@@ -17,7 +17,7 @@
 #include <thread>
 #include <vector>
 
-#include "pcap.hpp"
+#include "common/pcap.hpp"
 
 namespace fs = std::filesystem;
 using namespace etcpipe;

@@ -1,0 +1,19 @@
+// Attaching the ANOVA program to an interface: native/skb through libxdp,
+// or offloaded to an NFP SmartNIC (hw), with its one-entry config map written
+// after load.
+#pragma once
+
+#include <string>
+
+#include "anova/anova.hpp"
+#include "common/xdp_attach.hpp"
+
+namespace etcpipe::anova {
+
+[[nodiscard]] Result<AttachResult> attach(const std::string& iface, XdpMode mode,
+                                          const ProgramOptions& opts);
+
+// The config map value for `opts` (the one place it is filled).
+[[nodiscard]] anova_config make_config(const ProgramOptions& opts);
+
+}  // namespace etcpipe::anova

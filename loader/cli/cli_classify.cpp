@@ -1,0 +1,216 @@
+#include "cli/cli_classify.hpp"
+
+#include <arpa/inet.h>
+
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <map>
+
+#include "flowmgr/capture_features.hpp"
+#include "cli/cli_common.hpp"
+#include "gpu/features.hpp"
+#include "gpu/infer.hpp"
+#include "common/pcap.hpp"
+
+namespace etcpipe::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+std::string json_string(const std::string& s) {
+    std::string o = "\"";
+    for (const char ch : s) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c == '"' || c == '\\') {
+            o += '\\';
+            o += ch;
+        } else if (c < 0x20) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\u%04x", c);
+            o += buf;
+        } else {
+            o += ch;
+        }
+    }
+    return o + "\"";
+}
+
+std::string addr(const uint8_t* a, uint8_t family) {
+    char buf[INET6_ADDRSTRLEN] = {};
+    if (!inet_ntop(family == 6 ? AF_INET6 : AF_INET, a, buf, sizeof buf)) return "?";
+    return buf;
+}
+
+// One JSON object per flow: the flow as the extractor saw it (initiator
+// first) and the model's answer.
+void print_flow(std::FILE* out, size_t index, const features::FlowRow& r,
+                const std::vector<std::string>& classes, const float* probs) {
+    const etc_flow_key& k = r.key;
+    const bool a = r.initiator_is_a != 0;
+    size_t best = 0;
+    for (size_t c = 1; c < classes.size(); ++c)
+        if (probs[c] > probs[best]) best = c;
+    std::fprintf(out,
+                 "{\"flow\":%zu,\"proto\":%u,\"src\":\"%s\",\"sport\":%u,\"dst\":\"%s\",\"dport\":%u,"
+                 "\"vlan\":[%u,%u],\"packets\":%u,\"selected\":%u,\"class\":%s,\"probability\":%.6f,"
+                 "\"probabilities\":{",
+                 index, unsigned{k.proto}, addr(a ? k.addr_a : k.addr_b, k.family).c_str(),
+                 unsigned{a ? k.port_a : k.port_b}, addr(a ? k.addr_b : k.addr_a, k.family).c_str(),
+                 unsigned{a ? k.port_b : k.port_a}, unsigned{k.vlan[0]}, unsigned{k.vlan[1]}, r.packets,
+                 r.selected, json_string(classes[best]).c_str(), static_cast<double>(probs[best]));
+    for (size_t c = 0; c < classes.size(); ++c)
+        std::fprintf(out, "%s%s:%.6f", c ? "," : "", json_string(classes[c]).c_str(),
+                     static_cast<double>(probs[c]));
+    std::fputs("}}\n", out);
+}
+
+}  // namespace
+
+void add_classify_command(CLI::App& app, ClassifyCommand& c) {
+    c.cmd = app.add_subcommand(
+        "classify",
+        "classify every flow of a capture with an ONNX model (features as `etcpipe features`, "
+        "then inference on the CPU or GPU); one JSON line per flow.\n"
+        "Exit codes: 0 ok, 2 usage (e.g. --device gpu without a GPU), 4 model or capture "
+        "unreadable, 5 malformed model or corrupt capture (flows read before it are printed)");
+    c.cmd->add_option("CAPTURE", c.capture, "pcap or pcapng file")->required();
+    c.cmd->add_option("-m,--model", c.model,
+                      "ONNX model with etcpipe metadata (e.g. models/etc_app.onnx); its feature "
+                      "spec decides what is extracted")
+        ->required();
+    c.cmd->add_option("-o,--output", c.output, "JSON Lines file ('-' = stdout)")->capture_default_str();
+    c.cmd->add_option("--device", c.device,
+                      "gpu, cpu or auto (the GPU when there is one) — for extraction and inference")
+        ->check(CLI::IsMember({"gpu", "cpu", "auto"}))
+        ->capture_default_str();
+    c.cmd->add_option("--batch", c.batch, "flows per inference batch")->capture_default_str();
+    c.cmd->add_option("--threads", c.threads, "CPU threads for extraction and inference (0: all)")
+        ->capture_default_str();
+    c.cmd->add_option("--packet-batch", c.packet_batch, "packets per extractor batch")
+        ->capture_default_str();
+    c.cmd->add_flag("-q,--quiet", c.quiet, "no summary on stderr");
+}
+
+std::optional<int> run_classify_command(const ClassifyCommand& c) {
+    if (!c.cmd || !c.cmd->parsed()) return std::nullopt;
+    if (c.batch == 0 || c.packet_batch == 0)
+        return fail(Error{ErrorKind::Usage, 0, "--batch", "parse option", "must be > 0", {}});
+    const auto t0 = Clock::now();
+
+    infer::BackendOptions bo;
+    bo.device = c.device == "gpu" ? infer::Device::Gpu : c.device == "cpu" ? infer::Device::Cpu
+                                                                             : infer::Device::Auto;
+    bo.threads = c.threads;
+    auto backend = infer::Backend::load(c.model, bo);
+    if (!backend) return fail(backend.error());
+    const infer::Model& model = (*backend)->model();
+    const bool on_gpu = std::string((*backend)->name()) == "gpu";
+
+    auto reader = pcap::Reader::open(c.capture);
+    if (!reader) return fail(reader.error());
+    std::unique_ptr<features::Extractor> ex;
+    if (on_gpu) {
+        // The features stay on the GPU for the engine: no round trip through the host.
+        features::GpuOptions go;
+        go.device_output = true;
+        auto g = features::make_gpu_extractor(model.spec, go);
+        if (!g) return fail(g.error());
+        ex = std::move(*g);
+    } else {
+        if (c.device == "auto") {
+            std::string why;
+            (void)infer::gpu_available(&why);
+            ETC_INFO("no GPU (%s): classifying on the CPU", why.c_str());
+        }
+        features::CpuOptions co;
+        co.threads = c.threads;
+        ex = features::make_cpu_extractor(model.spec, co);
+    }
+
+    // Capture → extractor, batch by batch.
+    FeedOptions fo;
+    fo.batch = c.packet_batch;
+    auto fed = feed_capture(*reader, *ex, fo);
+    if (!fed) return fail(fed.error());
+    const uint64_t frames = fed->frames;
+    const std::optional<Error>& capture_error = fed->capture_error;
+    // Features → probabilities, --batch flows at a time: from the extractor's
+    // device tensors on the GPU, from its host tensors on the CPU.
+    std::vector<features::FlowRow> flow_rows;
+    std::vector<float> probs;
+    const size_t nc = model.num_classes();
+    double extract_s = 0;
+    auto t1 = Clock::now();
+    if (on_gpu) {
+        auto d = ex->finish_device();
+        if (!d) return fail(d.error());
+        extract_s = seconds_since(t0);
+        t1 = Clock::now();
+        flow_rows = std::move(d->rows);
+        probs.resize(flow_rows.size() * nc);
+        for (size_t first = 0; first < flow_rows.size(); first += c.batch) {
+            const size_t n = std::min(c.batch, flow_rows.size() - first);
+            infer::DeviceBatch db;
+            db.rows = n;
+            db.stream = d->stream;
+            for (size_t f = 0; f < model.spec.size(); ++f)
+                db.tensors.push_back(static_cast<const uint8_t*>(d->tensors[f]) + first * model.spec[f].row_bytes());
+            if (auto r = (*backend)->infer_to_host(db, std::span<float>(probs.data() + first * nc, n * nc)); !r)
+                return fail(r.error());
+        }
+    } else {
+        auto out = ex->finish();
+        if (!out) return fail(out.error());
+        extract_s = seconds_since(t0);
+        t1 = Clock::now();
+        flow_rows = std::move(out->rows);
+        probs.resize(flow_rows.size() * nc);
+        for (size_t first = 0; first < flow_rows.size(); first += c.batch) {
+            const size_t n = std::min(c.batch, flow_rows.size() - first);
+            infer::HostBatch hb;
+            hb.rows = n;
+            for (size_t f = 0; f < model.spec.size(); ++f) {
+                const size_t rb = model.spec[f].row_bytes();
+                hb.tensors.emplace_back(out->tensors[f].data() + first * rb, n * rb);
+            }
+            if (auto r = (*backend)->infer(hb, std::span<float>(probs.data() + first * nc, n * nc)); !r)
+                return fail(r.error());
+        }
+    }
+    const size_t rows = flow_rows.size();
+    const double infer_s = seconds_since(t1);
+
+    std::FILE* fp = c.output == "-" ? stdout : std::fopen(c.output.c_str(), "w");
+    if (!fp) return fail(make_error(ErrorKind::Io, errno, c.output, "open for writing"));
+    std::map<std::string, size_t> per_class;
+    for (size_t i = 0; i < rows; ++i) {
+        const float* p = probs.data() + i * nc;
+        print_flow(fp, i, flow_rows[i], model.classes, p);
+        per_class[model.classes[static_cast<size_t>(std::max_element(p, p + nc) - p)]]++;
+    }
+    const bool write_failed = std::ferror(fp) != 0;
+    if (fp != stdout && std::fclose(fp) != 0 && !write_failed)
+        return fail(make_error(ErrorKind::Io, errno, c.output, "close"));
+    if (fp == stdout) std::fflush(stdout);
+    if (write_failed) return fail(make_error(ErrorKind::Io, EIO, c.output, "write flows"));
+
+    if (!c.quiet) {
+        std::fprintf(stderr,
+                     "%s: %" PRIu64 " frames, %zu flows classified on the %s (%s extractor %.3f s, "
+                     "inference %.3f s = %.0f flows/s)",
+                     c.capture.c_str(), frames, rows, (*backend)->name(), ex->name(), extract_s, infer_s,
+                     infer_s > 0 ? static_cast<double>(rows) / infer_s : 0.0);
+        std::string counts;
+        for (const auto& [name, n] : per_class) counts += (counts.empty() ? "" : ", ") + name + " " + std::to_string(n);
+        std::fprintf(stderr, "%s%s\n", counts.empty() ? "" : ": ", counts.c_str());
+    }
+    if (capture_error) return fail(*capture_error);
+    return kOk;
+}
+
+}  // namespace etcpipe::cli

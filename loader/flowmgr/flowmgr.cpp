@@ -1,0 +1,421 @@
+#include "flowmgr/flowmgr.hpp"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/if_link.h>
+
+#include <charconv>
+#include <unistd.h>
+
+#include <cstring>
+#include <functional>
+
+#include "etcpipe/flowmgr.h"
+#include "common/fd.hpp"
+#include "flowmgr.skel.h"
+#include "common/skeleton.hpp"
+
+namespace etcpipe {
+namespace {
+
+constexpr const char* kWhat = "flowmgr.bpf.o";
+
+bool parse_uint(std::string_view s, unsigned long max, unsigned long& out) {
+    if (s.empty()) return false;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+    return ec == std::errc() && p == s.data() + s.size() && out <= max;
+}
+
+std::vector<std::string_view> split_list(std::string_view text) {
+    std::vector<std::string_view> parts;
+    size_t start = 0;
+    while (start <= text.size()) {
+        size_t comma = text.find(',', start);
+        if (comma == std::string_view::npos) comma = text.size();
+        std::string_view part = text.substr(start, comma - start);
+        while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
+        while (!part.empty() && part.back() == ' ') part.remove_suffix(1);
+        if (!part.empty()) parts.push_back(part);
+        start = comma + 1;
+    }
+    return parts;
+}
+
+Error usage(std::string subject, std::string detail, std::string hint = {}) {
+    return Error{ErrorKind::Usage, 0, std::move(subject), "parse option", std::move(detail),
+                 std::move(hint)};
+}
+
+}  // namespace
+
+Result<Cidr> parse_cidr(const std::string& text) {
+    Cidr c;
+    std::string addr = text;
+    unsigned long prefix = 0;
+    bool has_prefix = false;
+    if (auto slash = text.find('/'); slash != std::string::npos) {
+        addr = text.substr(0, slash);
+        has_prefix = true;
+        if (!parse_uint(std::string_view(text).substr(slash + 1), 128, prefix))
+            return usage(text, "prefix length is not a number 0..128");
+    }
+    if (inet_pton(AF_INET, addr.c_str(), c.addr.data()) == 1) {
+        c.family = 4;
+        if (!has_prefix) prefix = 32;
+        if (prefix > 32) return usage(text, "IPv4 prefix length exceeds 32");
+    } else if (inet_pton(AF_INET6, addr.c_str(), c.addr.data()) == 1) {
+        c.family = 6;
+        if (!has_prefix) prefix = 128;
+    } else {
+        return usage(text, "not an IPv4 or IPv6 address", "write e.g. 10.0.0.0/8 or 2001:db8::/32");
+    }
+    c.prefix = static_cast<uint8_t>(prefix);
+    return c;
+}
+
+Result<std::vector<uint8_t>> parse_protocols(const std::string& text) {
+    static constexpr std::pair<const char*, uint8_t> kNames[] = {
+        {"icmp", 1}, {"igmp", 2}, {"tcp", 6}, {"udp", 17}, {"gre", 47}, {"esp", 50},
+        {"ah", 51}, {"icmpv6", 58}, {"icmp6", 58}, {"sctp", 132}, {"udplite", 136}};
+    std::vector<uint8_t> out;
+    for (auto part : split_list(text)) {
+        bool found = false;
+        for (auto& [name, num] : kNames) {
+            if (part == name) {
+                out.push_back(num);
+                found = true;
+            }
+        }
+        unsigned long n = 0;
+        if (!found && parse_uint(part, 255, n)) {
+            out.push_back(static_cast<uint8_t>(n));
+            found = true;
+        }
+        if (!found)
+            return usage(std::string(part), "unknown IP protocol",
+                         "use tcp, udp, icmp, icmpv6, gre, esp, ah, sctp or a number 0..255");
+    }
+    if (out.empty()) return usage(text, "empty protocol list");
+    return out;
+}
+
+Result<std::vector<uint16_t>> parse_ports(const std::string& text) {
+    std::vector<uint16_t> out;
+    for (auto part : split_list(text)) {
+        unsigned long lo = 0, hi = 0;
+        auto dash = part.find('-');
+        bool ok = dash == std::string_view::npos
+                      ? (parse_uint(part, 65535, lo) && ((hi = lo), true))
+                      : (parse_uint(part.substr(0, dash), 65535, lo) &&
+                         parse_uint(part.substr(dash + 1), 65535, hi) && lo <= hi);
+        if (!ok) return usage(std::string(part), "not a port or port range (0..65535, lo-hi)");
+        for (unsigned long p = lo; p <= hi; ++p) out.push_back(static_cast<uint16_t>(p));
+    }
+    if (out.empty()) return usage(text, "empty port list");
+    return out;
+}
+
+Result<void> FlowMgrOptions::validate() const {
+    if (max_pkts == 0 || max_pkts > 0xfffe)
+        return usage("--packets", "N must be 1..65534");
+    if (flows == 0) return usage("--flows", "the flow table needs at least one entry");
+    if (snap_len == 0 || snap_len > ETC_SNAP_MAX)
+        return usage("--snap", "L must be 1.." + std::to_string(ETC_SNAP_MAX));
+    if (ringbuf_bytes < 4096 || (ringbuf_bytes & (ringbuf_bytes - 1)))
+        return usage("--ringbuf", "ring buffer size must be a power of two >= 4096");
+    if (ports.size() > 1024) return usage("--ports", "at most 1024 ports");
+    if (allow.size() + deny.size() > 1024) return usage("--allow/--deny", "at most 1024 CIDR rules");
+    return {};
+}
+
+// ---- counters --------------------------------------------------------------
+
+const char* counter_name(int c) {
+    switch (c) {
+#define X(e, n, d) \
+    case e: return n;
+#include "counters.def"
+#undef X
+    }
+    return "unknown";
+}
+
+const char* counter_doc(int c) {
+    switch (c) {
+#define X(e, n, d) \
+    case e: return d;
+#include "counters.def"
+#undef X
+    }
+    return "";
+}
+
+Result<Counters> read_counters(int map_fd) {
+    int ncpu = libbpf_num_possible_cpus();
+    if (ncpu <= 0) return make_error(ErrorKind::Bpf, ncpu, "cpus", "count possible CPUs");
+    std::vector<etc_counters> per_cpu(static_cast<size_t>(ncpu));
+    uint32_t key = 0;
+    if (bpf_map_lookup_elem(map_fd, &key, per_cpu.data()))
+        return make_error(ErrorKind::Bpf, errno, ETC_MAP_COUNTERS, "read counters map");
+    Counters sum{};
+    for (const auto& slot : per_cpu)
+        for (size_t i = 0; i < sum.size(); ++i) sum[i] += slot.cnt[i];
+    return sum;
+}
+
+// ---- FlowManager -----------------------------------------------------------
+
+struct FlowManager::Impl {
+    FlowMgrOptions opts;
+    Skeleton<flowmgr_bpf> skel;
+    ring_buffer* ring = nullptr;
+    RingVisitor ring_visit;
+    TestRunBuffers bufs;
+
+    ~Impl() {
+        if (ring) ring_buffer__free(ring);
+    }
+};
+
+FlowManager::FlowManager() = default;
+FlowManager::~FlowManager() = default;
+FlowManager::FlowManager(FlowManager&&) noexcept = default;
+FlowManager& FlowManager::operator=(FlowManager&&) noexcept = default;
+
+namespace {
+
+Result<void> configure_pins(bpf_object* obj, const std::string& pin_path) {
+    bpf_map* map;
+    bpf_object__for_each_map(map, obj) {
+        const char* name = bpf_map__name(map);
+        // Only maps declared LIBBPF_PIN_BY_NAME have a default pin path, and
+        // it is /sys/fs/bpf/NAME: move it under the user's root, or clear it.
+        if (!bpf_map__pin_path(map)) continue;
+        std::string path = pin_path.empty() ? std::string() : pin_path + "/" + name;
+        int err = bpf_map__set_pin_path(map, pin_path.empty() ? nullptr : path.c_str());
+        if (err) return make_error(ErrorKind::Bpf, err, name, "set pin path", path);
+    }
+    return {};
+}
+
+// The filter maps are created and filled here, before the program is loaded
+// (by us or by libxdp), and handed to the object with bpf_map__reuse_fd: the
+// program never runs against a half-filled filter.
+Result<void> prefill_filter_map(bpf_map* map, const std::function<Result<void>(int)>& fill) {
+    const char* name = bpf_map__name(map);
+    LIBBPF_OPTS(bpf_map_create_opts, copts);
+    copts.map_flags = bpf_map__map_flags(map);
+    UniqueFd fd(bpf_map_create(bpf_map__type(map), name, bpf_map__key_size(map),
+                            bpf_map__value_size(map), bpf_map__max_entries(map), &copts));
+    if (fd.get() < 0) return make_error(ErrorKind::Bpf, errno, name, "create filter map");
+    if (auto r = fill(fd.get()); !r) return r;
+    if (int err = bpf_map__reuse_fd(map, fd.get()))
+        return make_error(ErrorKind::Bpf, err, name, "hand filter map to the object");
+    return {};
+}
+
+Result<void> prefill_filter_maps(flowmgr_bpf* s, const FlowMgrOptions& o) {
+    auto fill_ports = [&](int fd) -> Result<void> {
+        uint8_t one = 1;
+        for (uint16_t port : o.ports)
+            if (bpf_map_update_elem(fd, &port, &one, BPF_ANY))
+                return make_error(ErrorKind::Bpf, errno, ETC_MAP_PORTS, "add port",
+                                  std::to_string(port));
+        return {};
+    };
+    auto fill_cidrs = [&](int fd) -> Result<void> {
+        auto add = [&](const Cidr& c, uint8_t action) -> Result<void> {
+            etc_cidr_key k{};
+            k.prefixlen = 8u + c.prefix;
+            k.family = c.family;
+            std::memcpy(k.addr, c.addr.data(), sizeof(k.addr));
+            if (bpf_map_update_elem(fd, &k, &action, BPF_ANY))
+                return make_error(ErrorKind::Bpf, errno, ETC_MAP_CIDRS, "add CIDR rule");
+            return {};
+        };
+        for (const auto& c : o.allow)
+            if (auto r = add(c, ETC_CIDR_ALLOW); !r) return r;
+        for (const auto& c : o.deny)
+            if (auto r = add(c, ETC_CIDR_DENY); !r) return r;
+        return {};
+    };
+    if (!o.ports.empty())
+        if (auto r = prefill_filter_map(s->maps.etc_ports, fill_ports); !r) return r;
+    if (!o.allow.empty() || !o.deny.empty())
+        if (auto r = prefill_filter_map(s->maps.etc_cidrs, fill_cidrs); !r) return r;
+    return {};
+}
+
+}  // namespace
+
+Result<FlowManager> FlowManager::open(const FlowMgrOptions& o) {
+    if (auto v = o.validate(); !v) return v.error();
+    auto skel = Skeleton<flowmgr_bpf>::open(kWhat);
+    if (!skel) return skel.error();
+    flowmgr_bpf* s = skel->get();
+
+    auto& cfg = s->rodata->cfg;
+    cfg.idle_timeout_ns = uint64_t{o.idle_timeout_s} * 1000000000ull;
+    cfg.max_pkts = o.max_pkts;
+    cfg.snap_len = o.snap_len;
+    cfg.delivery = static_cast<uint8_t>(o.delivery);
+    cfg.unselected_drop = o.unselected_drop;
+    cfg.count_all = o.count_all;
+    if (!o.protocols.empty()) {
+        for (auto& w : cfg.proto_allow) w = 0;
+        for (uint8_t p : o.protocols) cfg.proto_allow[p >> 6] |= 1ull << (p & 63);
+    }
+    cfg.port_filter = !o.ports.empty();
+    cfg.cidr_allow = !o.allow.empty();
+    cfg.cidr_deny = !o.deny.empty();
+
+    // The section-"xdp" twin is for `ip link`; loading it too would only
+    // double the verification work.
+    int err = bpf_program__set_autoload(s->progs.xdp_flowmgr_sb, false);
+    if (!err) err = bpf_map__set_max_entries(s->maps.etc_flows, o.flows);
+    if (!err) err = bpf_map__set_max_entries(s->maps.etc_ringbuf, o.ringbuf_bytes);
+    if (err) return make_error(ErrorKind::Bpf, err, kWhat, "size maps");
+    if (auto r = configure_pins(s->obj, o.pin_path); !r) return r.error();
+    if (auto r = prefill_filter_maps(s, o); !r) return r.error();
+
+    FlowManager fm;
+    fm.impl_ = std::make_unique<Impl>();
+    fm.impl_->opts = o;
+    fm.impl_->skel = std::move(skel.value());
+    return fm;
+}
+
+Result<void> FlowManager::load() { return impl_->skel.load(kWhat); }
+
+Result<FlowManager> FlowManager::load(const FlowMgrOptions& o) {
+    auto fm = open(o);
+    if (!fm) return fm.error();
+    if (auto r = fm->load(); !r) return r.error();
+    return fm;
+}
+
+const FlowMgrOptions& FlowManager::options() const { return impl_->opts; }
+bpf_object* FlowManager::object() const { return impl_->skel->obj; }
+bpf_program* FlowManager::program() const { return impl_->skel->progs.xdp_flowmgr; }
+int FlowManager::prog_fd() const { return bpf_program__fd(program()); }
+
+int FlowManager::map_fd(const char* name) const {
+    bpf_map* m = bpf_object__find_map_by_name(object(), name);
+    return m ? bpf_map__fd(m) : -1;
+}
+
+Result<TestRunResult> xdp_test_run(int prog_fd, std::span<const uint8_t> frame, uint64_t ts_ns,
+                                   uint32_t repeat, TestRunBuffers& bufs) {
+    auto& in = bufs.in;
+    auto& out = bufs.out;
+    etc_meta replay{};
+    replay.ts_ns = ts_ns;
+    replay.magic = ETC_META_MAGIC_REPLAY;
+    const uint32_t meta_len = ts_ns ? sizeof(replay) : 0;
+    in.resize(meta_len + frame.size());
+    if (meta_len) std::memcpy(in.data(), &replay, meta_len);
+    if (!frame.empty()) std::memcpy(in.data() + meta_len, frame.data(), frame.size());
+    out.resize(in.size() + 256);
+
+    xdp_md ctx_in{}, ctx_out{};
+    ctx_in.data = meta_len;
+    ctx_in.data_end = static_cast<uint32_t>(in.size());
+    LIBBPF_OPTS(bpf_test_run_opts, opts);
+    opts.data_in = in.data();
+    opts.data_size_in = static_cast<uint32_t>(in.size());
+    opts.data_out = out.data();
+    opts.data_size_out = static_cast<uint32_t>(out.size());
+    opts.ctx_in = &ctx_in;
+    opts.ctx_size_in = sizeof(ctx_in);
+    opts.ctx_out = &ctx_out;
+    opts.ctx_size_out = sizeof(ctx_out);
+    opts.repeat = repeat;
+
+    if (bpf_prog_test_run_opts(prog_fd, &opts))
+        return make_error(ErrorKind::Bpf, errno, "XDP program", "BPF_PROG_TEST_RUN",
+                          "frame of " + std::to_string(frame.size()) + " bytes",
+                          errno == EPERM ? "needs CAP_BPF/CAP_SYS_ADMIN (run as root)"
+                          : errno == EINVAL && frame.size() < 14
+                              ? "the kernel refuses frames shorter than an Ethernet header"
+                              : "");
+    TestRunResult r;
+    r.action = static_cast<int>(opts.retval);
+    r.duration_ns = opts.duration;
+    // data_out starts at data_meta; ctx_out.data is the metadata length.
+    if (ctx_out.data >= sizeof(etc_meta) && ctx_out.data <= opts.data_size_out) {
+        etc_meta m;
+        std::memcpy(&m, out.data() + ctx_out.data - sizeof(m), sizeof(m));
+        if (m.magic == ETC_META_MAGIC) r.meta = m;
+    }
+    return r;
+}
+
+Result<TestRunResult> FlowManager::test_run(std::span<const uint8_t> frame, uint64_t ts_ns,
+                                            uint32_t repeat) {
+    auto r = xdp_test_run(prog_fd(), frame, ts_ns, repeat, impl_->bufs);
+    if (!r) {
+        Error e = r.error();
+        e.subject = ETC_PROG_FLOWMGR;
+        return e;
+    }
+    return r;
+}
+
+Result<Counters> FlowManager::counters() const {
+    return read_counters(bpf_map__fd(impl_->skel->maps.etc_counters));
+}
+
+Result<size_t> FlowManager::for_each_flow(const FlowVisitor& visit) const {
+    int fd = bpf_map__fd(impl_->skel->maps.etc_flows);
+    etc_flow_key key{}, next{};
+    etc_flow_value val{};
+    size_t n = 0;
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+        if (bpf_map_lookup_elem(fd, &next, &val) == 0) {
+            visit(next, val);
+            ++n;
+        }
+        key = next;
+        prev = &key;
+    }
+    if (errno != ENOENT)
+        return make_error(ErrorKind::Bpf, errno, ETC_MAP_FLOWS, "iterate flow table");
+    return n;
+}
+
+Result<int> FlowManager::drain_ring(const RingVisitor& visit, int timeout_ms) {
+    auto& im = *impl_;
+    im.ring_visit = visit;
+    if (!im.ring) {
+        auto cb = [](void* ctx, void* data, size_t size) -> int {
+            auto* self = static_cast<Impl*>(ctx);
+            if (size < sizeof(etc_ring_hdr)) return 0;
+            etc_ring_hdr hdr;
+            std::memcpy(&hdr, data, sizeof(hdr));
+            size_t cap = std::min<size_t>(hdr.cap_len, size - sizeof(hdr));
+            self->ring_visit(hdr, {static_cast<const uint8_t*>(data) + sizeof(hdr), cap});
+            return 0;
+        };
+        im.ring = ring_buffer__new(bpf_map__fd(im.skel->maps.etc_ringbuf), cb, &im, nullptr);
+        if (!im.ring) return make_error(ErrorKind::Bpf, errno, ETC_MAP_RINGBUF, "open ring buffer");
+    }
+    int n = timeout_ms ? ring_buffer__poll(im.ring, timeout_ms) : ring_buffer__consume(im.ring);
+    if (n < 0 && n != -EINTR)
+        return make_error(ErrorKind::Bpf, n, ETC_MAP_RINGBUF, "consume ring buffer");
+    return n < 0 ? 0 : n;
+}
+
+}  // namespace etcpipe
+
+namespace etcpipe {
+namespace {
+constexpr int kCountersListed = 0
+#define X(e, n, d) +1
+#include "counters.def"
+#undef X
+    ;
+static_assert(kCountersListed == ETC_CNT_MAX, "loader/counters.def must list every etc_counter");
+}  // namespace
+}  // namespace etcpipe

@@ -1,0 +1,331 @@
+#include "flowmgr/replay.hpp"
+
+#include <arpa/inet.h>
+#include <linux/bpf.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cinttypes>
+#include <cstring>
+#include <ctime>
+#include <memory>
+#include <unordered_map>
+
+#include "common/log.hpp"
+#include "common/pcap.hpp"
+
+namespace etcpipe {
+namespace {
+
+constexpr size_t kEthHdr = 14;
+
+uint16_t be16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+
+// Labels a new flow from its first packet: addresses, ports and VLANs in the
+// packet's own orientation. Only names the flow for humans; selection is the
+// BPF program's alone (the end-of-run check against the flow table catches a
+// disagreement).
+void describe(std::span<const uint8_t> f, ReplayFlow& out) {
+    size_t off = 12;
+    if (f.size() < kEthHdr) return;
+    uint16_t type = be16(&f[off]);
+    off += 2;
+    for (int depth = 0; (type == 0x8100 || type == 0x88a8) && depth < ETC_MAX_VLAN_DEPTH; ++depth) {
+        if (f.size() < off + 4) return;
+        out.vlan[depth] = be16(&f[off]) & 0x0fff;
+        type = be16(&f[off + 2]);
+        off += 4;
+    }
+    char buf[INET6_ADDRSTRLEN];
+    size_t l4 = 0;
+    uint8_t proto = 0;
+    if (type == 0x0800 && f.size() >= off + 20) {
+        const uint8_t* ip = &f[off];
+        out.family = 4;
+        proto = ip[9];
+        out.src = inet_ntop(AF_INET, ip + 12, buf, sizeof(buf));
+        out.dst = inet_ntop(AF_INET, ip + 16, buf, sizeof(buf));
+        l4 = off + (ip[0] & 0x0f) * 4u;
+    } else if (type == 0x86dd && f.size() >= off + 40) {
+        const uint8_t* ip = &f[off];
+        out.family = 6;
+        proto = ip[6];
+        out.src = inet_ntop(AF_INET6, ip + 8, buf, sizeof(buf));
+        out.dst = inet_ntop(AF_INET6, ip + 24, buf, sizeof(buf));
+        l4 = off + 40;
+        for (int i = 0; i < ETC_MAX_IPV6_EXT && l4 + 8 <= f.size(); ++i) {
+            if (proto == 44) {  // fragment: fixed 8 bytes
+                proto = f[l4];
+                l4 += 8;
+            } else if (proto == 51) {  // AH: length in 4-byte units
+                uint8_t next = f[l4];
+                l4 += (f[l4 + 1] + 2u) * 4u;
+                proto = next;
+            } else if (proto == 0 || proto == 43 || proto == 60 || proto == 135) {
+                uint8_t next = f[l4];
+                l4 += (f[l4 + 1] + 1u) * 8u;
+                proto = next;
+            } else {
+                break;
+            }
+        }
+    }
+    out.proto = proto;
+    if ((proto == 6 || proto == 17) && l4 + 4 <= f.size()) {
+        out.sport = be16(&f[l4]);
+        out.dport = be16(&f[l4 + 2]);
+    }
+}
+
+const char* proto_name(uint8_t p) {
+    switch (p) {
+        case 1: return "icmp";
+        case 6: return "tcp";
+        case 17: return "udp";
+        case 47: return "gre";
+        case 50: return "esp";
+        case 51: return "ah";
+        case 58: return "icmpv6";
+        case 132: return "sctp";
+        default: return nullptr;
+    }
+}
+
+std::string iso_time(uint64_t ns) {
+    time_t s = static_cast<time_t>(ns / 1'000'000'000ull);
+    struct tm tm{};
+    gmtime_r(&s, &tm);
+    char buf[64];
+    size_t n = std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+    std::snprintf(buf + n, sizeof(buf) - n, ".%09llu",
+                  static_cast<unsigned long long>(ns % 1'000'000'000ull));
+    return std::string(buf) + "Z";
+}
+
+class Progress {
+  public:
+    Progress(bool enabled, const std::string& path) : enabled_(enabled && isatty(STDERR_FILENO)) {
+        struct stat st{};
+        if (enabled_ && stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode))
+            total_ = static_cast<uint64_t>(st.st_size);
+        else
+            enabled_ = false;
+    }
+    void update(uint64_t offset, uint64_t frames, size_t flows, bool force = false) {
+        if (!enabled_) return;
+        auto now = std::chrono::steady_clock::now();
+        if (!force && now - last_ < std::chrono::milliseconds(100)) return;
+        last_ = now;
+        const double frac = total_ ? static_cast<double>(offset) / static_cast<double>(total_) : 1.0;
+        const int width = 30, filled = static_cast<int>(frac * width);
+        std::fprintf(stderr, "\r[%.*s%*s] %3d%%  %" PRIu64 " frames  %zu flows", filled,
+                     "##############################", width - filled, "",
+                     static_cast<int>(frac * 100), frames, flows);
+        drawn_ = true;
+    }
+    void finish() {
+        if (drawn_) std::fputs("\r\033[K", stderr);
+    }
+
+  private:
+    bool enabled_;
+    bool drawn_ = false;
+    uint64_t total_ = 0;
+    std::chrono::steady_clock::time_point last_{};
+};
+
+struct JsonSink {
+    std::FILE* f = nullptr;
+    bool owned = false;
+    ~JsonSink() {
+        if (owned && f) std::fclose(f);
+    }
+};
+
+}  // namespace
+
+std::string flow_json(const ReplayFlow& f) {
+    std::string j = "{\"flow_id\":" + std::to_string(f.flow_id);
+    const char* pn = proto_name(f.proto);
+    j += ",\"proto\":";
+    j += pn ? std::string("\"") + pn + "\"" : std::to_string(f.proto);
+    j += ",\"family\":" + std::to_string(f.family);
+    j += ",\"src\":\"" + f.src + "\",\"sport\":" + std::to_string(f.sport);
+    j += ",\"dst\":\"" + f.dst + "\",\"dport\":" + std::to_string(f.dport);
+    j += ",\"vlan\":[";
+    for (int i = 0, n = 0; i < ETC_MAX_VLAN_DEPTH; ++i)
+        if (f.vlan[i]) j += (n++ ? "," : "") + std::to_string(f.vlan[i]);
+    j += "],\"packets\":" + std::to_string(f.packets);
+    j += ",\"packets_fwd\":" + std::to_string(f.packets_fwd);
+    j += ",\"packets_rev\":" + std::to_string(f.packets_rev);
+    j += ",\"bytes\":" + std::to_string(f.bytes);
+    j += ",\"payload_packets\":" + std::to_string(f.payload_packets);
+    j += ",\"selected\":" + std::to_string(f.selected);
+    j += ",\"first_ns\":" + std::to_string(f.first_ns);
+    j += ",\"last_ns\":" + std::to_string(f.last_ns);
+    j += ",\"first_time\":\"" + iso_time(f.first_ns) + "\"";
+    j += ",\"first_frame\":" + std::to_string(f.first_frame) + "}";
+    return j;
+}
+
+void print_counters(std::FILE* out, const Counters& c, bool all) {
+    for (int i = 0; i < ETC_CNT_MAX; ++i) {
+        if (!all && c[static_cast<size_t>(i)] == 0) continue;
+        std::fprintf(out, "  %-24s %12" PRIu64 "  %s\n", counter_name(i), c[static_cast<size_t>(i)],
+                     counter_doc(i));
+    }
+}
+
+Result<ReplayStats> replay(const ReplayOptions& o, ReplayStats* partial) {
+    auto reader = pcap::Reader::open(o.capture);
+    if (!reader) return reader.error();
+
+    // Open outputs before the long part, so a bad path fails at once.
+    JsonSink json;
+    if (o.json_path == "-") {
+        json.f = stdout;
+    } else if (!o.json_path.empty()) {
+        json.f = std::fopen(o.json_path.c_str(), "w");
+        if (!json.f) return make_error(ErrorKind::Io, errno, o.json_path, "create JSON output");
+        json.owned = true;
+    }
+    std::optional<pcap::Writer> writer;
+    if (!o.write_pcap.empty()) {
+        auto w = pcap::Writer::create(o.write_pcap);
+        if (!w) return w.error();
+        writer.emplace(std::move(w.value()));
+    }
+
+    auto fm = FlowManager::load(o.flowmgr);
+    if (!fm) return fm.error();
+
+    ReplayStats st;
+    std::unordered_map<uint64_t, size_t> by_id;  // flow_id → index in st.flows
+    std::optional<Error> write_error;
+    const bool inline_mode = o.flowmgr.delivery == ETC_DELIVERY_INLINE;
+    auto on_ring = [&](const etc_ring_hdr& hdr, std::span<const uint8_t> data) {
+        ++st.ring_records;
+        if (writer && !write_error) {
+            if (auto r = writer->write(hdr.meta.ts_ns, data, hdr.meta.orig_len); !r)
+                write_error = r.error();
+            else
+                ++st.pcap_written;
+        }
+    };
+
+    Progress bar(o.progress, o.capture);
+    std::vector<uint8_t> scratch;
+    pcap::Frame frame;
+    uint64_t last_ts = 1;
+    std::optional<Error> capture_error;
+    std::optional<Error> run_error;
+    const auto t0 = std::chrono::steady_clock::now();
+    while (!o.max_frames || st.frames < o.max_frames) {
+        auto more = reader->next(frame);
+        if (!more) {
+            capture_error = more.error();
+            break;
+        }
+        if (!*more) break;
+        ++st.frames;
+        auto eth = pcap::to_ethernet(frame, scratch);
+        if (!eth) {
+            if (st.not_convertible++ == 0)
+                ETC_INFO("%s: frame %" PRIu64 " skipped: %s (further ones counted)",
+                         o.capture.c_str(), frame.index + 1, eth.error().message().c_str());
+            continue;
+        }
+        if (eth->size() < kEthHdr) {  // BPF_PROG_TEST_RUN refuses these (EINVAL)
+            ++st.too_short;
+            continue;
+        }
+        if (frame.ts_ns) last_ts = frame.ts_ns;
+        auto res = fm->test_run(*eth, last_ts);
+        if (!res) {
+            run_error = res.error();
+            break;
+        }
+        ++st.ran;
+        if (res->meta) {
+            const etc_meta& m = *res->meta;
+            auto [it, fresh] = by_id.try_emplace(m.flow_id, st.flows.size());
+            if (fresh) {
+                ReplayFlow nf;
+                nf.flow_id = m.flow_id;
+                nf.first_ns = m.ts_ns;
+                nf.first_frame = frame.index + 1;
+                describe(*eth, nf);
+                st.flows.push_back(std::move(nf));
+            }
+            ReplayFlow& f = st.flows[it->second];
+            ++f.packets;
+            ++((m.flags & ETC_META_DIR_REPLY) ? f.packets_rev : f.packets_fwd);
+            f.bytes += m.orig_len;
+            f.last_ns = m.ts_ns;
+            if (m.flags & ETC_META_PAYLOAD) ++f.payload_packets;
+            if (m.flags & ETC_META_SELECTED) {
+                ++f.selected;
+                ++st.selected;
+                if (inline_mode) {
+                    if (auto d = fm->drain_ring(on_ring); !d) {
+                        run_error = d.error();
+                        break;
+                    }
+                } else if (writer && !write_error) {
+                    if (auto r = writer->write(m.ts_ns, *eth, frame.origlen); !r)
+                        write_error = r.error();
+                    else
+                        ++st.pcap_written;
+                }
+            }
+        }
+        if ((st.frames & 1023) == 0) bar.update(reader->offset(), st.frames, st.flows.size());
+    }
+    bar.update(reader->offset(), st.frames, st.flows.size(), true);
+    bar.finish();
+    st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+    if (auto c = fm->counters()) st.counters = *c;
+    // The flow table must agree with what the metadata said about each flow
+    // still in it (expired or evicted flows are gone from the table).
+    auto check = fm->for_each_flow([&](const etc_flow_key&, const etc_flow_value& v) {
+        auto it = by_id.find(v.flow_id);
+        if (it == by_id.end()) return;
+        const ReplayFlow& f = st.flows[it->second];
+        if (v.packets != f.packets || v.selected != f.selected) {
+            if (st.table_mismatches++ < 5)
+                ETC_WARN("flow %" PRIu64 ": table says %u packets/%u selected, metadata %" PRIu64
+                         "/%" PRIu64,
+                         f.flow_id, v.packets, v.selected, f.packets, f.selected);
+        }
+    });
+    if (!check) ETC_WARN("%s", check.error().message().c_str());
+    if (inline_mode && st.ring_records != st.selected)
+        ETC_WARN("ring buffer gave %" PRIu64 " records for %" PRIu64
+                 " selected packets (see ringbuf_full)",
+                 st.ring_records, st.selected);
+
+    if (json.f) {
+        for (const auto& f : st.flows) {
+            std::string line = flow_json(f);
+            line += '\n';
+            if (std::fwrite(line.data(), 1, line.size(), json.f) != line.size()) {
+                write_error = make_error(ErrorKind::Io, errno,
+                                         o.json_path == "-" ? "stdout" : o.json_path, "write JSON");
+                break;
+            }
+        }
+        std::fflush(json.f);
+    }
+    if (writer && !write_error)
+        if (auto r = writer->close(); !r) write_error = r.error();
+
+    if (partial) *partial = st;
+    if (run_error) return *run_error;
+    if (capture_error) return *capture_error;
+    if (write_error) return *write_error;
+    return st;
+}
+
+}  // namespace etcpipe
