@@ -7,7 +7,7 @@
 
 #include <string>
 
-#include "result.hpp"
+#include "common/result.hpp"
 
 #define ETC_CUDA_TRY(call)                                                                  \
     do {                                                                                    \

@@ -49,7 +49,7 @@
 #include <vector>
 
 #include "etcpipe/flowmgr.h"
-#include "result.hpp"
+#include "common/result.hpp"
 
 namespace etcpipe::features {
 

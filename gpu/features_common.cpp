@@ -10,7 +10,7 @@
 #include <sstream>
 
 #include "features.hpp"
-#include "log.hpp"
+#include "common/log.hpp"
 
 namespace etcpipe::features {
 

@@ -27,7 +27,7 @@
 #include <vector>
 
 #include "features.hpp"
-#include "result.hpp"
+#include "common/result.hpp"
 
 namespace etcpipe::infer {
 

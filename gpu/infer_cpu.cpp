@@ -13,7 +13,7 @@
 #include <thread>
 
 #include "infer.hpp"
-#include "log.hpp"
+#include "common/log.hpp"
 
 namespace etcpipe::infer {
 
