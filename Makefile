@@ -169,7 +169,7 @@ NDPI_CACHE := testdata/ndpi/.complete
 $(NDPI_CACHE): scripts/fetch-testdata.sh $(DEPS_STAMP)
 	$(Q)bash scripts/fetch-testdata.sh
 
-.PHONY: testdata test demo bench clean gpu-check model
+.PHONY: testdata test demo bench clean gpu-check model check-layers
 testdata: $(NDPI_CACHE)
 
 # Retrains the shipped classifier from the nDPI captures (scripts/train.py):
@@ -177,7 +177,12 @@ testdata: $(NDPI_CACHE)
 model: $(CLI_BIN) $(NDPI_CACHE)
 	$(Q)/usr/bin/python3 scripts/train.py --etcpipe $(CLI_BIN) --work $(BUILD)/train --out models/etc_app
 
-test: all $(NDPI_CACHE)
+# The include rules between loader/common, the applications, gpu/ and
+# bpf/include (scripts/check-layers.sh says which).
+check-layers:
+	$(Q)bash scripts/check-layers.sh
+
+test: check-layers all $(NDPI_CACHE)
 	$(Q)cd $(CURDIR) && ETCPIPE_BUILD=$(BUILD) $(TEST_BIN) $(GTEST_ARGS)
 
 demo: all $(NDPI_CACHE)

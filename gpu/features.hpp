@@ -51,6 +51,17 @@
 #include "etcpipe/flowmgr.h"
 #include "common/result.hpp"
 
+namespace etcpipe {
+
+// Where features are extracted and models run: parsed once from the
+// command line ("gpu", "cpu", "auto": the GPU when there is one).
+enum class Device : uint8_t { Cpu, Gpu, Auto };
+
+[[nodiscard]] Result<Device> parse_device(const std::string& text);
+[[nodiscard]] const char* device_name(Device device);
+
+}  // namespace etcpipe
+
 namespace etcpipe::features {
 
 enum class Kind : uint8_t { Payload, Packet, Sizes, Iat };
@@ -161,10 +172,10 @@ struct GpuOptions {
     const std::vector<Feature>& spec, const GpuOptions& opts);
 [[nodiscard]] bool gpu_available(std::string* why = nullptr);
 
-// The extractor a command line asks for: device "gpu" (an error saying why
-// when there is none), "cpu" (`threads`, 0: all) or "auto" (the GPU when
+// The extractor a command line asks for: Device::Gpu (an error saying why
+// when there is none), Cpu (`threads`, 0: all) or Auto (the GPU when
 // there is one, else the CPU, saying so).
-[[nodiscard]] Result<std::unique_ptr<Extractor>> make_extractor(const std::string& device,
+[[nodiscard]] Result<std::unique_ptr<Extractor>> make_extractor(Device device,
                                                                 unsigned threads,
                                                                 const std::vector<Feature>& spec);
 

@@ -199,11 +199,11 @@ Result<void> check_batch(const Batch& b, uint64_t next_index) {
     return {};
 }
 
-Result<std::unique_ptr<Extractor>> make_extractor(const std::string& device, unsigned threads,
+Result<std::unique_ptr<Extractor>> make_extractor(Device device, unsigned threads,
                                                   const std::vector<Feature>& spec) {
     std::string why;
     const bool gpu_ok = gpu_available(&why);
-    if (device == "gpu" || (device == "auto" && gpu_ok)) {
+    if (device == Device::Gpu || (device == Device::Auto && gpu_ok)) {
         if (!gpu_ok)
             return Error{ErrorKind::Usage, 0, "--device gpu", "use the GPU", why, "use --device cpu (or auto)"};
         // Rows stay on the device until the end: one bulk copy back instead of
@@ -212,10 +212,30 @@ Result<std::unique_ptr<Extractor>> make_extractor(const std::string& device, uns
         go.device_output = true;
         return make_gpu_extractor(spec, go);
     }
-    if (device == "auto") ETC_INFO("no GPU (%s): extracting on the CPU", why.c_str());
+    if (device == Device::Auto) ETC_INFO("no GPU (%s): extracting on the CPU", why.c_str());
     CpuOptions co;
     co.threads = threads;
     return make_cpu_extractor(spec, co);
 }
 
 }  // namespace etcpipe::features
+
+namespace etcpipe {
+
+Result<Device> parse_device(const std::string& text) {
+    if (text == "gpu") return Device::Gpu;
+    if (text == "cpu") return Device::Cpu;
+    if (text == "auto") return Device::Auto;
+    return Error{ErrorKind::Usage, 0, "--device " + text, "choose a device", "not gpu, cpu or auto", ""};
+}
+
+const char* device_name(Device device) {
+    switch (device) {
+        case Device::Cpu: return "cpu";
+        case Device::Gpu: return "gpu";
+        case Device::Auto: return "auto";
+    }
+    return "?";
+}
+
+}  // namespace etcpipe

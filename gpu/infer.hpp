@@ -109,7 +109,7 @@ struct DeviceBatch {
     void* stream = nullptr;
 };
 
-enum class Device : uint8_t { Cpu, Gpu, Auto };
+using etcpipe::Device;
 
 struct BackendOptions {
     Device device = Device::Auto;

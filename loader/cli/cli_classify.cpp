@@ -84,10 +84,8 @@ void add_classify_command(CLI::App& app, ClassifyCommand& c) {
                       "spec decides what is extracted")
         ->required();
     c.cmd->add_option("-o,--output", c.output, "JSON Lines file ('-' = stdout)")->capture_default_str();
-    c.cmd->add_option("--device", c.device,
-                      "gpu, cpu or auto (the GPU when there is one) — for extraction and inference")
-        ->check(CLI::IsMember({"gpu", "cpu", "auto"}))
-        ->capture_default_str();
+    add_device_option(c.cmd, c.device,
+                      "gpu, cpu or auto (the GPU when there is one) — for extraction and inference");
     c.cmd->add_option("--batch", c.batch, "flows per inference batch")->capture_default_str();
     c.cmd->add_option("--threads", c.threads, "CPU threads for extraction and inference (0: all)")
         ->capture_default_str();
@@ -103,8 +101,7 @@ std::optional<int> run_classify_command(const ClassifyCommand& c) {
     const auto t0 = Clock::now();
 
     infer::BackendOptions bo;
-    bo.device = c.device == "gpu" ? infer::Device::Gpu : c.device == "cpu" ? infer::Device::Cpu
-                                                                             : infer::Device::Auto;
+    bo.device = c.device;
     bo.threads = c.threads;
     auto backend = infer::Backend::load(c.model, bo);
     if (!backend) return fail(backend.error());
@@ -122,7 +119,7 @@ std::optional<int> run_classify_command(const ClassifyCommand& c) {
         if (!g) return fail(g.error());
         ex = std::move(*g);
     } else {
-        if (c.device == "auto") {
+        if (c.device == Device::Auto) {
             std::string why;
             (void)infer::gpu_available(&why);
             ETC_INFO("no GPU (%s): classifying on the CPU", why.c_str());

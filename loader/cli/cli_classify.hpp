@@ -7,11 +7,14 @@
 #include <optional>
 #include <string>
 
+#include "gpu/features.hpp"
+
 namespace etcpipe::cli {
 
 struct ClassifyCommand {
     CLI::App* cmd = nullptr;
-    std::string capture, model, output = "-", device = "auto";
+    std::string capture, model, output = "-";
+    Device device = Device::Auto;
     unsigned threads = 0;
     size_t batch = 1024;          // flows per inference call
     size_t packet_batch = 65536;  // packets per extractor batch

@@ -25,9 +25,7 @@ void add_features_command(CLI::App& app, FeaturesCommand& c) {
                       "payload:HxL (L4 payload bytes), packet:HxL (from the IP header, addresses "
                       "and ports zeroed), sizes:H (signed IP length), iat:H (µs); comma-separated")
         ->capture_default_str();
-    c.cmd->add_option("--device", c.device, "gpu, cpu or auto (the GPU when there is one)")
-        ->check(CLI::IsMember({"gpu", "cpu", "auto"}))
-        ->capture_default_str();
+    add_device_option(c.cmd, c.device, "gpu, cpu or auto (the GPU when there is one)");
     c.cmd->add_option("--threads", c.threads, "CPU threads (0: all)")->capture_default_str();
     c.cmd->add_option("--select", c.select,
                       "extractor: the first H payload packets of each flow, chosen by the "

@@ -6,12 +6,15 @@
 #include <optional>
 #include <string>
 
+#include "gpu/features.hpp"
+
 namespace etcpipe::cli {
 
 struct FeaturesCommand {
     CLI::App* cmd = nullptr;
     std::string capture, out_dir, spec = "payload:10x1000,sizes:10,iat:10";
-    std::string device = "auto", select = "extractor";
+    Device device = Device::Auto;
+    std::string select = "extractor";
     unsigned threads = 0;
     size_t batch = 65536;
     bool quiet = false;

@@ -341,9 +341,7 @@ int main(int argc, char** argv) {
     run->add_option("--features", run_opts.spec,
                     "payload:HxL, packet:HxL, sizes:H, iat:H (µs, live arrival time); H ≤ N")
         ->capture_default_str();
-    run->add_option("--device", run_opts.device, "feature extractor: gpu, cpu or auto")
-        ->check(CLI::IsMember({"gpu", "cpu", "auto"}))
-        ->capture_default_str();
+    add_device_option(run, run_opts.device, "feature extractor: gpu, cpu or auto");
     run->add_option("--threads", run_opts.threads, "CPU extractor threads (0: all)")->capture_default_str();
     run->add_option("--batch", run_opts.batch_packets, "packets per extractor batch")->capture_default_str();
     run->add_option("--batch-timeout", run_opts.batch_timeout_ms,

@@ -536,7 +536,7 @@ Result<RunSummary> run_live(const RunOptions& o, const std::atomic<bool>& stop) 
     std::string spec_text = o.spec;
     if (!o.model_path.empty()) {
         infer::BackendOptions bo;
-        bo.device = o.device == "gpu" ? infer::Device::Gpu : o.device == "cpu" ? infer::Device::Cpu : infer::Device::Auto;
+        bo.device = o.device;
         bo.threads = o.threads;
         auto be = infer::Backend::load(o.model_path, bo);
         if (!be) return be.error();

@@ -20,6 +20,7 @@
 #include "common/result.hpp"
 #include "common/xdp_attach.hpp"
 #include "common/xsk.hpp"
+#include "gpu/features.hpp"
 
 namespace etcpipe {
 
@@ -34,7 +35,7 @@ struct RunOptions {
     uint32_t queues = 0;              // 0: every RX queue of iface
     XskOptions xsk;
     std::string spec = "payload:10x256,sizes:10,iat:10";
-    std::string device = "auto";      // gpu, cpu, auto
+    Device device = Device::Auto;
     unsigned threads = 1;             // CPU extractor threads (0: all)
     uint32_t batch_packets = 4096;    // dispatch when this many packets are ready…
     uint32_t batch_timeout_ms = 100;  // …or the oldest ready flow waited this long
