@@ -89,7 +89,7 @@ CPPFLAGS += -I. -Iinclude -Iloader -isystem $(BUILD)/bpf -MMD -MP
 # libxdp has no run-time version call: record the one we built against.
 LIBXDP_VERSION := $(shell pkg-config --modversion libxdp 2>/dev/null || echo unknown)
 GIT_REV := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
-$(BUILD)/obj/loader/cli/main.o: CPPFLAGS += -DETCPIPE_LIBXDP_VERSION='"$(LIBXDP_VERSION)"' \
+$(BUILD)/obj/loader/cli/cmd_version.o: CPPFLAGS += -DETCPIPE_LIBXDP_VERSION='"$(LIBXDP_VERSION)"' \
 	-DETCPIPE_GIT_REV='"$(GIT_REV)"'
 LDLIBS   += -lxdp -lbpf -lelf -lz -pthread
 # Inference (gpu/onnx_model.cpp, gpu/infer_cpu.cpp): ONNX protobuf, OpenBLAS.
@@ -109,28 +109,32 @@ BENCH_SRCS := $(wildcard tests/bench/bench_*.cpp)
 BENCH_BINS := $(patsubst tests/bench/%.cpp,$(BUILD)/%,$(BENCH_SRCS))
 
 # ---- CUDA (optional) -----------------------------------------------------
+# The GPU extractor and inference backend build into a plugin,
+# $(BUILD)/libetcpipe-cuda.so, that the binaries dlopen on first GPU use
+# (gpu/cuda_plugin.hpp): they link no CUDA library themselves, and export
+# their symbols (-rdynamic) for the plugin to use.
 CU_SRCS := $(wildcard gpu/*.cu)
+CPU_TWIN_SRCS := $(wildcard gpu/*.cpp)
+LIB_OBJS += $(patsubst %.cpp,$(BUILD)/obj/%.o,$(CPU_TWIN_SRCS))
+LDFLAGS  += -rdynamic
 ifneq ($(wildcard $(NVCC)),)
-HAVE_CUDA := 1
-CU_OBJS   := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRCS))
-CPPFLAGS  += -DETCPIPE_HAVE_CUDA=1 -isystem /usr/local/cuda/include
-LDLIBS    += -L/usr/local/cuda/lib64 -Wl,-rpath,/usr/local/cuda/lib64 -lcudart -lcublasLt
+HAVE_CUDA   := 1
+CU_OBJS     := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRCS))
+CUDA_PLUGIN := $(BUILD)/libetcpipe-cuda.so
+CPPFLAGS    += -DETCPIPE_HAVE_CUDA=1
 # SASS for Turing..Hopper plus PTX, so any newer GPU JITs it.
 NVCCFLAGS ?= -O2 -std=c++20 -gencode arch=compute_75,code=sm_75 -gencode arch=compute_80,code=sm_80 \
 	-gencode arch=compute_90,code=[sm_90,compute_90] -Xcompiler -Wall,-Wextra
+NVCCFLAGS += -Xcompiler -fPIC -DETCPIPE_HAVE_CUDA=1
 else
-HAVE_CUDA :=
-CU_OBJS   :=
+HAVE_CUDA   :=
+CU_OBJS     :=
+CUDA_PLUGIN :=
 endif
-# gpu/*_nocuda.cpp stand in for the CUDA objects when nvcc is absent.
-ifeq ($(HAVE_CUDA),1)
-CPU_TWIN_SRCS := $(filter-out %_nocuda.cpp,$(wildcard gpu/*.cpp))
-else
-CPU_TWIN_SRCS := $(wildcard gpu/*.cpp)
-endif
-LIB_OBJS += $(patsubst %.cpp,$(BUILD)/obj/%.o,$(CPU_TWIN_SRCS)) $(CU_OBJS)
 
-$(BUILD)/obj/%.o: %.cpp $(BPF_SKELS) $(DEPS_STAMP)
+# Skeletons order-only: they must exist first; which file includes which is
+# tracked by the .d files, so a changed program rebuilds only its users.
+$(BUILD)/obj/%.o: %.cpp $(DEPS_STAMP) | $(BPF_SKELS)
 	$(call msg,CXX,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c $< -o $@
@@ -144,24 +148,35 @@ $(LIB): $(LIB_OBJS)
 	$(call msg,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
+# --whole-archive: every library symbol is in the binary, so the plugin
+# finds what it uses whichever commands the binary itself calls.
+LINK_LIB = -Wl,--whole-archive $(LIB) -Wl,--no-whole-archive
+
 $(CLI_BIN): $(BUILD)/obj/loader/cli/main.o $(LIB)
 	$(call msg,LD,$@)
-	$(Q)$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS)
+	$(Q)$(CXX) $(CXXFLAGS) $(LDFLAGS) $< $(LINK_LIB) -o $@ $(LDLIBS)
 
 $(TEST_BIN): $(TEST_OBJS) $(LIB)
 	$(call msg,LD,$@)
-	$(Q)$(CXX) $(CXXFLAGS) $(TEST_OBJS) $(LIB) -o $@ -lgtest -lgtest_main $(LDLIBS)
+	$(Q)$(CXX) $(CXXFLAGS) $(LDFLAGS) $(TEST_OBJS) $(LINK_LIB) -o $@ -lgtest -lgtest_main $(LDLIBS)
 
 $(BUILD)/bench_%: $(BUILD)/obj/tests/bench/bench_%.o $(LIB)
 	$(call msg,LD,$@)
-	$(Q)$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS)
+	$(Q)$(CXX) $(CXXFLAGS) $(LDFLAGS) $< $(LINK_LIB) -o $@ $(LDLIBS)
+
+# The CUDA libraries are the plugin's alone (rpath: found without
+# LD_LIBRARY_PATH where the toolkit is installed).
+$(CUDA_PLUGIN): $(CU_OBJS)
+	$(call msg,LD,$@)
+	$(Q)$(CXX) -shared -Wl,-z,now $^ -o $@ -L/usr/local/cuda/lib64 -Wl,-rpath,/usr/local/cuda/lib64 \
+		-lcudart -lcublasLt
 
 .PHONY: all cuda-notice
-all: cuda-notice $(BPF_OBJS) $(BPF_LINKS) $(TEST_BPF_OBJS) $(CLI_BIN) $(TEST_BIN) $(BENCH_BINS)
+all: cuda-notice $(BPF_OBJS) $(BPF_LINKS) $(TEST_BPF_OBJS) $(CLI_BIN) $(TEST_BIN) $(BENCH_BINS) $(CUDA_PLUGIN)
 
 cuda-notice:
 ifeq ($(HAVE_CUDA),)
-	@echo "notice: $(NVCC) not found: building CPU only (GPU kernels skipped)"
+	@echo "notice: $(NVCC) not found: building CPU only (no CUDA plugin; --device gpu will say so)"
 endif
 
 # ---- data, tests, demo, bench --------------------------------------------

@@ -223,7 +223,7 @@ int xdp_anova(struct xdp_md *ctx)
 	struct anova_hdr *req;
 	struct anova_config *cfg;
 	struct l3_info l3;
-	__u16 vids[ETC_MAX_VLAN_DEPTH];
+	__u16 vids[PARSE_MAX_VLAN_DEPTH];
 	__u32 key, l3_len, udp_len, need, verdict, f, is_v6 = 0;
 	__u64 is_f64;
 	int action = XDP_PASS, proto;

@@ -7,6 +7,7 @@
  * while the original passes (inline). Everything else is passed (or, in tap
  * mode, dropped on request). Every packet ends at `out:`, which counts the
  * verdict; every early exit names its reason. */
+#include "etcpipe/flowmgr.h"
 #include "parsing.h"
 #include <xdp/xdp_helpers.h>
 
@@ -165,6 +166,24 @@ static __always_inline int filter_verdict(const struct etc_flow_key *k)
 	return 0;
 }
 
+_Static_assert(PARSE_MAX_VLAN_DEPTH == ETC_MAX_VLAN_DEPTH, "key holds every parsed VLAN tag");
+_Static_assert(ETC_CNT_PARSE_TRUNC_UDP - ETC_CNT_PARSE_TRUNC_ETH == PARSE_ERR_LAST - PARSE_ERR_TRUNC_ETH,
+	       "the parse counters follow enum parse_err one for one");
+
+/* Counts a reason returned by a helper; the bound check is what the verifier
+ * needs to see (a mask would allow indices past the array). */
+static __always_inline void count_reason(struct etc_counters *c, int reason)
+{
+	if ((unsigned int)reason < ETC_CNT_MAX)
+		c->cnt[reason]++;
+}
+
+/* The counter of a parser's failure (err: a negated enum parse_err). */
+static __always_inline int parse_counter(int err)
+{
+	return ETC_CNT_PARSE_TRUNC_ETH + (-err - PARSE_ERR_TRUNC_ETH);
+}
+
 /* Parses up to L4. Returns 0 or the parse-failure counter. */
 static __always_inline int parse_packet(struct xdp_md *ctx, struct parsed_pkt *p)
 {
@@ -180,17 +199,17 @@ static __always_inline int parse_packet(struct xdp_md *ctx, struct parsed_pkt *p
 
 	eth_type = parse_ethhdr_vlan(&nh, data_end, k->vlan);
 	if (eth_type < 0)
-		return -eth_type;
+		return parse_counter(eth_type);
 	if (eth_type == bpf_htons(ETH_P_IP)) {
 		proto = parse_ipv4(&nh, data_end, &iph, &l3);
 		if (proto < 0)
-			return -proto;
+			return parse_counter(proto);
 		copy_addr(k->addr_a, &iph->saddr, 4);
 		copy_addr(k->addr_b, &iph->daddr, 4);
 	} else if (eth_type == bpf_htons(ETH_P_IPV6)) {
 		proto = parse_ipv6(&nh, data_end, &ip6h, &l3);
 		if (proto < 0)
-			return -proto;
+			return parse_counter(proto);
 		copy_addr(k->addr_a, &ip6h->saddr, 16);
 		copy_addr(k->addr_b, &ip6h->daddr, 16);
 	} else {
@@ -202,7 +221,7 @@ static __always_inline int parse_packet(struct xdp_md *ctx, struct parsed_pkt *p
 	if (l3.proto == IPPROTO_TCP) {
 		len = parse_tcphdr(&nh, data_end, &tcph);
 		if (len < 0)
-			return -len;
+			return parse_counter(len);
 		if ((__u32)len > l3.payload_len)
 			return ETC_CNT_PARSE_BAD_TCP;
 		k->port_a = bpf_ntohs(tcph->source);
@@ -211,7 +230,7 @@ static __always_inline int parse_packet(struct xdp_md *ctx, struct parsed_pkt *p
 	} else if (l3.proto == IPPROTO_UDP) {
 		len = parse_udphdr(&nh, data_end, &udph);
 		if (len < 0)
-			return -len;
+			return parse_counter(len);
 		if (l3.payload_len < sizeof(*udph))
 			return ETC_CNT_PARSE_TRUNC_UDP;
 		k->port_a = bpf_ntohs(udph->source);
@@ -324,13 +343,13 @@ static __always_inline int flowmgr(struct xdp_md *ctx)
 
 	reason = parse_packet(ctx, &p);
 	if (reason) {
-		c->cnt[reason & 63]++;
+		count_reason(c, reason);
 		goto out;
 	}
 	reason = filter_verdict(&p.key);
 	if (reason) {
 		c->cnt[ETC_CNT_FILTERED]++;
-		c->cnt[reason & 63]++;
+		count_reason(c, reason);
 		goto out_unselected;
 	}
 

@@ -48,6 +48,7 @@
 #include <memory>
 
 #include "cuda_check.hpp"
+#include "cuda_plugin.hpp"
 #include "features.hpp"
 #include "parse_packet.hpp"
 
@@ -817,7 +818,7 @@ class GpuExtractor final : public Extractor {
 
 }  // namespace
 
-bool gpu_available(std::string* why) {
+bool cuda_gpu_available(std::string* why) {
     int n = 0;
     const cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess) {
@@ -832,10 +833,10 @@ bool gpu_available(std::string* why) {
     return true;
 }
 
-Result<std::unique_ptr<Extractor>> make_gpu_extractor(const std::vector<Feature>& spec,
-                                                      const GpuOptions& opts) {
+Result<std::unique_ptr<Extractor>> cuda_make_gpu_extractor(const std::vector<Feature>& spec,
+                                                           const GpuOptions& opts) {
     std::string why;
-    if (!gpu_available(&why))
+    if (!cuda_gpu_available(&why))
         return make_error(ErrorKind::Usage, 0, "", "GPU feature extractor", why,
                           "use the CPU extractor");
     auto x = std::make_unique<GpuExtractor>(spec, opts);

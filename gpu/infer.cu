@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "cuda_check.hpp"
+#include "cuda_plugin.hpp"
 #include "infer.hpp"
 
 namespace etcpipe::infer {
@@ -459,10 +460,10 @@ class GpuBackend final : public Backend {
 
 }  // namespace
 
-Result<std::unique_ptr<Backend>> make_gpu_backend(std::shared_ptr<const Model> model,
-                                                  const BackendOptions& opts) {
+Result<std::unique_ptr<Backend>> cuda_make_gpu_backend(std::shared_ptr<const Model> model,
+                                                       const BackendOptions& opts) {
     std::string why;
-    if (!gpu_available(&why))
+    if (!features::cuda_gpu_available(&why))
         return make_error(ErrorKind::Usage, 0, "", "GPU inference", why, "use --device cpu");
     if (!model) return make_error(ErrorKind::Usage, 0, "", "GPU inference", "no model");
     auto b = std::make_unique<GpuBackend>(std::move(model), opts);

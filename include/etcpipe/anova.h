@@ -11,6 +11,7 @@
 #define ANOVA_HALF         8            /* window 1 = x0..x7, window 2 = x8..x15 */
 #define ANOVA_DEFAULT_PORT 9877
 #define ANOVA_MAP_CONFIG   "anova_cfg"  /* one-entry ARRAY, key 0 (NFP: lookup only) */
+#define ANOVA_PROG_NAME    "xdp_anova"  /* the XDP function's name in bpf/anova.bpf.c */
 
 enum anova_tag {
 	ANOVA_TAG_DECIDE   = 0, /* request: the program decides */

@@ -15,7 +15,7 @@
 #include <limits>
 
 #include "anova.skel.h"
-#include "flowmgr/flowmgr.hpp"
+#include "common/test_run.hpp"
 #include "common/skeleton.hpp"
 
 namespace etcpipe::anova {
@@ -29,6 +29,22 @@ Params osh_profile() { return Params{}; }
 // The seed report's variant (ANOVA_v2.c in the seed repository): 10
 // fractional bits, ε = 0x66 (0.1 truncated) and ε² = 0x66·0x66.
 Params report_profile() { return Params{10, 102, 102 * 102}; }
+
+Result<void> check_frac_bits(uint32_t frac_bits) {
+    if (frac_bits >= kMinFracBits && frac_bits <= kMaxFracBits) return {};
+    return Error{ErrorKind::Usage, 0, "--frac-bits", "check ANOVA parameters",
+                 "must be " + std::to_string(kMinFracBits) + ".." + std::to_string(kMaxFracBits) +
+                     ", not " + std::to_string(frac_bits),
+                 {}};
+}
+
+Result<void> check_params(const Params& p) {
+    if (auto r = check_frac_bits(p.frac_bits); !r) return r;
+    if (p.eps > 0xffffffffull || p.eps2 > 0xffffffffull)
+        return Error{ErrorKind::Usage, 0, "--eps/--eps2", "check ANOVA parameters",
+                     "must fit in 32 bits (NFP multiplies 32-bit operands)", {}};
+    return {};
+}
 
 uint32_t decide_u32(const std::array<uint32_t, ANOVA_SAMPLES>& x, const Params& p) {
     // Unsigned 64-bit arithmetic that wraps, exactly as the XDP program.
@@ -217,16 +233,22 @@ Program::~Program() = default;
 Program::Program(Program&&) noexcept = default;
 Program& Program::operator=(Program&&) noexcept = default;
 
+anova_config make_config(const ProgramOptions& o) {
+    anova_config c{};  // padding zeroed
+    c.eps = o.params.eps;
+    c.eps2 = o.params.eps2;
+    c.port = o.port;
+    c.reply = static_cast<__u8>(o.reply);
+    c.encoding = static_cast<__u8>(o.encoding);
+    c.frac_bits = static_cast<__u8>(o.params.frac_bits);
+    return c;
+}
+
 Result<Program> Program::load(const ProgramOptions& opts) {
     const char* what = "anova.bpf.o";
-    const auto& p = opts.params;
     // The program masks ε and ε² to 32 bits for the NFP and passes every
     // packet when they are larger; refuse such a configuration here.
-    if (p.frac_bits > 32 || p.eps > 0xffffffffull || p.eps2 > 0xffffffffull)
-        return Error{ErrorKind::Usage, EINVAL, what, "configure ANOVA program",
-                     "frac_bits " + std::to_string(p.frac_bits) + ", eps " +
-                         std::to_string(p.eps) + ", eps2 " + std::to_string(p.eps2),
-                     "frac_bits must be <= 32 and eps, eps2 < 2^32"};
+    if (auto r = check_params(opts.params); !r) return r.error();
     if (opts.port == 0)
         return Error{ErrorKind::Usage, EINVAL, what, "configure ANOVA program", "port 0", {}};
 
@@ -236,14 +258,7 @@ Result<Program> Program::load(const ProgramOptions& opts) {
 
     // Lookup-only in BPF (NFP firmware has no datapath map writes): the
     // configuration is written once, here.
-    anova_config cfg;
-    std::memset(&cfg, 0, sizeof(cfg));
-    cfg.eps = p.eps;
-    cfg.eps2 = p.eps2;
-    cfg.port = opts.port;
-    cfg.reply = static_cast<uint8_t>(opts.reply);
-    cfg.encoding = static_cast<uint8_t>(opts.encoding);
-    cfg.frac_bits = static_cast<uint8_t>(p.frac_bits);
+    const anova_config cfg = make_config(opts);
     uint32_t key = 0;
     if (bpf_map_update_elem(bpf_map__fd((*skel)->maps.anova_cfg), &key, &cfg, BPF_ANY))
         return make_error(ErrorKind::Bpf, errno, ANOVA_MAP_CONFIG, "write configuration");
@@ -266,10 +281,10 @@ const ProgramOptions& Program::options() const {
 
 Result<Program::Run> Program::run(std::span<const uint8_t> frame) {
     if (!impl_) return Error{ErrorKind::Usage, EINVAL, "anova", "run", "program not loaded", {}};
-    auto r = xdp_test_run(prog_fd(), frame, 0, 1, impl_->bufs);
+    auto r = xdp_test_run(prog_fd(), frame, {}, 1, impl_->bufs);
     if (!r) {
         Error e = r.error();
-        e.subject = "xdp_anova";
+        e.subject = ANOVA_PROG_NAME;
         return e;
     }
     // The program never moves data or data_end, so the output frame has the
@@ -337,12 +352,12 @@ Result<uint32_t> decide_msg(Program& prog, const Msg& msg) {
     auto r = prog.run(frame);
     if (!r) return r.error();
     if (r->action != XDP_PASS && r->action != XDP_TX)
-        return Error{ErrorKind::Bpf, 0, "xdp_anova", "decide",
+        return Error{ErrorKind::Bpf, 0, ANOVA_PROG_NAME, "decide",
                      "unexpected XDP action " + std::to_string(r->action), {}};
     uint64_t tag = 0;
     std::memcpy(&tag, r->frame.data() + kEth + kIp + kUdp + offsetof(anova_hdr, tag), sizeof(tag));
     if (tag == ANOVA_TAG_DECIDE || tag > ANOVA_TAG_INVALID)
-        return Error{ErrorKind::Bpf, 0, "xdp_anova", "decide",
+        return Error{ErrorKind::Bpf, 0, ANOVA_PROG_NAME, "decide",
                      "the program left tag " + std::to_string(tag) + " (request not matched?)",
                      {}};
     return static_cast<uint32_t>(tag);
@@ -352,7 +367,7 @@ Result<uint32_t> decide_msg(Program& prog, const Msg& msg) {
 
 Result<uint32_t> Program::decide(const std::array<uint32_t, ANOVA_SAMPLES>& x) {
     if (options().encoding != ANOVA_ENC_U32)
-        return Error{ErrorKind::Usage, EINVAL, "xdp_anova", "decide",
+        return Error{ErrorKind::Usage, EINVAL, ANOVA_PROG_NAME, "decide",
                      "u32 samples sent to a program configured for doubles", {}};
     anova_msg_u32 msg;
     msg.hdr.magic = ANOVA_MAGIC;  // little-endian hosts only, as the wire format
@@ -363,7 +378,7 @@ Result<uint32_t> Program::decide(const std::array<uint32_t, ANOVA_SAMPLES>& x) {
 
 Result<uint32_t> Program::decide(const std::array<double, ANOVA_SAMPLES>& x) {
     if (options().encoding != ANOVA_ENC_F64)
-        return Error{ErrorKind::Usage, EINVAL, "xdp_anova", "decide",
+        return Error{ErrorKind::Usage, EINVAL, ANOVA_PROG_NAME, "decide",
                      "doubles sent to a program configured for u32 fixed point", {}};
     anova_msg_f64 msg;
     msg.hdr.magic = ANOVA_MAGIC;

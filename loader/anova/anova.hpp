@@ -28,6 +28,15 @@ struct Params {
 [[nodiscard]] Params osh_profile();        // the above
 [[nodiscard]] Params report_profile();     // the seed report's 10-bit variant
 
+// The one range of fractional bits every entry point accepts (CLI, program,
+// serve, send): at least one, and at most 31 so that a sample of 1.0 still
+// fits in the 32-bit fixed point.
+inline constexpr uint32_t kMinFracBits = 1, kMaxFracBits = 31;
+[[nodiscard]] Result<void> check_frac_bits(uint32_t frac_bits);
+// check_frac_bits, and ε, ε² below 2^32 (the program masks them to 32 bits
+// for the NFP, which multiplies 32-bit operands).
+[[nodiscard]] Result<void> check_params(const Params& p);
+
 // The rule on one 16-sample window of fixed-point values (SPEC §6), as plain
 // C++: ANOVA_TAG_SPLIT or ANOVA_TAG_NO_SPLIT.
 [[nodiscard]] uint32_t decide_u32(const std::array<uint32_t, ANOVA_SAMPLES>& x, const Params& p);
@@ -54,6 +63,10 @@ struct ProgramOptions {
     anova_reply reply = ANOVA_REPLY_PASS;
     anova_encoding encoding = ANOVA_ENC_U32;
 };
+
+// The config map value for `opts` (the one place it is filled: Program::load
+// and attach both write this).
+[[nodiscard]] anova_config make_config(const ProgramOptions& opts);
 
 class Program {
   public:

@@ -7,18 +7,8 @@
 
 namespace etcpipe::anova {
 
-anova_config make_config(const ProgramOptions& o) {
-    anova_config c{};
-    c.eps = o.params.eps;
-    c.eps2 = o.params.eps2;
-    c.port = o.port;
-    c.reply = static_cast<__u8>(o.reply);
-    c.encoding = static_cast<__u8>(o.encoding);
-    c.frac_bits = static_cast<__u8>(o.params.frac_bits);
-    return c;
-}
-
 Result<AttachResult> attach(const std::string& iface, XdpMode mode, const ProgramOptions& o) {
+    if (auto r = check_params(o.params); !r) return r.error();
     auto skel = Skeleton<anova_bpf>::open("anova.bpf.o");
     if (!skel) return skel.error();
     anova_bpf* s = skel->get();
@@ -30,7 +20,7 @@ Result<AttachResult> attach(const std::string& iface, XdpMode mode, const Progra
         return {};
     };
     // The attached program keeps its maps alive after the skeleton is gone.
-    return attach_object(iface, mode, s->obj, "xdp_anova", write_config);
+    return attach_object(iface, mode, s->obj, ANOVA_PROG_NAME, write_config);
 }
 
 }  // namespace etcpipe::anova

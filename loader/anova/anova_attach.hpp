@@ -13,7 +13,4 @@ namespace etcpipe::anova {
 [[nodiscard]] Result<AttachResult> attach(const std::string& iface, XdpMode mode,
                                           const ProgramOptions& opts);
 
-// The config map value for `opts` (the one place it is filled).
-[[nodiscard]] anova_config make_config(const ProgramOptions& opts);
-
 }  // namespace etcpipe::anova

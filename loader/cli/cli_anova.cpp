@@ -4,7 +4,9 @@
 #include <cstdio>
 #include <fstream>
 
-#include "anova/anova_tools.hpp"
+#include "anova/latency_bench.hpp"
+#include "anova/net_tools.hpp"
+#include "anova/output.hpp"
 #include "cli/cli_common.hpp"
 #include "common/signals.hpp"
 #include "nfp/nfp_check.hpp"
@@ -137,11 +139,7 @@ Result<anova::Params> AnovaParamArgs::params() const {
     if (frac_bits) p.frac_bits = *frac_bits;
     if (eps) p.eps = *eps;
     if (eps2) p.eps2 = *eps2;
-    if (p.frac_bits > 31)
-        return Error{ErrorKind::Usage, 0, "--frac-bits", "parse option", "must be 0..31", {}};
-    if (p.eps > 0xffffffffull || p.eps2 > 0xffffffffull)
-        return Error{ErrorKind::Usage, 0, "--eps/--eps2", "parse option",
-                     "must fit in 32 bits (NFP multiplies 32-bit operands)", {}};
+    if (auto v = anova::check_params(p); !v) return v.error();
     return p;
 }
 

@@ -2,10 +2,15 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <map>
+#include <memory>
+#include <span>
+#include <vector>
 
 #include "flowmgr/capture_features.hpp"
 #include "cli/cli_common.hpp"
@@ -69,6 +74,122 @@ void print_flow(std::FILE* out, size_t index, const features::FlowRow& r,
     std::fputs("}}\n", out);
 }
 
+// The classify run's extractor: on the GPU its features stay there for the
+// engine (no round trip through the host).
+Result<std::unique_ptr<features::Extractor>> make_classify_extractor(const ClassifyCommand& c,
+                                                                    const infer::Model& model,
+                                                                    bool on_gpu) {
+    if (on_gpu) {
+        features::GpuOptions go;
+        go.device_output = true;
+        return features::make_gpu_extractor(model.spec, go);
+    }
+    if (c.device == Device::Auto) {
+        std::string why;
+        (void)infer::gpu_available(&why);
+        ETC_INFO("no GPU (%s): classifying on the CPU", why.c_str());
+    }
+    features::CpuOptions co;
+    co.threads = c.threads;
+    return std::unique_ptr<features::Extractor>(features::make_cpu_extractor(model.spec, co));
+}
+
+// Every flow's features and the model's probabilities for it, with the time
+// spent extracting (since the run began) and inferring.
+struct Scored {
+    std::vector<features::FlowRow> rows;
+    std::vector<float> probs;  // rows × classes
+    double extract_s = 0, infer_s = 0;
+};
+
+// Features → probabilities, `batch` flows at a time, from the extractor's
+// device tensors.
+Result<Scored> score_on_gpu(features::Extractor& ex, infer::Backend& backend, size_t batch,
+                            Clock::time_point t0) {
+    const infer::Model& model = backend.model();
+    const size_t nc = model.num_classes();
+    auto d = ex.finish_device();
+    if (!d) return d.error();
+    Scored s;
+    s.extract_s = seconds_since(t0);
+    const auto t1 = Clock::now();
+    s.rows = std::move(d->rows);
+    s.probs.resize(s.rows.size() * nc);
+    for (size_t first = 0; first < s.rows.size(); first += batch) {
+        const size_t n = std::min(batch, s.rows.size() - first);
+        infer::DeviceBatch db;
+        db.rows = n;
+        db.stream = d->stream;
+        for (size_t f = 0; f < model.spec.size(); ++f)
+            db.tensors.push_back(static_cast<const uint8_t*>(d->tensors[f]) + first * model.spec[f].row_bytes());
+        if (auto r = backend.infer_to_host(db, std::span<float>(s.probs.data() + first * nc, n * nc)); !r)
+            return r.error();
+    }
+    s.infer_s = seconds_since(t1);
+    return s;
+}
+
+// The same from the extractor's host tensors.
+Result<Scored> score_on_cpu(features::Extractor& ex, infer::Backend& backend, size_t batch,
+                            Clock::time_point t0) {
+    const infer::Model& model = backend.model();
+    const size_t nc = model.num_classes();
+    auto out = ex.finish();
+    if (!out) return out.error();
+    Scored s;
+    s.extract_s = seconds_since(t0);
+    const auto t1 = Clock::now();
+    s.rows = std::move(out->rows);
+    s.probs.resize(s.rows.size() * nc);
+    for (size_t first = 0; first < s.rows.size(); first += batch) {
+        const size_t n = std::min(batch, s.rows.size() - first);
+        infer::HostBatch hb;
+        hb.rows = n;
+        for (size_t f = 0; f < model.spec.size(); ++f) {
+            const size_t rb = model.spec[f].row_bytes();
+            hb.tensors.emplace_back(out->tensors[f].data() + first * rb, n * rb);
+        }
+        if (auto r = backend.infer(hb, std::span<float>(s.probs.data() + first * nc, n * nc)); !r)
+            return r.error();
+    }
+    s.infer_s = seconds_since(t1);
+    return s;
+}
+
+// One JSON line per flow to `output` ('-': stdout); the flows per class.
+Result<std::map<std::string, size_t>> write_flows(const std::string& output, const Scored& s,
+                                                  const std::vector<std::string>& classes) {
+    const size_t nc = classes.size();
+    std::FILE* fp = output == "-" ? stdout : std::fopen(output.c_str(), "w");
+    if (!fp) return make_error(ErrorKind::Io, errno, output, "open for writing");
+    std::map<std::string, size_t> per_class;
+    for (size_t i = 0; i < s.rows.size(); ++i) {
+        const float* p = s.probs.data() + i * nc;
+        print_flow(fp, i, s.rows[i], classes, p);
+        per_class[classes[static_cast<size_t>(std::max_element(p, p + nc) - p)]]++;
+    }
+    const bool write_failed = std::ferror(fp) != 0;
+    if (fp != stdout && std::fclose(fp) != 0 && !write_failed)
+        return make_error(ErrorKind::Io, errno, output, "close");
+    if (fp == stdout) std::fflush(stdout);
+    if (write_failed) return make_error(ErrorKind::Io, EIO, output, "write flows");
+    return per_class;
+}
+
+void print_summary(const ClassifyCommand& c, uint64_t frames, const Scored& s,
+                   const char* backend, const char* extractor,
+                   const std::map<std::string, size_t>& per_class) {
+    const size_t rows = s.rows.size();
+    std::fprintf(stderr,
+                 "%s: %" PRIu64 " frames, %zu flows classified on the %s (%s extractor %.3f s, "
+                 "inference %.3f s = %.0f flows/s)",
+                 c.capture.c_str(), frames, rows, backend, extractor, s.extract_s, s.infer_s,
+                 s.infer_s > 0 ? static_cast<double>(rows) / s.infer_s : 0.0);
+    std::string counts;
+    for (const auto& [name, n] : per_class) counts += (counts.empty() ? "" : ", ") + name + " " + std::to_string(n);
+    std::fprintf(stderr, "%s%s\n", counts.empty() ? "" : ": ", counts.c_str());
+}
+
 }  // namespace
 
 void add_classify_command(CLI::App& app, ClassifyCommand& c) {
@@ -110,103 +231,22 @@ std::optional<int> run_classify_command(const ClassifyCommand& c) {
 
     auto reader = pcap::Reader::open(c.capture);
     if (!reader) return fail(reader.error());
-    std::unique_ptr<features::Extractor> ex;
-    if (on_gpu) {
-        // The features stay on the GPU for the engine: no round trip through the host.
-        features::GpuOptions go;
-        go.device_output = true;
-        auto g = features::make_gpu_extractor(model.spec, go);
-        if (!g) return fail(g.error());
-        ex = std::move(*g);
-    } else {
-        if (c.device == Device::Auto) {
-            std::string why;
-            (void)infer::gpu_available(&why);
-            ETC_INFO("no GPU (%s): classifying on the CPU", why.c_str());
-        }
-        features::CpuOptions co;
-        co.threads = c.threads;
-        ex = features::make_cpu_extractor(model.spec, co);
-    }
+    auto ex = make_classify_extractor(c, model, on_gpu);
+    if (!ex) return fail(ex.error());
 
     // Capture → extractor, batch by batch.
     FeedOptions fo;
     fo.batch = c.packet_batch;
-    auto fed = feed_capture(*reader, *ex, fo);
+    auto fed = feed_capture(*reader, **ex, fo);
     if (!fed) return fail(fed.error());
-    const uint64_t frames = fed->frames;
-    const std::optional<Error>& capture_error = fed->capture_error;
-    // Features → probabilities, --batch flows at a time: from the extractor's
-    // device tensors on the GPU, from its host tensors on the CPU.
-    std::vector<features::FlowRow> flow_rows;
-    std::vector<float> probs;
-    const size_t nc = model.num_classes();
-    double extract_s = 0;
-    auto t1 = Clock::now();
-    if (on_gpu) {
-        auto d = ex->finish_device();
-        if (!d) return fail(d.error());
-        extract_s = seconds_since(t0);
-        t1 = Clock::now();
-        flow_rows = std::move(d->rows);
-        probs.resize(flow_rows.size() * nc);
-        for (size_t first = 0; first < flow_rows.size(); first += c.batch) {
-            const size_t n = std::min(c.batch, flow_rows.size() - first);
-            infer::DeviceBatch db;
-            db.rows = n;
-            db.stream = d->stream;
-            for (size_t f = 0; f < model.spec.size(); ++f)
-                db.tensors.push_back(static_cast<const uint8_t*>(d->tensors[f]) + first * model.spec[f].row_bytes());
-            if (auto r = (*backend)->infer_to_host(db, std::span<float>(probs.data() + first * nc, n * nc)); !r)
-                return fail(r.error());
-        }
-    } else {
-        auto out = ex->finish();
-        if (!out) return fail(out.error());
-        extract_s = seconds_since(t0);
-        t1 = Clock::now();
-        flow_rows = std::move(out->rows);
-        probs.resize(flow_rows.size() * nc);
-        for (size_t first = 0; first < flow_rows.size(); first += c.batch) {
-            const size_t n = std::min(c.batch, flow_rows.size() - first);
-            infer::HostBatch hb;
-            hb.rows = n;
-            for (size_t f = 0; f < model.spec.size(); ++f) {
-                const size_t rb = model.spec[f].row_bytes();
-                hb.tensors.emplace_back(out->tensors[f].data() + first * rb, n * rb);
-            }
-            if (auto r = (*backend)->infer(hb, std::span<float>(probs.data() + first * nc, n * nc)); !r)
-                return fail(r.error());
-        }
-    }
-    const size_t rows = flow_rows.size();
-    const double infer_s = seconds_since(t1);
-
-    std::FILE* fp = c.output == "-" ? stdout : std::fopen(c.output.c_str(), "w");
-    if (!fp) return fail(make_error(ErrorKind::Io, errno, c.output, "open for writing"));
-    std::map<std::string, size_t> per_class;
-    for (size_t i = 0; i < rows; ++i) {
-        const float* p = probs.data() + i * nc;
-        print_flow(fp, i, flow_rows[i], model.classes, p);
-        per_class[model.classes[static_cast<size_t>(std::max_element(p, p + nc) - p)]]++;
-    }
-    const bool write_failed = std::ferror(fp) != 0;
-    if (fp != stdout && std::fclose(fp) != 0 && !write_failed)
-        return fail(make_error(ErrorKind::Io, errno, c.output, "close"));
-    if (fp == stdout) std::fflush(stdout);
-    if (write_failed) return fail(make_error(ErrorKind::Io, EIO, c.output, "write flows"));
-
-    if (!c.quiet) {
-        std::fprintf(stderr,
-                     "%s: %" PRIu64 " frames, %zu flows classified on the %s (%s extractor %.3f s, "
-                     "inference %.3f s = %.0f flows/s)",
-                     c.capture.c_str(), frames, rows, (*backend)->name(), ex->name(), extract_s, infer_s,
-                     infer_s > 0 ? static_cast<double>(rows) / infer_s : 0.0);
-        std::string counts;
-        for (const auto& [name, n] : per_class) counts += (counts.empty() ? "" : ", ") + name + " " + std::to_string(n);
-        std::fprintf(stderr, "%s%s\n", counts.empty() ? "" : ": ", counts.c_str());
-    }
-    if (capture_error) return fail(*capture_error);
+    auto scored = on_gpu ? score_on_gpu(**ex, **backend, c.batch, t0)
+                         : score_on_cpu(**ex, **backend, c.batch, t0);
+    if (!scored) return fail(scored.error());
+    auto per_class = write_flows(c.output, *scored, model.classes);
+    if (!per_class) return fail(per_class.error());
+    if (!c.quiet) print_summary(c, fed->frames, *scored, (*backend)->name(), (**ex).name(), *per_class);
+    // The flows read before a corrupt record were printed; now the error.
+    if (fed->capture_error) return fail(*fed->capture_error);
     return kOk;
 }
 

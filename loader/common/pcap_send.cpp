@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/capture_loop.hpp"
 #include "common/fd.hpp"
 #include "common/pcap.hpp"
 
@@ -35,34 +36,14 @@ Result<SendStats> send_capture(const std::string& capture, const std::string& if
 
     SendStats st;
     const auto t0 = std::chrono::steady_clock::now();
-    std::vector<uint8_t> scratch;
     uint32_t in_burst = 0;
-    for (uint32_t loop = 0; loop < std::max<uint32_t>(o.loops, 1); ++loop) {
-        auto reader = pcap::Reader::open(capture);
-        if (!reader) return reader.error();
-        pcap::Frame frame;
-        for (;;) {
-            if (o.max_frames && st.frames >= o.max_frames) break;
-            auto more = reader->next(frame);
-            if (!more) return more.error();
-            if (!*more) break;
-            ++st.frames;
-            auto eth = pcap::to_ethernet(frame, scratch);
-            if (!eth) {
-                ++st.not_ethernet;
-                continue;
-            }
-            if (eth->size() < ETH_HLEN) {
-                ++st.too_short;
-                continue;
-            }
-            // VLAN tags may add up to 8 bytes beyond the MTU.
-            if (eth->size() > mtu + ETH_HLEN + 8) {
-                ++st.too_big;
-                continue;
-            }
-            std::memcpy(to.sll_addr, eth->data(), ETH_ALEN);
-            if (sendto(sock.get(), eth->data(), eth->size(), 0, reinterpret_cast<sockaddr*>(&to),
+    auto send_one = [&](const EthernetFrame& f) {
+        // VLAN tags may add up to 8 bytes beyond the MTU.
+        if (f.bytes.size() > mtu + ETH_HLEN + 8) {
+            ++st.too_big;
+        } else {
+            std::memcpy(to.sll_addr, f.bytes.data(), ETH_ALEN);
+            if (sendto(sock.get(), f.bytes.data(), f.bytes.size(), 0, reinterpret_cast<sockaddr*>(&to),
                        sizeof to) < 0)
                 ++st.send_errors;
             else
@@ -71,11 +52,20 @@ Result<SendStats> send_capture(const std::string& capture, const std::string& if
                 in_burst = 0;
                 std::this_thread::sleep_for(std::chrono::microseconds(o.pause_us));
             }
-            if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > o.max_seconds) {
-                st.timed_out = true;
-                break;
-            }
         }
+        st.timed_out = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > o.max_seconds;
+        return !st.timed_out;
+    };
+    for (uint32_t loop = 0; loop < std::max<uint32_t>(o.loops, 1); ++loop) {
+        auto reader = pcap::Reader::open(capture);
+        if (!reader) return reader.error();
+        CaptureLoopOptions lo;
+        if (o.max_frames) lo.max_frames = o.max_frames - st.frames;
+        const auto ls = for_each_ethernet_frame(*reader, send_one, lo);
+        st.frames += ls.frames;
+        st.not_ethernet += ls.not_ethernet;
+        st.too_short += ls.too_short;
+        if (ls.capture_error) return *ls.capture_error;
         if (st.timed_out || (o.max_frames && st.frames >= o.max_frames)) break;
     }
     st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

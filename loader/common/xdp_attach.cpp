@@ -12,25 +12,23 @@
 #include <unistd.h>
 #include <xdp/libxdp.h>
 
+#include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
 
-#include "etcpipe/anova.h"
 #include "common/fd.hpp"
-#include "flowmgr.skel.h"
 #include "common/log.hpp"
 
 namespace etcpipe {
 namespace {
 
 constexpr const char* kBpffs = "/sys/fs/bpf";
-
-// Maps the FlowManager pins by name (see bpf/flowmgr.bpf.c): removed again
-// by `unload -p`.
-constexpr std::array kPinnedMaps = {ETC_MAP_FLOWS, ETC_MAP_COUNTERS, ETC_MAP_XSKS,
-                                    ETC_MAP_RINGBUF, ETC_MAP_RUN_STATS};
 
 xdp_attach_mode to_libxdp(XdpMode m) {
     switch (m) {
@@ -120,10 +118,6 @@ std::vector<xdp_program*> programs_of(xdp_multiprog* mp) {
     return progs;
 }
 
-bool is_etcpipe_program(const char* name) {
-    return is_flowmgr_program(name) || std::strcmp(name, "xdp_anova") == 0;
-}
-
 std::string tag_hex(const xdp_program* p) {
     const unsigned char* tag = xdp_program__tag(p);
     std::string s;
@@ -135,63 +129,40 @@ std::string tag_hex(const xdp_program* p) {
     return s;
 }
 
-// Fills the FlowManager-specific part of a ProgramStatus from the program's
-// own maps (found through its map ids, so no pins are needed).
-void inspect_maps(int prog_fd, ProgramStatus& st) {
-    std::array<uint32_t, 32> map_ids{};
-    bpf_prog_info info{};
-    uint32_t len = sizeof(info);
-    info.nr_map_ids = map_ids.size();
-    info.map_ids = reinterpret_cast<uintptr_t>(map_ids.data());
-    if (bpf_obj_get_info_by_fd(prog_fd, &info, &len)) {
-        ETC_WARN("%s (id %u): read program info: %s", st.name.c_str(), st.id, std::strerror(errno));
-        return;
-    }
-    const uint32_t n = std::min<uint32_t>(info.nr_map_ids, map_ids.size());
-    for (uint32_t i = 0; i < n; ++i) {
-        UniqueFd fd(bpf_map_get_fd_by_id(map_ids[i]));
-        if (fd.get() < 0) continue;
-        bpf_map_info mi{};
-        uint32_t mlen = sizeof(mi);
-        if (bpf_obj_get_info_by_fd(fd.get(), &mi, &mlen)) continue;
-        const std::string name = mi.name;
-        if (name == ETC_MAP_COUNTERS) {
-            if (auto c = read_counters(fd.get())) st.counters = *c;
-        } else if (name == ETC_MAP_FLOWS) {
-            st.flow_capacity = mi.max_entries;
-            std::vector<uint8_t> key(mi.key_size), next(mi.key_size);
-            const void* prev = nullptr;
-            while (bpf_map_get_next_key(fd.get(), prev, next.data()) == 0) {
-                ++st.flows;
-                key = next;
-                prev = key.data();
-            }
-        } else if (name == ETC_MAP_RUN_STATS && mi.value_size == sizeof(etc_run_stats)) {
-            etc_run_stats rs{};
-            uint32_t zero = 0;
-            if (bpf_map_lookup_elem(fd.get(), &zero, &rs) == 0 && rs.pid != 0) st.run = rs;
-        } else if (name == ANOVA_MAP_CONFIG && mi.value_size == sizeof(anova_config)) {
-            anova_config cfg{};
-            uint32_t zero = 0;
-            if (bpf_map_lookup_elem(fd.get(), &zero, &cfg) == 0) st.anova = cfg;
-        } else if (st.flowmgr && name.size() > 7 && name.ends_with(".rodata")) {
-            constexpr size_t off = offsetof(flowmgr_bpf::flowmgr_bpf__rodata, cfg);
-            std::vector<uint8_t> val(mi.value_size);
-            uint32_t zero = 0;
-            if (val.size() >= off + sizeof(etc_flowmgr_config) &&
-                bpf_map_lookup_elem(fd.get(), &zero, val.data()) == 0) {
-                etc_flowmgr_config cfg;
-                std::memcpy(&cfg, val.data() + off, sizeof(cfg));
-                st.config = cfg;
-            }
+// What the program's kind writes about it, captured as text.
+std::string describe_program(const ProgramKind& kind, int prog_fd, bool all_counters) {
+    char* buf = nullptr;
+    size_t len = 0;
+    std::FILE* out = open_memstream(&buf, &len);
+    if (!out) return {};
+    kind.describe(prog_fd, all_counters, out);
+    std::fclose(out);
+    std::string text(buf, len);
+    std::free(buf);
+    return text;
+}
+
+// "xdp_flowmgr, xdp_anova": the program names of every kind.
+std::string program_names(const std::vector<ProgramKind>& kinds) {
+    std::string names;
+    for (const auto& k : kinds)
+        for (const auto& n : k.prog_names) {
+            if (!names.empty()) names += ", ";
+            names += n;
         }
-    }
+    return names;
 }
 
 }  // namespace
 
-bool is_flowmgr_program(const char* name) {
-    return std::strcmp(name, ETC_PROG_FLOWMGR) == 0 || std::strcmp(name, ETC_PROG_FLOWMGR_SB) == 0;
+bool ProgramKind::owns(const std::string& prog_name) const {
+    return std::find(prog_names.begin(), prog_names.end(), prog_name) != prog_names.end();
+}
+
+const ProgramKind* kind_of(const std::vector<ProgramKind>& kinds, const std::string& prog_name) {
+    for (const auto& k : kinds)
+        if (k.owns(prog_name)) return &k;
+    return nullptr;
 }
 
 const char* xdp_mode_name(XdpMode m) {
@@ -300,22 +271,6 @@ Result<AttachResult> attach_object(const std::string& iface, XdpMode mode, bpf_o
     return res;
 }
 
-Result<AttachResult> attach_flowmgr(const std::string& iface, XdpMode mode,
-                                    const FlowMgrOptions& opts) {
-    if (mode == XdpMode::Hw)
-        return Error{ErrorKind::Usage, EOPNOTSUPP, iface, "offload FlowManager",
-                     "NFP offload accepts array and hash maps only; the FlowManager needs an LRU "
-                     "hash, a per-CPU array, a ring buffer, an XSKMAP and an LPM trie "
-                     "(`etcpipe check --target nfp bpf/flowmgr.bpf.o` lists every reason)",
-                     "use --mode native (or skb); hw mode is for offload-clean programs such as "
-                     "--prog anova"};
-    auto fm = FlowManager::open(opts);
-    if (!fm) return fm.error();
-    // The filter maps were filled before load (FlowManager::open): nothing
-    // to do afterwards.
-    return attach_object(iface, mode, fm->object(), ETC_PROG_FLOWMGR, {});
-}
-
 Result<int> detach(const std::string& iface, const DetachOptions& o) {
     auto ifindex = interface_index(iface);
     if (!ifindex) return ifindex.error();
@@ -336,7 +291,7 @@ Result<int> detach(const std::string& iface, const DetachOptions& o) {
             for (xdp_program* p : progs) candidates.emplace_back(p, xdp_multiprog__attach_mode(mp->get()));
             if (xdp_program* hw = xdp_multiprog__hw_prog(mp->get())) candidates.emplace_back(hw, XDP_MODE_HW);
             for (auto [p, mode] : candidates) {
-                const bool match = o.id ? xdp_program__id(p) == *o.id : is_etcpipe_program(xdp_program__name(p));
+                const bool match = o.id ? xdp_program__id(p) == *o.id : kind_of(o.kinds, xdp_program__name(p)) != nullptr;
                 if (!match) continue;
                 int err = xdp_program__detach(p, *ifindex, mode, 0);
                 if (err)
@@ -348,11 +303,12 @@ Result<int> detach(const std::string& iface, const DetachOptions& o) {
         }
     }
     if (!o.pin_path.empty()) {
-        for (const char* name : kPinnedMaps) {
-            std::string path = o.pin_path + "/" + name;
-            if (unlink(path.c_str()) && errno != ENOENT)
-                ETC_WARN("%s: remove pinned map: %s", path.c_str(), std::strerror(errno));
-        }
+        for (const auto& kind : o.kinds)
+            for (const auto& name : kind.pinned_maps) {
+                std::string path = o.pin_path + "/" + name;
+                if (unlink(path.c_str()) && errno != ENOENT)
+                    ETC_WARN("%s: remove pinned map: %s", path.c_str(), std::strerror(errno));
+            }
         if (rmdir(o.pin_path.c_str()) && errno != ENOENT && errno != ENOTEMPTY)
             ETC_WARN("%s: remove pin directory: %s", o.pin_path.c_str(), std::strerror(errno));
     }
@@ -360,12 +316,14 @@ Result<int> detach(const std::string& iface, const DetachOptions& o) {
         return Error{ErrorKind::Bpf, ENOENT, iface, "unload",
                      o.id ? "no XDP program with id " + std::to_string(*o.id)
                           : o.all ? std::string("no XDP program attached")
-                                  : std::string("no etcpipe program (xdp_flowmgr, xdp_anova) attached"),
+                                  : "no etcpipe program (" + program_names(o.kinds) + ") attached",
                      "see `etcpipe status " + iface + "`"};
     return detached;
 }
 
-Result<std::vector<InterfaceStatus>> xdp_status(const std::string& iface) {
+Result<std::vector<InterfaceStatus>> xdp_status(const std::string& iface,
+                                                const std::vector<ProgramKind>& kinds,
+                                                bool all_counters) {
     if (auto fs = ensure_bpffs(); !fs) ETC_WARN("%s", fs.error().message().c_str());
     std::vector<std::pair<std::string, int>> ifaces;
     if (!iface.empty()) {
@@ -398,8 +356,11 @@ Result<std::vector<InterfaceStatus>> xdp_status(const std::string& iface) {
                 ps.id = xdp_program__id(p);
                 ps.priority = xdp_program__run_prio(p);
                 ps.tag = tag_hex(p);
-                ps.flowmgr = is_flowmgr_program(ps.name.c_str());
-                if (ps.flowmgr || ps.name == "xdp_anova") inspect_maps(xdp_program__fd(p), ps);
+                if (const ProgramKind* kind = kind_of(kinds, ps.name)) {
+                    ps.application = kind->application;
+                    if (kind->describe)
+                        ps.details = describe_program(*kind, xdp_program__fd(p), all_counters);
+                }
                 st.programs.push_back(std::move(ps));
             }
         }

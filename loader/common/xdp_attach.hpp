@@ -1,17 +1,18 @@
-// Attaching the FlowManager to interfaces through libxdp (so other XDP
-// programs keep working beside it), detaching it, and reporting what is
-// attached where with the counters of every FlowManager found. Attachments
-// are persistent: they outlive the process until `etcpipe unload`.
+// Attaching XDP programs to interfaces through libxdp (so other XDP
+// programs keep working beside them), detaching them, and reporting what is
+// attached where. Attachments are persistent: they outlive the process until
+// `etcpipe unload`. Nothing here knows an application: each one describes
+// its programs with a ProgramKind (its program names, pinned maps, and how
+// to show its state), and the CLI passes the list.
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "etcpipe/anova.h"
-#include "flowmgr/flowmgr.hpp"
 #include "common/result.hpp"
 
 struct bpf_object;
@@ -22,9 +23,22 @@ enum class XdpMode { Native, Skb, Hw, Unspecified };
 
 [[nodiscard]] const char* xdp_mode_name(XdpMode mode);
 
-// The FlowManager under either of its program names (xdp.frags, or the
-// section-"xdp" twin that `ip link` loads).
-[[nodiscard]] bool is_flowmgr_program(const char* name);
+// What an application tells the shared status and unload code about its
+// XDP programs.
+struct ProgramKind {
+    std::string application;              // e.g. "FlowManager"
+    std::vector<std::string> prog_names;  // the XDP program names it owns
+    std::vector<std::string> pinned_maps; // map names it pins (removed by unload -p)
+    // Writes the program's own state (config, counters…) as indented lines,
+    // read from its maps; all_counters lists zero counters too.
+    std::function<void(int prog_fd, bool all_counters, std::FILE* out)> describe;
+
+    [[nodiscard]] bool owns(const std::string& prog_name) const;
+};
+
+// The kind among `kinds` that owns `prog_name`; nullptr if none.
+[[nodiscard]] const ProgramKind* kind_of(const std::vector<ProgramKind>& kinds,
+                                         const std::string& prog_name);
 
 // Interface index of `name`; ENODEV with a hint when there is none.
 [[nodiscard]] Result<int> interface_index(const std::string& name);
@@ -49,18 +63,15 @@ using AfterLoad = std::function<Result<void>()>;
                                                  bpf_object* obj, const char* prog_name,
                                                  const AfterLoad& after_load);
 
-// Opens the FlowManager with `opts`, lets libxdp load and attach it.
-[[nodiscard]] Result<AttachResult> attach_flowmgr(const std::string& iface, XdpMode mode,
-                                                  const FlowMgrOptions& opts);
-
 struct DetachOptions {
     bool all = false;               // every XDP program on the interface
     std::optional<uint32_t> id;     // only this program id
-    std::string pin_path;           // remove our pinned maps from here afterwards
+    std::string pin_path;           // remove the kinds' pinned maps from here afterwards
+    std::vector<ProgramKind> kinds; // whose programs "ours" means (without all/id)
 };
 
-// Detaches FlowManager programs (or what DetachOptions selects). Returns how
-// many programs were detached.
+// Detaches the programs of DetachOptions::kinds (or what all/id select).
+// Returns how many programs were detached.
 [[nodiscard]] Result<int> detach(const std::string& iface, const DetachOptions& opts);
 
 struct ProgramStatus {
@@ -68,16 +79,8 @@ struct ProgramStatus {
     uint32_t id = 0;
     unsigned priority = 0;
     std::string tag;
-    bool flowmgr = false;
-    // FlowManager only:
-    std::optional<Counters> counters;
-    std::optional<etc_flowmgr_config> config;
-    size_t flows = 0;
-    uint32_t flow_capacity = 0;
-    // FlowManager with an `etcpipe run` reading it (ETC_MAP_RUN_STATS).
-    std::optional<etc_run_stats> run;
-    // ANOVA only: its config map.
-    std::optional<anova_config> anova;
+    std::string application;  // the owning ProgramKind's; empty: not ours
+    std::string details;      // what its kind's describe() wrote
 };
 
 struct InterfaceStatus {
@@ -88,7 +91,10 @@ struct InterfaceStatus {
     std::vector<ProgramStatus> programs;
 };
 
-// Every interface with XDP programs (or just `iface`, attached or not).
-[[nodiscard]] Result<std::vector<InterfaceStatus>> xdp_status(const std::string& iface);
+// Every interface with XDP programs (or just `iface`, attached or not);
+// programs of `kinds` are described by their kind.
+[[nodiscard]] Result<std::vector<InterfaceStatus>> xdp_status(const std::string& iface,
+                                                              const std::vector<ProgramKind>& kinds,
+                                                              bool all_counters = false);
 
 }  // namespace etcpipe

@@ -54,6 +54,9 @@ Result<std::unique_ptr<XskSocket>> XskSocket::create(const std::string& iface, u
     if (o.ring_size == 0 || (o.ring_size & (o.ring_size - 1)) || o.frames < o.ring_size)
         return Error{ErrorKind::Usage, EINVAL, what, "create AF_XDP socket",
                      "ring size must be a power of two and frames ≥ ring size", {}};
+    if (o.meta.size && uint64_t{o.meta.magic_offset} + sizeof(uint32_t) > o.meta.size)
+        return Error{ErrorKind::Usage, EINVAL, what, "create AF_XDP socket",
+                     "metadata magic must lie within the metadata", {}};
     std::unique_ptr<XskSocket> s(new XskSocket());
     s->impl_ = std::make_unique<Impl>();
     s->queue_ = queue;
@@ -127,13 +130,16 @@ bool XskSocket::next(Frame& f) {
     const uint64_t addr = xsk_umem__add_offset_to_addr(d->addr);
     auto* base = static_cast<uint8_t*>(im.area);
     f.data = {base + addr, d->len};
-    f.meta = nullptr;
+    f.meta = {};
     // The metadata sits right in front of the packet; check it fits in the
     // frame's headroom and carries the program's magic.
+    const XskMetaFormat& mf = im.opts.meta;
     const uint64_t frame_start = addr - (addr % im.opts.frame_size);
-    if (addr - frame_start >= sizeof(etc_meta)) {
-        const auto* m = reinterpret_cast<const etc_meta*>(base + addr - sizeof(etc_meta));
-        if (m->magic == ETC_META_MAGIC) f.meta = m;
+    if (mf.size && addr - frame_start >= mf.size) {
+        const uint8_t* m = base + addr - mf.size;
+        uint32_t magic;
+        std::memcpy(&magic, m + mf.magic_offset, sizeof magic);
+        if (magic == mf.magic) f.meta = {m, mf.size};
     }
     im.held.push_back(xsk_umem__extract_addr(d->addr) - (xsk_umem__extract_addr(d->addr) % im.opts.frame_size));
     return true;

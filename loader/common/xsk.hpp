@@ -1,16 +1,17 @@
-// AF_XDP receive sockets for `etcpipe run`: one socket per RX queue, each
-// with its own UMEM (a queue's frames never wait on another queue's), built
-// on libxdp's xsk API with program loading inhibited — the FlowManager's
-// XSKMAP is the only redirect target. Frames are copied out and handed back
-// to the fill ring in the same call, so no frame is ever leaked.
+// AF_XDP receive sockets: one socket per RX queue, each with its own UMEM
+// (a queue's frames never wait on another queue's), built on libxdp's xsk
+// API with program loading inhibited — the application's XSKMAP is the only
+// redirect target. Frames are copied out and handed back to the fill ring in
+// the same call, so no frame is ever leaked. The metadata an XDP program puts
+// in front of a packet is the application's: it names its size and magic.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
+#include <type_traits>
 
-#include "etcpipe/flowmgr.h"
 #include "common/result.hpp"
 
 struct xdp_statistics;
@@ -19,11 +20,21 @@ namespace etcpipe {
 
 enum class XskBind { Auto, ZeroCopy, Copy };
 
+// The metadata the XDP program writes just in front of each packet
+// (bpf_xdp_adjust_meta). A 32-bit magic at a fixed offset tells it from
+// whatever else the headroom holds.
+struct XskMetaFormat {
+    uint32_t size = 0;          // bytes; 0: the program writes none
+    uint32_t magic = 0;
+    uint32_t magic_offset = 0;  // byte offset of the magic within the metadata
+};
+
 struct XskOptions {
     uint32_t frames = 4096;      // UMEM frames per socket (8 MiB at 2048 B)
     uint32_t frame_size = 2048;  // bytes per frame (2048 or 4096)
     uint32_t ring_size = 4096;   // RX and fill ring descriptors (power of two, ≤ frames)
     XskBind bind = XskBind::Auto;
+    XskMetaFormat meta;
 };
 
 struct XskStats {
@@ -49,11 +60,19 @@ class XskSocket {
     [[nodiscard]] bool zero_copy() const { return zero_copy_; }
     [[nodiscard]] uint64_t received() const { return received_; }  // frames read so far
 
-    // A received frame: its bytes and the FlowManager metadata in front of
-    // it (nullptr when the program wrote none).
+    // A received frame: its bytes and the metadata in front of them (empty
+    // when it does not fit the headroom or its magic does not match).
     struct Frame {
         std::span<const uint8_t> data;
-        const etc_meta* meta;
+        std::span<const uint8_t> meta;
+
+        // The metadata as the application's struct (nullptr when absent or
+        // of another size); it points into the UMEM, valid during visit().
+        template <class T>
+        [[nodiscard]] const T* meta_as() const {
+            static_assert(std::is_trivially_copyable_v<T>);
+            return meta.size() == sizeof(T) ? reinterpret_cast<const T*>(meta.data()) : nullptr;
+        }
     };
     // Reads up to `max` frames, calls visit(frame) for each, then returns
     // their UMEM frames to the fill ring. Returns the number read.

@@ -1,15 +1,16 @@
 #include "flowmgr/capture_features.hpp"
 
+#include <optional>
 #include <vector>
+
+#include "common/capture_loop.hpp"
 
 namespace etcpipe {
 
 Result<FeedStats> feed_capture(pcap::Reader& reader, features::Extractor& ex, const FeedOptions& o) {
     FeedStats st;
     features::Batch batch;
-    std::vector<uint8_t> scratch;
-    pcap::Frame frame;
-    uint64_t last_ts = 1;
+    std::optional<Error> failed;  // from keep() or the extractor: stops the feeding
     auto flush = [&]() -> Result<void> {
         if (batch.size() == 0) return {};
         auto r = ex.push(batch);
@@ -17,29 +18,23 @@ Result<FeedStats> feed_capture(pcap::Reader& reader, features::Extractor& ex, co
         batch.first_index = st.fed;
         return r;
     };
-    for (;;) {
-        auto more = reader.next(frame);
-        if (!more) {
-            st.capture_error = more.error();
-            break;
-        }
-        if (!*more) break;
-        ++st.frames;
-        auto eth = pcap::to_ethernet(frame, scratch);
-        if (!eth || eth->size() < 14) continue;
-        if (frame.ts_ns) last_ts = frame.ts_ns;
+    auto loop = for_each_ethernet_frame(reader, [&](const EthernetFrame& f) {
         if (o.keep) {
-            auto k = o.keep(*eth, last_ts);
-            if (!k) return k.error();
-            if (!*k) continue;
+            auto k = o.keep(f.bytes, f.ts_ns);
+            if (!k) return failed = k.error(), false;
+            if (!*k) return true;
         }
-        batch.add(*eth, last_ts);
+        batch.add(f.bytes, f.ts_ns);
         ++st.fed;
         if (batch.size() >= o.batch) {
-            if (auto r = flush(); !r) return r.error();
-            if (o.progress) o.progress(st.frames);
+            if (auto r = flush(); !r) return failed = r.error(), false;
+            if (o.progress) o.progress(f.frame->index + 1);
         }
-    }
+        return true;
+    });
+    if (failed) return *failed;
+    st.frames = loop.frames;
+    st.capture_error = loop.capture_error;
     if (auto r = flush(); !r) return r.error();
     return st;
 }

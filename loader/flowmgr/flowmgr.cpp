@@ -305,47 +305,22 @@ int FlowManager::map_fd(const char* name) const {
     return m ? bpf_map__fd(m) : -1;
 }
 
-Result<TestRunResult> xdp_test_run(int prog_fd, std::span<const uint8_t> frame, uint64_t ts_ns,
-                                   uint32_t repeat, TestRunBuffers& bufs) {
-    auto& in = bufs.in;
-    auto& out = bufs.out;
+Result<TestRunResult> flowmgr_test_run(int prog_fd, std::span<const uint8_t> frame,
+                                       uint64_t ts_ns, uint32_t repeat, TestRunBuffers& bufs) {
     etc_meta replay{};
     replay.ts_ns = ts_ns;
     replay.magic = ETC_META_MAGIC_REPLAY;
-    const uint32_t meta_len = ts_ns ? sizeof(replay) : 0;
-    in.resize(meta_len + frame.size());
-    if (meta_len) std::memcpy(in.data(), &replay, meta_len);
-    if (!frame.empty()) std::memcpy(in.data() + meta_len, frame.data(), frame.size());
-    out.resize(in.size() + 256);
-
-    xdp_md ctx_in{}, ctx_out{};
-    ctx_in.data = meta_len;
-    ctx_in.data_end = static_cast<uint32_t>(in.size());
-    LIBBPF_OPTS(bpf_test_run_opts, opts);
-    opts.data_in = in.data();
-    opts.data_size_in = static_cast<uint32_t>(in.size());
-    opts.data_out = out.data();
-    opts.data_size_out = static_cast<uint32_t>(out.size());
-    opts.ctx_in = &ctx_in;
-    opts.ctx_size_in = sizeof(ctx_in);
-    opts.ctx_out = &ctx_out;
-    opts.ctx_size_out = sizeof(ctx_out);
-    opts.repeat = repeat;
-
-    if (bpf_prog_test_run_opts(prog_fd, &opts))
-        return make_error(ErrorKind::Bpf, errno, "XDP program", "BPF_PROG_TEST_RUN",
-                          "frame of " + std::to_string(frame.size()) + " bytes",
-                          errno == EPERM ? "needs CAP_BPF/CAP_SYS_ADMIN (run as root)"
-                          : errno == EINVAL && frame.size() < 14
-                              ? "the kernel refuses frames shorter than an Ethernet header"
-                              : "");
+    const std::span<const uint8_t> replay_bytes(reinterpret_cast<const uint8_t*>(&replay),
+                                                ts_ns ? sizeof(replay) : 0);
+    auto run = xdp_test_run(prog_fd, frame, replay_bytes, repeat, bufs);
+    if (!run) return run.error();
     TestRunResult r;
-    r.action = static_cast<int>(opts.retval);
-    r.duration_ns = opts.duration;
-    // data_out starts at data_meta; ctx_out.data is the metadata length.
-    if (ctx_out.data >= sizeof(etc_meta) && ctx_out.data <= opts.data_size_out) {
+    r.action = run->action;
+    r.duration_ns = run->duration_ns;
+    // The program writes its etc_meta just in front of the frame.
+    if (run->meta.size() >= sizeof(etc_meta)) {
         etc_meta m;
-        std::memcpy(&m, out.data() + ctx_out.data - sizeof(m), sizeof(m));
+        std::memcpy(&m, run->meta.data() + run->meta.size() - sizeof(m), sizeof(m));
         if (m.magic == ETC_META_MAGIC) r.meta = m;
     }
     return r;
@@ -353,13 +328,43 @@ Result<TestRunResult> xdp_test_run(int prog_fd, std::span<const uint8_t> frame, 
 
 Result<TestRunResult> FlowManager::test_run(std::span<const uint8_t> frame, uint64_t ts_ns,
                                             uint32_t repeat) {
-    auto r = xdp_test_run(prog_fd(), frame, ts_ns, repeat, impl_->bufs);
+    auto r = flowmgr_test_run(prog_fd(), frame, ts_ns, repeat, impl_->bufs);
     if (!r) {
         Error e = r.error();
         e.subject = ETC_PROG_FLOWMGR;
         return e;
     }
     return r;
+}
+
+Result<void> FlowManager::reset() {
+    auto& s = *impl_->skel.get();
+    // Deleting the first key until none is left: no iteration over keys
+    // that are being deleted.
+    const int flows_fd = bpf_map__fd(s.maps.etc_flows);
+    etc_flow_key key{};
+    while (bpf_map_get_next_key(flows_fd, nullptr, &key) == 0)
+        if (bpf_map_delete_elem(flows_fd, &key) && errno != ENOENT)
+            return make_error(ErrorKind::Bpf, errno, ETC_MAP_FLOWS, "empty flow table");
+
+    int ncpu = libbpf_num_possible_cpus();
+    if (ncpu <= 0) return make_error(ErrorKind::Bpf, ncpu, "cpus", "count possible CPUs");
+    const std::vector<etc_counters> zero_counters(static_cast<size_t>(ncpu));
+    const etc_run_stats zero_stats{};
+    const uint32_t slot = 0;
+    if (bpf_map_update_elem(bpf_map__fd(s.maps.etc_counters), &slot, zero_counters.data(), BPF_ANY))
+        return make_error(ErrorKind::Bpf, errno, ETC_MAP_COUNTERS, "zero counters");
+    if (bpf_map_update_elem(bpf_map__fd(s.maps.etc_run_stats), &slot, &zero_stats, BPF_ANY))
+        return make_error(ErrorKind::Bpf, errno, ETC_MAP_RUN_STATS, "zero run stats");
+
+    if (auto r = drain_ring([](const etc_ring_hdr&, std::span<const uint8_t>) {}); !r)
+        return r.error();
+    // Through the map, not s.bss: when libxdp loaded the object the
+    // skeleton's bss pointer is not the kernel's memory.
+    const std::vector<uint8_t> zero_bss(bpf_map__value_size(s.maps.bss));
+    if (bpf_map_update_elem(bpf_map__fd(s.maps.bss), &slot, zero_bss.data(), BPF_ANY))
+        return make_error(ErrorKind::Bpf, errno, "etc_next_flow_id", "restart flow ids");
+    return {};
 }
 
 Result<Counters> FlowManager::counters() const {

@@ -14,6 +14,7 @@
 
 #include "etcpipe/flowmgr.h"
 #include "common/result.hpp"
+#include "common/test_run.hpp"
 
 struct flowmgr_bpf;
 struct bpf_object;
@@ -66,18 +67,13 @@ struct TestRunResult {
     uint32_t duration_ns = 0;        // kernel-measured, averaged over repeats
 };
 
-// Scratch space for xdp_test_run, reused across calls.
-struct TestRunBuffers {
-    std::vector<uint8_t> in, out;
-};
-
-// Runs one Ethernet frame through any XDP program with BPF_PROG_TEST_RUN.
-// A non-zero ts_ns is sent in front of the frame as replay metadata
-// (ETC_META_MAGIC_REPLAY); the FlowManager's own metadata comes back in
-// TestRunResult::meta. The benchmark uses it for its baseline program.
-[[nodiscard]] Result<TestRunResult> xdp_test_run(int prog_fd, std::span<const uint8_t> frame,
-                                                 uint64_t ts_ns, uint32_t repeat,
-                                                 TestRunBuffers& bufs);
+// xdp_test_run (common/test_run.hpp) in FlowManager terms: a non-zero ts_ns is
+// sent in front of the frame as replay metadata (ETC_META_MAGIC_REPLAY), and
+// the FlowManager's own metadata comes back in TestRunResult::meta. Works on
+// any XDP program: the benchmark runs its baseline program through it too.
+[[nodiscard]] Result<TestRunResult> flowmgr_test_run(int prog_fd, std::span<const uint8_t> frame,
+                                                     uint64_t ts_ns, uint32_t repeat,
+                                                     TestRunBuffers& bufs);
 
 class FlowManager {
   public:
@@ -108,6 +104,12 @@ class FlowManager {
     // expiry follows capture time.
     [[nodiscard]] Result<TestRunResult> test_run(std::span<const uint8_t> frame, uint64_t ts_ns,
                                                  uint32_t repeat = 1);
+
+    // Back to the state just after load(): empty flow table, zero counters
+    // and run stats, no ring-buffer records, flow ids from 1 again. The
+    // options (rodata, filter maps) stay, so one loaded program can serve
+    // many independent runs (the tests load once per option set).
+    [[nodiscard]] Result<void> reset();
 
     [[nodiscard]] Result<Counters> counters() const;
     using FlowVisitor = std::function<void(const etc_flow_key&, const etc_flow_value&)>;

@@ -12,6 +12,7 @@
 #include <memory>
 #include <unordered_map>
 
+#include "common/capture_loop.hpp"
 #include "common/log.hpp"
 #include "common/pcap.hpp"
 
@@ -177,6 +178,9 @@ void print_counters(std::FILE* out, const Counters& c, bool all) {
     }
 }
 
+// ~140 lines: the per-frame bookkeeping is a lambda over the shared capture
+// loop (common/capture_loop) and shares the function's outputs and flow
+// index; it is the next candidate to become a class.
 Result<ReplayStats> replay(const ReplayOptions& o, ReplayStats* partial) {
     auto reader = pcap::Reader::open(o.capture);
     if (!reader) return reader.error();
@@ -215,36 +219,19 @@ Result<ReplayStats> replay(const ReplayOptions& o, ReplayStats* partial) {
     };
 
     Progress bar(o.progress, o.capture);
-    std::vector<uint8_t> scratch;
-    pcap::Frame frame;
-    uint64_t last_ts = 1;
-    std::optional<Error> capture_error;
     std::optional<Error> run_error;
     const auto t0 = std::chrono::steady_clock::now();
-    while (!o.max_frames || st.frames < o.max_frames) {
-        auto more = reader->next(frame);
-        if (!more) {
-            capture_error = more.error();
-            break;
-        }
-        if (!*more) break;
-        ++st.frames;
-        auto eth = pcap::to_ethernet(frame, scratch);
-        if (!eth) {
-            if (st.not_convertible++ == 0)
-                ETC_INFO("%s: frame %" PRIu64 " skipped: %s (further ones counted)",
-                         o.capture.c_str(), frame.index + 1, eth.error().message().c_str());
-            continue;
-        }
-        if (eth->size() < kEthHdr) {  // BPF_PROG_TEST_RUN refuses these (EINVAL)
-            ++st.too_short;
-            continue;
-        }
-        if (frame.ts_ns) last_ts = frame.ts_ns;
-        auto res = fm->test_run(*eth, last_ts);
+    CaptureLoopOptions lo;
+    lo.max_frames = o.max_frames;
+    lo.on_first_not_ethernet = [&](const pcap::Frame& frame, const Error& e) {
+        ETC_INFO("%s: frame %" PRIu64 " skipped: %s (further ones counted)", o.capture.c_str(),
+                 frame.index + 1, e.message().c_str());
+    };
+    const auto loop = for_each_ethernet_frame(*reader, [&](const EthernetFrame& ef) {
+        auto res = fm->test_run(ef.bytes, ef.ts_ns);
         if (!res) {
             run_error = res.error();
-            break;
+            return false;
         }
         ++st.ran;
         if (res->meta) {
@@ -254,8 +241,8 @@ Result<ReplayStats> replay(const ReplayOptions& o, ReplayStats* partial) {
                 ReplayFlow nf;
                 nf.flow_id = m.flow_id;
                 nf.first_ns = m.ts_ns;
-                nf.first_frame = frame.index + 1;
-                describe(*eth, nf);
+                nf.first_frame = ef.frame->index + 1;
+                describe(ef.bytes, nf);
                 st.flows.push_back(std::move(nf));
             }
             ReplayFlow& f = st.flows[it->second];
@@ -270,18 +257,23 @@ Result<ReplayStats> replay(const ReplayOptions& o, ReplayStats* partial) {
                 if (inline_mode) {
                     if (auto d = fm->drain_ring(on_ring); !d) {
                         run_error = d.error();
-                        break;
+                        return false;
                     }
                 } else if (writer && !write_error) {
-                    if (auto r = writer->write(m.ts_ns, *eth, frame.origlen); !r)
+                    if (auto r = writer->write(m.ts_ns, ef.bytes, ef.frame->origlen); !r)
                         write_error = r.error();
                     else
                         ++st.pcap_written;
                 }
             }
         }
-        if ((st.frames & 1023) == 0) bar.update(reader->offset(), st.frames, st.flows.size());
-    }
+        if (((ef.frame->index + 1) & 1023) == 0) bar.update(reader->offset(), ef.frame->index + 1, st.flows.size());
+        return true;
+    }, lo);
+    st.frames = loop.frames;
+    st.not_convertible = loop.not_ethernet;
+    st.too_short = loop.too_short;
+    const std::optional<Error>& capture_error = loop.capture_error;
     bar.update(reader->offset(), st.frames, st.flows.size(), true);
     bar.finish();
     st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

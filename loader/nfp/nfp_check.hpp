@@ -41,7 +41,7 @@ struct ProgramEstimate {
     std::string program;
     std::string section;
     size_t bpf_insns = 0;
-    size_t nfp_insns = 0;  // estimate, see the cost model in nfp_check.cpp
+    size_t nfp_insns = 0;  // estimate, see the cost model in cost_model.cpp
 };
 
 struct Report {

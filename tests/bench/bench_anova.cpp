@@ -14,7 +14,7 @@
 #include <filesystem>
 #include <string>
 
-#include "anova/anova_tools.hpp"
+#include "anova/latency_bench.hpp"
 #include "common/log.hpp"
 #include "common/signals.hpp"
 

@@ -32,7 +32,7 @@ struct Frame {
 // Kernel-timed run of one frame through any XDP program: total ns of all
 // `repeat` runs, 0 on failure.
 uint64_t run_ns(int prog_fd, const Frame& f, uint32_t repeat, TestRunBuffers& bufs) {
-    auto r = xdp_test_run(prog_fd, f.bytes, f.ts_ns, repeat, bufs);
+    auto r = flowmgr_test_run(prog_fd, f.bytes, f.ts_ns, repeat, bufs);
     return r ? uint64_t{r->duration_ns} * repeat : 0;
 }
 

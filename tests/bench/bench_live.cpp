@@ -34,16 +34,14 @@
 #include <vector>
 
 #include "common/pcap.hpp"
+#include "tests/common/build_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace etcpipe;
 
 namespace {
 
-std::string build_dir() {
-    const char* b = std::getenv("ETCPIPE_BUILD");
-    return b && *b ? b : "build";
-}
+using etcpipe::testing::build_dir;
 
 std::string sh(const std::string& cmd, int* status = nullptr) {
     std::string out;

@@ -45,6 +45,8 @@
 #include "etcpipe/flowmgr.h"
 #include "flowmgr/flowmgr.hpp"
 #include "packet_builder.hpp"
+#include "tests/common/expect_ok.hpp"
+#include "tests/common/skip.hpp"
 
 namespace etcpipe::test {
 namespace {
@@ -109,10 +111,10 @@ struct Ran {
 Ran run(FlowManager& fm, const std::vector<uint8_t>& frame, uint64_t ts = kT0, uint32_t repeat = 1) {
     Ran out;
     auto before = fm.counters();
-    EXPECT_TRUE(before.ok()) << (before.ok() ? "" : before.error().message());
+    EXPECT_OK(before);
     auto r = fm.test_run(frame, ts, repeat);
     auto after = fm.counters();
-    EXPECT_TRUE(after.ok()) << (after.ok() ? "" : after.error().message());
+    EXPECT_OK(after);
     if (!before.ok() || !after.ok()) return out;
     for (size_t i = 0; i < out.delta.size(); ++i) out.delta[i] = (*after)[i] - (*before)[i];
     expect_invariants(*after);
@@ -129,7 +131,7 @@ std::vector<std::pair<etc_flow_key, etc_flow_value>> flows(const FlowManager& fm
     std::vector<std::pair<etc_flow_key, etc_flow_value>> v;
     auto n = fm.for_each_flow(
         [&](const etc_flow_key& k, const etc_flow_value& val) { v.emplace_back(k, val); });
-    EXPECT_TRUE(n.ok()) << (n.ok() ? "" : n.error().message());
+    EXPECT_OK(n);
     for (const auto& [k, val] : v) {
         // canonical order: (addr_a, port_a) <= (addr_b, port_b)
         int cmp = std::memcmp(k.addr_a, k.addr_b, 16);
@@ -145,10 +147,7 @@ std::vector<std::pair<etc_flow_key, etc_flow_value>> flows(const FlowManager& fm
 class FlowMgrTest : public ::testing::Test {
   protected:
     void SetUp() override {
-        if (geteuid() != 0)
-            GTEST_SKIP() << "BPF_PROG_TEST_RUN of an XDP program needs root (CAP_BPF, "
-                            "CAP_NET_ADMIN); running as euid "
-                         << geteuid();
+        SKIP_UNLESS_ROOT("for BPF_PROG_TEST_RUN of an XDP program (CAP_BPF, CAP_NET_ADMIN)");
     }
 
     // Loads the program; skips the test when the kernel refuses for lack of
@@ -661,7 +660,7 @@ std::vector<Case> table() {
     return t;
 }
 
-// Runs one case on a freshly loaded program and checks everything it says.
+// Runs one case on a freshly loaded (or reset) program and checks everything it says.
 void check_case(FlowManager& fm, const Case& c, Counters* out_delta = nullptr) {
     auto ran = run(fm, c.frame);
     ASSERT_TRUE(ran.ok) << "test_run failed: " << ran.error;
@@ -723,19 +722,75 @@ void check_case(FlowManager& fm, const Case& c, Counters* out_delta = nullptr) {
     }
 }
 
+// What tells two option sets apart: the Table loads one program per key.
+std::string options_key(const FlowMgrOptions& o) {
+    std::string k = std::to_string(o.max_pkts) + "/" + std::to_string(o.flows) + "/" +
+                    std::to_string(o.idle_timeout_s) + "/" + std::to_string(o.snap_len) + "/" +
+                    std::to_string(o.ringbuf_bytes) + "/" + std::to_string(o.delivery) + "/" +
+                    std::to_string(o.unselected_drop) + std::to_string(o.count_all) + "/" +
+                    o.pin_path + "/p";
+    for (uint8_t p : o.protocols) k += " " + std::to_string(p);
+    k += "/ports";
+    for (uint16_t p : o.ports) k += " " + std::to_string(p);
+    auto cidrs = [&](const char* what, const std::vector<Cidr>& list) {
+        k += what;
+        for (const auto& c : list) {
+            k += " " + std::to_string(c.family) + ":" + std::to_string(c.prefix) + ":";
+            for (uint8_t b : c.addr) k += std::to_string(b) + ".";
+        }
+    };
+    cidrs("/allow", o.allow);
+    cidrs("/deny", o.deny);
+    return k;
+}
+
 TEST_F(FlowMgrTest, Table) {
     auto cases = table();
     ASSERT_GT(cases.size(), 150u);
+    // Loading (verification) is what costs; a reset is a few map writes. So
+    // one program per option set, reset before each case that reuses it.
+    std::map<std::string, FlowManager> loaded;
     for (const auto& c : cases) {
         SCOPED_TRACE("case \"" + c.name + "\" (" + std::to_string(c.frame.size()) + " bytes)\n" +
                      hex_dump(c.frame));
         FlowMgrOptions o;
-        o.flows = 256;  // one packet per program: a small table loads faster
+        o.flows = 256;  // one packet per case: a small table loads faster
         if (c.tweak) c.tweak(o);
-        LOAD_OR_RETURN(fm, o);
-        check_case(*fm, c);
+        const std::string key = options_key(o);
+        auto it = loaded.find(key);
+        if (it != loaded.end()) {
+            ASSERT_OK(it->second.reset());
+        } else {
+            LOAD_OR_RETURN(fm, o);
+            it = loaded.emplace(key, std::move(*fm)).first;
+        }
+        check_case(it->second, c);
     }
-    std::printf("[          ] %zu table cases\n", cases.size());
+    std::printf("[          ] %zu table cases, %zu programs loaded\n", cases.size(), loaded.size());
+}
+
+// reset() must leave nothing a case could see: the Table depends on it.
+TEST_F(FlowMgrTest, ResetReturnsToTheLoadedState) {
+    FlowMgrOptions o;
+    o.delivery = ETC_DELIVERY_INLINE;
+    LOAD_OR_RETURN(fm, o);
+    for (int round = 0; round < 2; ++round) {
+        SCOPED_TRACE("round " + std::to_string(round));
+        auto a = run(*fm, v4_tcp(10).build());
+        auto b = run(*fm, v6_udp(10).build());
+        ASSERT_TRUE(a.ok && a.r.meta && b.ok && b.r.meta) << a.error << b.error;
+        EXPECT_EQ(a.r.meta->flow_id, 1u);
+        EXPECT_EQ(b.r.meta->flow_id, 2u);
+        EXPECT_EQ(flows(*fm).size(), 2u);
+        ASSERT_OK(fm->reset());
+        auto cn = fm->counters();
+        ASSERT_OK(cn);
+        EXPECT_EQ(*cn, Counters{}) << "counters after reset:" << describe(*cn);
+        EXPECT_TRUE(flows(*fm).empty());
+        auto records = fm->drain_ring([](const etc_ring_hdr&, std::span<const uint8_t>) {});
+        ASSERT_OK(records);
+        EXPECT_EQ(*records, 0) << "ring records survived the reset";
+    }
 }
 
 // ---- frames shorter than Ethernet ------------------------------------------
@@ -1205,7 +1260,7 @@ TEST_F(FlowMgrTest, InlineRingRecords) {
                 << "ring data is not the frame's first " << cap << " bytes";
             ++got;
         });
-        ASSERT_TRUE(n.ok()) << n.error().message();
+        ASSERT_OK(n);
         EXPECT_EQ(*n, static_cast<int>(want_meta.size()));
         EXPECT_EQ(got, want_meta.size());
     }
@@ -1323,10 +1378,10 @@ TEST(FlowMgrInvariants, DetectsBrokenCounters) {
     c[ETC_CNT_RX] = 2;
     c[ETC_CNT_SELECTED] = 1;
     c[ETC_CNT_VERDICT_PASS] = 2;
-    testing::TestPartResultArray failures;
+    ::testing::TestPartResultArray failures;
     {
-        testing::ScopedFakeTestPartResultReporter reporter(
-            testing::ScopedFakeTestPartResultReporter::INTERCEPT_ONLY_CURRENT_THREAD, &failures);
+        ::testing::ScopedFakeTestPartResultReporter reporter(
+            ::testing::ScopedFakeTestPartResultReporter::INTERCEPT_ONLY_CURRENT_THREAD, &failures);
         expect_invariants(c);
     }
     EXPECT_EQ(failures.size(), 1);

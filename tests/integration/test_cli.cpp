@@ -14,11 +14,13 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <regex>
 #include <string>
 
+#include "common/netns.hpp"
 #include "common/pcap.hpp"
-#include "shell.hpp"
+#include "tests/common/shell.hpp"
 
 namespace fs = std::filesystem;
 
@@ -204,32 +206,31 @@ class NetnsVeth : public ::testing::Test {
         // its own /sys, and pins made there would vanish with the command.
         pin_root_ = "/tmp/etcpipe-bpffs-" + std::to_string(getpid());
         pin_ = pin_root_ + "/etcpipe";
-        const std::string na = "ip -n " + ns_a_ + " ", nb = "ip -n " + ns_ + " ";
-        const std::string setup =
-            "ip netns add " + ns_a_ + " && ip netns add " + ns_ + " && " + na +
-            "link add veth-a type veth peer name veth-b netns " + ns_ + " && " + na +
-            "addr add 10.77.0.1/24 dev veth-a && " + nb + "addr add 10.77.0.2/24 dev veth-b && " +
-            na + "link set veth-a up && " + nb + "link set veth-b up && " +
-            // static neighbours and no IPv6: no ARP/ND in the counted traffic
-            na + "neigh replace 10.77.0.2 dev veth-a lladdr $(" + nb +
-            "-br link show veth-b | awk '{print $3}') && " + nb +
-            "neigh replace 10.77.0.1 dev veth-b lladdr $(" + na +
-            "-br link show veth-a | awk '{print $3}') && " +
-            "ip netns exec " + ns_a_ + " sysctl -qw net.ipv6.conf.all.disable_ipv6=1 && " +
-            "ip netns exec " + ns_ + " sysctl -qw net.ipv6.conf.all.disable_ipv6=1 && " +
-            "mkdir -p " + pin_root_ + " && mount -t bpf bpf " + pin_root_;
-        auto r = sh(setup);
+        // Static neighbours and no IPv6: no ARP/ND in the counted traffic.
+        etcpipe::VethPairSpec spec;
+        spec.ns_a = ns_a_;
+        spec.ns_b = ns_;
+        spec.veth_a = "veth-a";
+        spec.veth_b = "veth-b";
+        spec.mac_a = "02:77:00:00:00:01";
+        spec.mac_b = "02:77:00:00:00:02";
+        spec.addr_a = "10.77.0.1/24";
+        spec.addr_b = "10.77.0.2/24";
+        spec.static_neighbours = true;
+        auto net = etcpipe::NetnsPair::create(spec);
+        if (!net) GTEST_SKIP() << "cannot create netns/veth: " << net.error().message();
+        net_ = std::move(*net);
+        auto r = sh("mkdir -p " + pin_root_ + " && mount -t bpf bpf " + pin_root_);
         created_ = true;
         if (r.status != 0) {
             TearDown();
             created_ = false;
-            GTEST_SKIP() << "cannot create netns/veth/bpffs: " << r.err;
+            GTEST_SKIP() << "cannot create bpffs: " << r.err;
         }
     }
     void TearDown() override {
+        net_.reset();
         if (!created_) return;
-        sh("ip netns del " + ns_a_);
-        sh("ip netns del " + ns_);
         sh("umount " + pin_root_ + " && rmdir " + pin_root_);
     }
 
@@ -241,30 +242,25 @@ class NetnsVeth : public ::testing::Test {
 
     // Sends `count` UDP datagrams veth-a → veth-b from inside the namespace.
     void send_udp(int count, size_t payload) {
-        // Enter the namespace on this thread only (setns is per thread), send, return.
-        int self = open("/proc/self/ns/net", O_RDONLY);
-        int target = open(("/run/netns/" + ns_a_).c_str(), O_RDONLY);
-        ASSERT_GE(self, 0);
-        ASSERT_GE(target, 0);
-        ASSERT_EQ(setns(target, CLONE_NEWNET), 0);
-        int s = socket(AF_INET, SOCK_DGRAM, 0);
-        sockaddr_in src{}, dst{};
-        src.sin_family = dst.sin_family = AF_INET;
-        src.sin_port = htons(4444);
-        dst.sin_port = htons(5555);
-        inet_pton(AF_INET, "10.77.0.1", &src.sin_addr);
-        inet_pton(AF_INET, "10.77.0.2", &dst.sin_addr);
-        const bool bound = s >= 0 && bind(s, reinterpret_cast<sockaddr*>(&src), sizeof(src)) == 0;
-        std::string data(payload, 'x');
         int sent = 0;
-        for (int i = 0; bound && i < count; ++i)  // bounded: count datagrams, no retries
-            if (sendto(s, data.data(), data.size(), 0, reinterpret_cast<sockaddr*>(&dst),
-                       sizeof(dst)) == static_cast<ssize_t>(data.size()))
-                ++sent;
-        if (s >= 0) close(s);
-        EXPECT_EQ(setns(self, CLONE_NEWNET), 0);
-        close(self);
-        close(target);
+        auto in_a = etcpipe::in_netns(ns_a_, [&]() -> etcpipe::Result<void> {
+            int s = socket(AF_INET, SOCK_DGRAM, 0);
+            sockaddr_in src{}, dst{};
+            src.sin_family = dst.sin_family = AF_INET;
+            src.sin_port = htons(4444);
+            dst.sin_port = htons(5555);
+            inet_pton(AF_INET, "10.77.0.1", &src.sin_addr);
+            inet_pton(AF_INET, "10.77.0.2", &dst.sin_addr);
+            const bool bound = s >= 0 && bind(s, reinterpret_cast<sockaddr*>(&src), sizeof(src)) == 0;
+            std::string data(payload, 'x');
+            for (int i = 0; bound && i < count; ++i)  // bounded: count datagrams, no retries
+                if (sendto(s, data.data(), data.size(), 0, reinterpret_cast<sockaddr*>(&dst),
+                           sizeof(dst)) == static_cast<ssize_t>(data.size()))
+                    ++sent;
+            if (s >= 0) close(s);
+            return {};
+        });
+        ASSERT_TRUE(in_a.ok()) << in_a.error().message();
         EXPECT_EQ(sent, count);
         usleep(100 * 1000);  // let veth's NAPI run the receive side
     }
@@ -276,6 +272,7 @@ class NetnsVeth : public ::testing::Test {
     }
 
     std::string ns_a_, ns_, pin_root_, pin_;
+    std::optional<etcpipe::NetnsPair> net_;
     bool created_ = false;
 };
 

@@ -20,14 +20,16 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <regex>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/netns.hpp"
 #include "gpu/features.hpp"
-#include "shell.hpp"
+#include "tests/common/shell.hpp"
 
 namespace fs = std::filesystem;
 
@@ -154,25 +156,25 @@ class LiveVeth : public ::testing::Test {
         ns_b_ = "etcpipe-live-b-" + id;
         tmp_ = "/tmp/etcpipe-live-" + id;
         // IPv6 off before the links exist: no ND/MLD in the counted traffic.
-        const std::string setup =
-            "ip netns add " + ns_a_ + " && ip netns add " + ns_b_ + " && " +
-            "ip netns exec " + ns_a_ + " sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 && " +
-            "ip netns exec " + ns_b_ + " sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 && " +
-            "ip -n " + ns_a_ + " link add veth-a type veth peer name veth-b netns " + ns_b_ + " && " +
-            "ip -n " + ns_a_ + " link set veth-a up && ip -n " + ns_b_ + " link set veth-b up && " +
-            "mkdir -p " + tmp_;
-        auto r = sh(setup);
+        etcpipe::VethPairSpec spec;
+        spec.ns_a = ns_a_;
+        spec.ns_b = ns_b_;
+        spec.veth_a = "veth-a";
+        spec.veth_b = "veth-b";
+        auto net = etcpipe::NetnsPair::create(spec);
+        if (!net) GTEST_SKIP() << "cannot create netns/veth: " << net.error().message();
+        net_ = std::move(*net);
+        auto r = sh("mkdir -p " + tmp_);
         created_ = true;
         if (r.status != 0) {
             TearDown();
             created_ = false;
-            GTEST_SKIP() << "cannot create netns/veth: " << r.err;
+            GTEST_SKIP() << "cannot create " << tmp_ << ": " << r.err;
         }
     }
     void TearDown() override {
+        net_.reset();
         if (!created_) return;
-        sh("ip netns del " + ns_a_);
-        sh("ip netns del " + ns_b_);
         sh("rm -rf " + tmp_);
     }
 
@@ -317,6 +319,7 @@ class LiveVeth : public ::testing::Test {
     }
 
     std::string ns_a_, ns_b_, tmp_;
+    std::optional<etcpipe::NetnsPair> net_;
     bool created_ = false;
 };
 
@@ -331,11 +334,8 @@ TEST_F(LiveVeth, FeaturesEqualTheFeaturesCommandSkbMode) {
 // Four RX queues, four AF_XDP sockets: flows whose packets arrive on
 // several queues are put back in selection order.
 TEST_F(LiveVeth, FourQueuesFourSockets) {
-    auto r = sh("ip -n " + ns_a_ + " link del veth-a && ip -n " + ns_a_ +
-                " link add veth-a numtxqueues 4 numrxqueues 4 type veth peer name veth-b numtxqueues 4 "
-                "numrxqueues 4 netns " + ns_b_ + " && ip -n " + ns_a_ + " link set veth-a up && ip -n " +
-                ns_b_ + " link set veth-b up");
-    ASSERT_EQ(r.status, 0) << r.err;
+    auto r = net_->recreate_veth(4);
+    ASSERT_TRUE(r.ok()) << r.error().message();
     for (const char* c : {"android.pcap", "signal.pcap"}) check_capture(c, "-m native -q 4", std::string("q4-") + c);
     const std::string err = slurp(tmp_ + "/q4-signal.pcap.err");
     EXPECT_NE(err.find("AF_XDP sockets 4"), std::string::npos) << err;

@@ -37,6 +37,8 @@
 #include "flowmgr/flowmgr.hpp"
 #include "common/pcap.hpp"
 #include "reference_selector.hpp"
+#include "tests/common/expect_ok.hpp"
+#include "tests/common/skip.hpp"
 
 namespace etcpipe::reference {
 namespace {
@@ -382,12 +384,12 @@ class CaptureCompare {
 void clear_flows(FlowManager& fm) {
     std::vector<etc_flow_key> keys;
     auto n = fm.for_each_flow([&](const etc_flow_key& k, const etc_flow_value&) { keys.push_back(k); });
-    ASSERT_TRUE(n.ok()) << n.error().message();
+    ASSERT_OK(n);
     const int fd = fm.map_fd(ETC_MAP_FLOWS);
     for (const auto& k : keys) ASSERT_EQ(bpf_map_delete_elem(fd, &k), 0) << std::strerror(errno);
     size_t left = 0;
     n = fm.for_each_flow([&](const etc_flow_key&, const etc_flow_value&) { ++left; });
-    ASSERT_TRUE(n.ok()) << n.error().message();
+    ASSERT_OK(n);
     ASSERT_EQ(left, 0u) << "flow table not empty after clearing";
 }
 
@@ -437,9 +439,7 @@ std::vector<uint8_t> udp_frame(uint8_t src, uint8_t dst, uint16_t payload) {
 // timeout only when measured from a reordered (older) packet, and frames
 // without a timestamp (ts 1).
 TEST(ReferenceSelection, ExpiryRuleEqualsProgram) {
-    if (geteuid() != 0)
-        GTEST_SKIP() << "BPF_PROG_TEST_RUN of an XDP program needs root; running as euid "
-                     << geteuid();
+    SKIP_UNLESS_ROOT("for BPF_PROG_TEST_RUN of an XDP program");
     FlowMgrOptions o;
     o.flows = 1024;
     o.max_pkts = 3;
@@ -487,9 +487,7 @@ TEST(ReferenceSelection, ExpiryRuleEqualsProgram) {
 TEST(ReferenceSelection, BpfEqualsReferenceOnNdpiCaptures) {
     const fs::path root = find_ndpi_root();
     if (root.empty()) GTEST_SKIP() << "testdata/ndpi not found (run `make testdata`)";
-    if (geteuid() != 0)
-        GTEST_SKIP() << "BPF_PROG_TEST_RUN of an XDP program needs root; running as euid "
-                     << geteuid();
+    SKIP_UNLESS_ROOT("for BPF_PROG_TEST_RUN of an XDP program");
     const auto files = list_captures(root);
     ASSERT_FALSE(files.empty()) << "no captures in " << (root / "pcap");
 

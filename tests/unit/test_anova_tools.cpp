@@ -22,7 +22,11 @@
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
 
-#include "anova/anova_tools.hpp"
+#include "anova/latency_bench.hpp"
+#include "anova/net_tools.hpp"
+#include "anova/output.hpp"
+#include "anova/wire.hpp"
+#include "common/netns.hpp"
 #include "common/fd.hpp"
 #include "common/skeleton.hpp"
 #include "common/xdp_attach.hpp"

@@ -19,6 +19,7 @@
 
 #include "gpu/features.hpp"
 #include "common/pcap.hpp"
+#include "tests/common/expect_ok.hpp"
 
 #ifndef ETC_SOURCE_DIR
 #define ETC_SOURCE_DIR "."  // tests run from the repository root
@@ -141,7 +142,7 @@ Output run_cpu(const Capture& c, const std::vector<Feature>& spec, unsigned thre
 
 std::vector<Feature> spec_of(const std::string& s) {
     auto r = parse_spec(s);
-    EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message());
+    EXPECT_OK(r);
     return r.ok() ? r.value() : std::vector<Feature>{};
 }
 

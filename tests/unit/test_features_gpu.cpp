@@ -14,6 +14,8 @@
 
 #include "gpu/features.hpp"
 #include "common/pcap.hpp"
+#include "tests/common/expect_ok.hpp"
+#include "tests/common/skip.hpp"
 
 namespace fs = std::filesystem;
 using namespace etcpipe;
@@ -23,20 +25,11 @@ namespace {
 
 using Bytes = std::vector<uint8_t>;
 
-#define SKIP_WITHOUT_GPU()                                                    \
-    do {                                                                      \
-        std::string why_;                                                     \
-        if (!gpu_available(&why_)) {                                          \
-            std::printf("[  SKIP    ] no GPU: %s\n", why_.c_str());           \
-            GTEST_SKIP() << "no GPU: " << why_;                               \
-        }                                                                     \
-    } while (0)
-
 const char* kSpec = "payload:6x64,packet:5x80,sizes:6,iat:6";
 
 std::vector<Feature> spec_of(const char* s) {
     auto r = parse_spec(s);
-    EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message());
+    EXPECT_OK(r);
     return r.ok() ? r.value() : std::vector<Feature>{};
 }
 
@@ -303,7 +296,7 @@ TEST(GpuFeatures, AvailabilityReason) {
 }
 
 TEST(GpuFeatures, MatchesCpuOnNdpiCaptures) {
-    SKIP_WITHOUT_GPU();
+    SKIP_WITHOUT_GPU(gpu_available);
     const fs::path dir = find_ndpi_dir();
     if (dir.empty()) GTEST_SKIP() << "testdata/ndpi/pcap not found (run scripts/fetch-testdata.sh)";
     std::vector<fs::path> files;
@@ -343,14 +336,14 @@ TEST(GpuFeatures, MatchesCpuOnNdpiCaptures) {
 }
 
 TEST(GpuFeatures, InterleavedFlowsMatchCpu) {
-    SKIP_WITHOUT_GPU();
+    SKIP_WITHOUT_GPU(gpu_available);
     const auto frames = interleaved(3000, 60000, 1);
     compare(frames, {4096}, GpuOptions{}, kSpec, 100);
     compare(frames, {1000, 7, 333, 4096, 1}, GpuOptions{}, kSpec, 100);
 }
 
 TEST(GpuFeatures, SeedLaunchShapeAndMappedHostMatchCpu) {
-    SKIP_WITHOUT_GPU();
+    SKIP_WITHOUT_GPU(gpu_available);
     const auto frames = interleaved(500, 20000, 2);
     GpuOptions seed;
     seed.block_threads = 1024;
@@ -367,7 +360,7 @@ TEST(GpuFeatures, SeedLaunchShapeAndMappedHostMatchCpu) {
 }
 
 TEST(GpuFeatures, FlowSplitAcrossManySmallBatches) {
-    SKIP_WITHOUT_GPU();
+    SKIP_WITHOUT_GPU(gpu_available);
     std::vector<Frame> frames;
     uint64_t ts = 5'000'000'000ull;
     for (unsigned i = 0; i < 300; ++i) {
@@ -389,7 +382,7 @@ TEST(GpuFeatures, FlowSplitAcrossManySmallBatches) {
 // Device-resident output (GpuOptions::device_output): rows accumulated on
 // the device across batches and finishes, split per feature by a kernel.
 TEST(GpuFeatures, DeviceOutputMatchesCpu) {
-    SKIP_WITHOUT_GPU();
+    SKIP_WITHOUT_GPU(gpu_available);
     const auto frames = interleaved(3000, 60000, 99);
     GpuOptions dev;
     dev.device_output = true;
@@ -423,7 +416,7 @@ TEST(GpuFeatures, DeviceOutputMatchesCpu) {
 }
 
 TEST(GpuFeatures, HashCollisionsInTinyTable) {
-    SKIP_WITHOUT_GPU();
+    SKIP_WITHOUT_GPU(gpu_available);
     const auto frames = interleaved(50, 3000, 3);
     GpuOptions o;
     o.table_slots = 64;
@@ -434,7 +427,7 @@ TEST(GpuFeatures, HashCollisionsInTinyTable) {
 }
 
 TEST(GpuFeatures, TableFullIsAnError) {
-    SKIP_WITHOUT_GPU();
+    SKIP_WITHOUT_GPU(gpu_available);
     const auto spec = spec_of(kSpec);
     std::vector<Frame> frames;
     for (unsigned f = 0; f < 20; ++f) {

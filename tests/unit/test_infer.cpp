@@ -20,27 +20,25 @@
 #include <vector>
 
 #include "gpu/features.hpp"
+#include "gpu/cuda_plugin.hpp"
 #include "gpu/infer.hpp"
 #include "flowmgr/capture_features.hpp"
 #include "common/pcap.hpp"
+#include "tests/common/build_dir.hpp"
+#include "tests/common/expect_ok.hpp"
+#include "tests/common/skip.hpp"
 
-#ifdef ETCPIPE_HAVE_CUDA
-#include <cuda_runtime.h>
-#endif
 
 namespace fs = std::filesystem;
 using namespace etcpipe;
 using namespace etcpipe::infer;
 
+using etcpipe::testing::etcpipe_bin;
+
 namespace {
 
 const char* kModel = "models/etc_app.onnx";
 const char* kCheckpoint = "models/etc_app.pt";
-
-std::string build_dir() {
-    const char* b = std::getenv("ETCPIPE_BUILD");
-    return b && *b ? b : "build";
-}
 
 std::string read_file(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
@@ -142,7 +140,7 @@ std::vector<float> infer_all(Backend& be, const Rows& rows, size_t batch) {
     for (size_t first = 0; first < rows.rows(); first += batch) {
         const size_t n = std::min(batch, rows.rows() - first);
         auto r = be.infer(rows.batch(first, n), std::span<float>(p.data() + first * nc, n * nc));
-        EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message());
+        EXPECT_OK(r);
     }
     return p;
 }
@@ -170,10 +168,7 @@ TEST_F(ShippedModel, LoadsWithItsContract) {
 }
 
 TEST_F(ShippedModel, MatchesTorchOnRealFlows) {
-    if (!fs::exists("testdata/ndpi/pcap")) {
-        std::printf("[  SKIPPED ] testdata/ndpi/pcap missing (run `make testdata`)\n");
-        GTEST_SKIP() << "testdata/ndpi/pcap missing";
-    }
+    SKIP_WITHOUT_TESTDATA("testdata/ndpi/pcap");
     std::string why;
     if (!torch_available(&why)) {
         std::printf("[  SKIPPED ] %s\n", why.c_str());
@@ -230,11 +225,7 @@ TEST_F(ShippedModel, CpuThreadsAndChunksAgree) {
 }
 
 TEST_F(ShippedModel, GpuMatchesCpu) {
-    std::string why;
-    if (!gpu_available(&why)) {
-        std::printf("[  SKIPPED ] GPU backend vs CPU backend: no GPU (%s)\n", why.c_str());
-        GTEST_SKIP() << "no GPU: " << why;
-    }
+    SKIP_WITHOUT_GPU(gpu_available);
     const Rows rows = real_rows(model_->spec, 1200);
     ASSERT_GE(rows.rows(), 1000u);
     auto cpu = make_cpu_backend(model_, {});
@@ -248,28 +239,27 @@ TEST_F(ShippedModel, GpuMatchesCpu) {
         std::printf("GPU vs CPU, batch %zu: max relative error %.3g\n", batch, err);
         EXPECT_LE(err, 1e-4) << "batch " << batch;
     }
-#ifdef ETCPIPE_HAVE_CUDA
-    // The device path: features already on the device, probabilities stay there.
+    // The device path: features already on the device, probabilities stay
+    // there (device memory through the CUDA plugin).
     DeviceBatch db;
     db.rows = rows.rows();
     std::vector<void*> owned;
     for (const auto& t : rows.out.tensors) {
-        void* p = nullptr;
-        ASSERT_EQ(cudaMalloc(&p, t.size()), cudaSuccess);
-        ASSERT_EQ(cudaMemcpy(p, t.data(), t.size(), cudaMemcpyHostToDevice), cudaSuccess);
-        owned.push_back(p);
-        db.tensors.push_back(p);
+        auto p = cuda_plugin::device_alloc(t.size());
+        ASSERT_TRUE(p.ok()) << p.error().message();
+        owned.push_back(*p);
+        ASSERT_TRUE(cuda_plugin::copy(*p, t.data(), t.size(), cuda_plugin::CopyKind::HostToDevice).ok());
+        db.tensors.push_back(*p);
     }
-    float* dprobs = nullptr;
-    ASSERT_EQ(cudaMalloc(&dprobs, ref.size() * 4), cudaSuccess);
-    auto r = (*gpu)->infer(db, dprobs);
+    auto dprobs = cuda_plugin::device_alloc(ref.size() * 4);
+    ASSERT_TRUE(dprobs.ok()) << dprobs.error().message();
+    auto r = (*gpu)->infer(db, static_cast<float*>(*dprobs));
     ASSERT_TRUE(r.ok()) << r.error().message();
     std::vector<float> got(ref.size());
-    ASSERT_EQ(cudaMemcpy(got.data(), dprobs, got.size() * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+    ASSERT_TRUE(cuda_plugin::copy(got.data(), *dprobs, got.size() * 4, cuda_plugin::CopyKind::DeviceToHost).ok());
     EXPECT_LE(max_rel_err(got, ref), 1e-4) << "device batch";
-    cudaFree(dprobs);
-    for (void* p : owned) cudaFree(p);
-#endif
+    cuda_plugin::device_free(*dprobs);
+    for (void* p : owned) cuda_plugin::device_free(p);
 }
 
 // ---------------------------------------------------- malformed models --
@@ -480,12 +470,9 @@ TEST(HandBuilt, MatMulAddConcatSoftmax) {
 // ------------------------------------------------------ etcpipe classify --
 
 TEST(Classify, CaptureToJsonLines) {
-    const std::string bin = build_dir() + "/etcpipe";
+    const std::string bin = etcpipe_bin();
     if (!fs::exists(bin)) GTEST_SKIP() << bin << " not built";
-    if (!fs::exists("testdata/ndpi/pcap/skype.pcap")) {
-        std::printf("[  SKIPPED ] testdata/ndpi/pcap missing (run `make testdata`)\n");
-        GTEST_SKIP() << "testdata missing";
-    }
+    SKIP_WITHOUT_TESTDATA("testdata/ndpi/pcap/skype.pcap");
     std::string out;
     ASSERT_EQ(run(bin + " classify testdata/ndpi/pcap/skype.pcap --model " + kModel +
                       " --device cpu --batch 64 -q", &out), 0) << out;
@@ -547,9 +534,8 @@ std::vector<std::pair<std::string, std::vector<double>>> parse_classified(const 
 // The GPU path of classify: extractor rows kept on the device, handed to the
 // engine there (no host round trip), against the CPU path on real captures.
 TEST(Classify, GpuDevicePathMatchesCpu) {
-    std::string why;
-    if (!gpu_available(&why)) GTEST_SKIP() << "no GPU: " << why;
-    const std::string bin = build_dir() + "/etcpipe";
+    SKIP_WITHOUT_GPU(gpu_available);
+    const std::string bin = etcpipe_bin();
     size_t compared = 0;
     for (const char* cap : {"skype.pcap", "quic.pcap", "signal.pcap", "android.pcap", "1kxun.pcap"}) {
         const std::string path = std::string("testdata/ndpi/pcap/") + cap;

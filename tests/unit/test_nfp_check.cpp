@@ -14,17 +14,15 @@
 #include <vector>
 
 #include "nfp/nfp_check.hpp"
+#include "tests/common/build_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace etcpipe;
 using namespace etcpipe::nfp;
 
-namespace {
+using etcpipe::testing::build_dir;
 
-std::string build_dir() {
-    const char* b = std::getenv("ETCPIPE_BUILD");
-    return b && *b ? b : "build";
-}
+namespace {
 
 std::string fixture(const std::string& name) {
     return build_dir() + "/tests/bpf_progs/" + name + ".bpf.o";

@@ -1,6 +1,5 @@
-// Running the etcpipe binary (and ip, nsenter, …) from the integration tests:
-// the build directory, and a shell command with stdout and stderr captured
-// separately.
+// Running the etcpipe binary (and ip, nsenter, …) from the tests: a shell
+// command with stdout and stderr captured separately.
 #pragma once
 
 #include <sys/wait.h>
@@ -8,19 +7,13 @@
 
 #include <array>
 #include <cstdio>
-#include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <string>
 
+#include "tests/common/build_dir.hpp"
+
 namespace etcpipe::testing {
-
-inline std::string build_dir() {
-    const char* b = std::getenv("ETCPIPE_BUILD");
-    return b && *b ? b : "build";
-}
-
-inline std::string etcpipe_bin() { return build_dir() + "/etcpipe"; }
 
 struct CmdResult {
     int status = -1;  // exit status; -1 when killed by a signal

@@ -1,0 +1,10 @@
+// printf-style formatting into a std::string, for the tools' text and SVG.
+#pragma once
+
+#include <string>
+
+namespace etcpipe::anova {
+
+[[nodiscard]] std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
+
+}  // namespace etcpipe::anova

@@ -1,0 +1,206 @@
+#include "anova/wire.hpp"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace etcpipe::anova {
+
+namespace {
+
+void put_le(uint8_t* p, uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+uint64_t get_le(const uint8_t* p, int bytes) {
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; ++i) v |= uint64_t{p[i]} << (8 * i);
+    return v;
+}
+
+}  // namespace
+
+size_t message_size(anova_encoding enc) {
+    return enc == ANOVA_ENC_F64 ? sizeof(anova_msg_f64) : sizeof(anova_msg_u32);
+}
+
+std::optional<std::vector<uint8_t>> encode_request(std::span<const double, ANOVA_SAMPLES> window,
+                                                   anova_encoding enc, uint32_t frac_bits) {
+    std::vector<uint8_t> m(message_size(enc));
+    put_le(m.data(), ANOVA_MAGIC, 8);
+    put_le(m.data() + 8, ANOVA_TAG_DECIDE, 8);
+    for (size_t i = 0; i < ANOVA_SAMPLES; ++i) {
+        if (enc == ANOVA_ENC_F64) {
+            uint64_t bits;
+            std::memcpy(&bits, &window[i], 8);
+            put_le(m.data() + 16 + 8 * i, bits, 8);
+        } else {
+            auto v = to_fixed(window[i], frac_bits);
+            if (!v) return std::nullopt;
+            put_le(m.data() + 16 + 4 * i, *v, 4);
+        }
+    }
+    return m;
+}
+
+const char* ignored_name(Ignored why) {
+    switch (why) {
+    case Ignored::None: return "none";
+    case Ignored::Short: return "short";
+    case Ignored::Magic: return "bad magic";
+    case Ignored::Tag: return "tag not 0";
+    }
+    return "?";
+}
+
+Ignored answer_in_place(std::span<uint8_t> d, anova_encoding enc, const Params& params) {
+    if (d.size() < sizeof(anova_hdr)) return Ignored::Short;
+    if (get_le(d.data(), 8) != ANOVA_MAGIC) return Ignored::Magic;
+    if (get_le(d.data() + 8, 8) != ANOVA_TAG_DECIDE) return Ignored::Tag;
+    if (d.size() < message_size(enc)) return Ignored::Short;
+    uint32_t tag;
+    if (enc == ANOVA_ENC_F64) {
+        std::array<double, ANOVA_SAMPLES> x;
+        for (size_t i = 0; i < ANOVA_SAMPLES; ++i) {
+            uint64_t bits = get_le(d.data() + 16 + 8 * i, 8);
+            std::memcpy(&x[i], &bits, 8);
+        }
+        tag = decide_f64(x, params);
+    } else {
+        std::array<uint32_t, ANOVA_SAMPLES> x;
+        for (size_t i = 0; i < ANOVA_SAMPLES; ++i)
+            x[i] = static_cast<uint32_t>(get_le(d.data() + 16 + 4 * i, 4));
+        tag = decide_u32(x, params);
+    }
+    put_le(d.data() + 8, tag, 8);
+    return Ignored::None;
+}
+
+uint64_t message_tag(std::span<const uint8_t> d) { return get_le(d.data() + 8, 8); }
+
+bool is_reply_to(std::span<const uint8_t> reply, std::span<const uint8_t> req, uint32_t& tag) {
+    if (reply.size() != req.size() || reply.size() < sizeof(anova_hdr)) return false;
+    if (get_le(reply.data(), 8) != ANOVA_MAGIC) return false;
+    uint64_t t = get_le(reply.data() + 8, 8);
+    if (t < ANOVA_TAG_SPLIT || t > ANOVA_TAG_INVALID) return false;
+    if (std::memcmp(reply.data() + 16, req.data() + 16, req.size() - 16) != 0) return false;
+    tag = static_cast<uint32_t>(t);
+    return true;
+}
+
+std::vector<uint8_t> build_udp_frame(std::span<const uint8_t> payload, uint16_t dst_port,
+                                     uint16_t src_port) {
+    const size_t ip_len = 20 + 8 + payload.size();
+    std::vector<uint8_t> f(14 + ip_len, 0);
+    const uint8_t dmac[6] = {0x02, 0x78, 0, 0, 0, 0x02}, smac[6] = {0x02, 0x78, 0, 0, 0, 0x01};
+    std::memcpy(f.data(), dmac, 6);
+    std::memcpy(f.data() + 6, smac, 6);
+    f[12] = 0x08, f[13] = 0x00;
+    uint8_t* ip = f.data() + 14;
+    ip[0] = 0x45;
+    ip[2] = static_cast<uint8_t>(ip_len >> 8), ip[3] = static_cast<uint8_t>(ip_len);
+    ip[6] = 0x40;  // DF
+    ip[8] = 64, ip[9] = IPPROTO_UDP;
+    const uint8_t src[4] = {10, 78, 0, 1}, dst[4] = {10, 78, 0, 2};
+    std::memcpy(ip + 12, src, 4);
+    std::memcpy(ip + 16, dst, 4);
+    uint32_t sum = 0;
+    for (int i = 0; i < 20; i += 2) sum += uint32_t{ip[i]} << 8 | ip[i + 1];
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    uint16_t csum = static_cast<uint16_t>(~sum);
+    ip[10] = static_cast<uint8_t>(csum >> 8), ip[11] = static_cast<uint8_t>(csum);
+    uint8_t* udp = ip + 20;
+    const size_t udp_len = 8 + payload.size();
+    udp[0] = static_cast<uint8_t>(src_port >> 8), udp[1] = static_cast<uint8_t>(src_port);
+    udp[2] = static_cast<uint8_t>(dst_port >> 8), udp[3] = static_cast<uint8_t>(dst_port);
+    udp[4] = static_cast<uint8_t>(udp_len >> 8), udp[5] = static_cast<uint8_t>(udp_len);
+    if (!payload.empty()) std::memcpy(udp + 8, payload.data(), payload.size());
+    // UDP checksum over the pseudo-header and the datagram.
+    sum = 0;
+    for (int i = 12; i < 20; i += 2) sum += uint32_t{ip[i]} << 8 | ip[i + 1];
+    sum += IPPROTO_UDP + static_cast<uint32_t>(udp_len);
+    for (size_t i = 0; i < udp_len; i += 2)
+        sum += uint32_t{udp[i]} << 8 | (i + 1 < udp_len ? udp[i + 1] : 0u);
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    csum = static_cast<uint16_t>(~sum);
+    if (csum == 0) csum = 0xffff;
+    udp[6] = static_cast<uint8_t>(csum >> 8), udp[7] = static_cast<uint8_t>(csum);
+    return f;
+}
+
+// ---- UDP sockets -----------------------------------------------------------
+
+namespace {
+
+struct SockAddr {
+    sockaddr_storage ss{};
+    socklen_t len = 0;
+    int family = AF_INET;
+};
+
+Result<SockAddr> resolve(const std::string& host, uint16_t port, bool passive) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_DGRAM;
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
+    addrinfo* res = nullptr;
+    const std::string service = std::to_string(port);
+    int rc = getaddrinfo(host.c_str(), service.c_str(), &hints, &res);
+    if (rc != 0 || !res)
+        return Error{ErrorKind::Usage, 0, host, "parse address", gai_strerror(rc),
+                     "give an IPv4 or IPv6 literal such as 127.0.0.1 or ::1"};
+    SockAddr a;
+    std::memcpy(&a.ss, res->ai_addr, res->ai_addrlen);
+    a.len = res->ai_addrlen;
+    a.family = res->ai_family;
+    freeaddrinfo(res);
+    return a;
+}
+
+}  // namespace
+
+std::string endpoint(const std::string& host, uint16_t port) {
+    return host.find(':') != std::string::npos ? "[" + host + "]:" + std::to_string(port)
+                                               : host + ":" + std::to_string(port);
+}
+
+Result<UniqueFd> bind_udp(const std::string& host, uint16_t port) {
+    auto addr = resolve(host, port, true);
+    if (!addr) return addr.error();
+    const std::string where = endpoint(host, port);
+    UniqueFd fd(::socket(addr->family, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    if (fd.get() < 0) return make_error(ErrorKind::Io, errno, where, "create UDP socket");
+    int one = 1;
+    (void)setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr->ss), addr->len) < 0)
+        return make_error(ErrorKind::Io, errno, where, "bind", {},
+                          errno == EADDRINUSE ? "another server uses this port; pick --port"
+                                              : "");
+    return fd;
+}
+
+Result<UniqueFd> connect_udp(const std::string& host, uint16_t port, bool udp_checksum) {
+    auto addr = resolve(host, port, false);
+    if (!addr) return addr.error();
+    const std::string where = endpoint(host, port);
+    UniqueFd fd(::socket(addr->family, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    if (fd.get() < 0) return make_error(ErrorKind::Io, errno, where, "create UDP socket");
+    if (!udp_checksum && addr->family == AF_INET) {
+        int one = 1;
+        if (::setsockopt(fd.get(), SOL_SOCKET, SO_NO_CHECK, &one, sizeof one) < 0)
+            return make_error(ErrorKind::Io, errno, where, "set SO_NO_CHECK");
+    }
+    if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr->ss), addr->len) < 0)
+        return make_error(ErrorKind::Io, errno, where, "connect UDP socket");
+    return fd;
+}
+
+int ms_until(Clock::time_point t) {
+    auto d = std::chrono::duration_cast<std::chrono::microseconds>(t - Clock::now()).count();
+    if (d <= 0) return 0;
+    return static_cast<int>(std::min<int64_t>((d + 999) / 1000, 1000000));
+}
+
+}  // namespace etcpipe::anova

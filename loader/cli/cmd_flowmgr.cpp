@@ -1,0 +1,401 @@
+#include "cli/cmd_flowmgr.hpp"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <map>
+#include <string>
+
+#include "anova/anova_attach.hpp"
+#include "cli/cli_anova.hpp"
+#include "cli/cli_common.hpp"
+#include "cli/cmd_status.hpp"
+#include "cli/flowmgr_args.hpp"
+#include "common/pcap_send.hpp"
+#include "common/signals.hpp"
+#include "common/xdp_attach.hpp"
+#include "flowmgr/flowmgr.hpp"
+#include "flowmgr/flowmgr_attach.hpp"
+#include "flowmgr/live.hpp"
+#include "flowmgr/replay.hpp"
+
+namespace etcpipe::cli {
+
+namespace {
+
+// ---- load ----------------------------------------------------------------
+
+struct LoadArgs {
+    std::string iface;
+    XdpMode mode = XdpMode::Native;
+    FlowMgrArgs flowmgr;
+    std::string prog = "flowmgr";
+    AnovaParamArgs anova;
+    uint16_t anova_port = ANOVA_DEFAULT_PORT;
+    anova_reply reply = ANOVA_REPLY_PASS;
+};
+
+void add_load_options(CLI::App* load, LoadArgs& a) {
+    const std::map<std::string, XdpMode> modes{{"native", XdpMode::Native},
+                                               {"skb", XdpMode::Skb},
+                                               {"hw", XdpMode::Hw},
+                                               {"unspecified", XdpMode::Unspecified}};
+    load->add_option("IFACE", a.iface, "interface to attach to")->required();
+    load->add_option("-m,--mode", a.mode,
+                     "XDP mode: native (driver), skb (generic, any device), hw (offload)")
+        ->transform(CLI::CheckedTransformer(modes, CLI::ignore_case))
+        ->default_str("native");
+    load->add_option("-p,--pin-path", a.flowmgr.pin_path,
+                     "pin the flow table, counters, XSKMAP and ring buffer under this bpffs "
+                     "directory (e.g. /sys/fs/bpf/etcpipe)");
+    load->add_option("--prog", a.prog,
+                     "flowmgr: the FlowManager; anova: the ANOVA state split (offloadable, -m hw)")
+        ->check(CLI::IsMember({"flowmgr", "anova"}))
+        ->capture_default_str();
+    add_flowmgr_options(load, a.flowmgr);
+    add_anova_params(load, a.anova);
+    load->add_option("--port", a.anova_port, "anova: UDP port of the requests")
+        ->capture_default_str()->group("Rule");
+    const std::map<std::string, anova_reply> replies{{"pass", ANOVA_REPLY_PASS},
+                                                     {"tx", ANOVA_REPLY_TX}};
+    load->add_option("--reply", a.reply,
+                     "anova: pass (verdict written, packet goes on) or tx (sent back to the sender)")
+        ->transform(CLI::CheckedTransformer(replies, CLI::ignore_case))
+        ->default_str("pass")->group("Rule");
+}
+
+int load_anova(const LoadArgs& a) {
+    auto params = a.anova.params();
+    if (!params) return fail(params.error());
+    anova::ProgramOptions po;
+    po.params = *params;
+    po.encoding = a.anova.encoding;
+    po.port = a.anova_port;
+    po.reply = a.reply;
+    auto r = anova::attach(a.iface, a.mode, po);
+    if (!r) return fail(r.error());
+    std::printf("%s: ANOVA program attached (program id %u, %s mode), udp/%u, reply %s\n",
+                a.iface.c_str(), r->prog_id, xdp_mode_name(r->mode), po.port,
+                po.reply == ANOVA_REPLY_TX ? "tx" : "pass");
+    return kOk;
+}
+
+int load_flowmgr(const LoadArgs& a) {
+    auto opts = a.flowmgr.to_options();
+    if (!opts) return fail(opts.error());
+    auto r = attach_flowmgr(a.iface, a.mode, *opts);
+    if (!r) return fail(r.error());
+    std::printf("%s: FlowManager attached (program id %u, %s mode, %s)\n", a.iface.c_str(),
+                r->prog_id, xdp_mode_name(r->mode),
+                r->multiprog ? "libxdp dispatcher" : "single program: dispatcher unavailable");
+    if (!opts->pin_path.empty()) std::printf("maps pinned under %s\n", opts->pin_path.c_str());
+    return kOk;
+}
+
+int run_load(const LoadArgs& a, const CLI::App&) {
+    return a.prog == "anova" ? load_anova(a) : load_flowmgr(a);
+}
+
+// ---- unload --------------------------------------------------------------
+
+struct UnloadArgs {
+    std::string iface;
+    DetachOptions detach;
+    uint32_t id = 0;
+};
+
+void add_unload_options(CLI::App* unload, UnloadArgs& a) {
+    unload->add_option("IFACE", a.iface, "interface")->required();
+    unload->add_flag("-a,--all", a.detach.all, "detach every XDP program on the interface");
+    unload->add_option("-i,--id", a.id, "detach only the program with this id (see status)");
+    unload->add_option("-p,--pin-path", a.detach.pin_path,
+                       "remove the maps pinned there by `load -p`");
+}
+
+int run_unload(const UnloadArgs& a, const CLI::App& unload) {
+    DetachOptions opts = a.detach;
+    if (unload.count("--id")) opts.id = a.id;
+    opts.kinds = etcpipe_program_kinds();
+    auto r = detach(a.iface, opts);
+    if (!r) return fail(r.error());
+    std::printf("%s: %d XDP program%s detached\n", a.iface.c_str(), *r, *r == 1 ? "" : "s");
+    return kOk;
+}
+
+// ---- replay --------------------------------------------------------------
+
+struct ReplayArgs {
+    ReplayOptions opts;
+    FlowMgrArgs flowmgr;
+    bool quiet = false, all_counters = false, table = false;
+};
+
+void add_replay_options(CLI::App* rep, ReplayArgs& a) {
+    a.flowmgr.delivery = ETC_DELIVERY_INLINE;  // no AF_XDP socket in a replay: use the ring buffer
+    rep->add_option("CAPTURE", a.opts.capture, "pcap or pcapng file (format from its magic)")
+        ->required();
+    rep->add_option("-o,--output", a.opts.json_path,
+                    "JSON Lines file for the flows ('-' = stdout, '' = none)")
+        ->capture_default_str();
+    rep->add_option("-w,--write-pcap", a.opts.write_pcap,
+                    "write the selected packets (as delivered) to this pcap");
+    rep->add_option("-c,--count", a.opts.max_frames, "stop after this many frames (0 = all)");
+    rep->add_flag("-t,--table", a.table,
+                  "print the flows as an aligned table on stdout instead of JSON Lines");
+    rep->add_flag("-q,--quiet", a.quiet, "no progress bar and no counter summary");
+    rep->add_flag("-a,--all-counters", a.all_counters, "list zero counters too");
+    add_flowmgr_options(rep, a.flowmgr);
+    rep->get_option("--delivery")->default_str("inline");
+}
+
+std::string endpoint(const std::string& addr, uint16_t port, uint8_t family) {
+    std::string a = family == 6 ? "[" + addr + "]" : addr;
+    return port ? a + ":" + std::to_string(port) : a;
+}
+
+void print_flow_table(const std::vector<ReplayFlow>& flows) {
+    std::printf("%6s %-6s %-41s %-41s %6s %8s %7s %8s %s\n", "flow", "proto", "client (sent first)",
+                "server", "vlan", "packets", "payload", "selected", "duration");
+    for (const auto& f : flows) {
+        const char* pn = f.proto == 6 ? "tcp" : f.proto == 17 ? "udp" : f.proto == 1 ? "icmp"
+                       : f.proto == 58 ? "icmp6" : nullptr;
+        std::string vlan = f.vlan[0] ? std::to_string(f.vlan[0]) : "-";
+        if (f.vlan[1]) vlan += "." + std::to_string(f.vlan[1]);
+        std::printf("%6" PRIu64 " %-6s %-41s %-41s %6s %8" PRIu64 " %7" PRIu64 " %8" PRIu64
+                    " %.3fs\n",
+                    f.flow_id, pn ? pn : std::to_string(f.proto).c_str(),
+                    endpoint(f.src, f.sport, f.family).c_str(),
+                    endpoint(f.dst, f.dport, f.family).c_str(), vlan.c_str(), f.packets,
+                    f.payload_packets, f.selected,
+                    static_cast<double>(f.last_ns - f.first_ns) / 1e9);
+    }
+}
+
+// The summary on stderr: what was read, run and selected, then the counters.
+void print_replay_summary(const ReplayOptions& opts, const ReplayStats& st, bool all_counters) {
+    std::fprintf(stderr,
+                 "%s: %" PRIu64 " frames read, %" PRIu64 " run through %s, %zu flows, %" PRIu64
+                 " packets selected",
+                 opts.capture.c_str(), st.frames, st.ran, ETC_PROG_FLOWMGR, st.flows.size(),
+                 st.selected);
+    if (st.seconds > 0)
+        std::fprintf(stderr, " in %.3f s (%.0f frames/s)", st.seconds,
+                     static_cast<double>(st.frames) / st.seconds);
+    std::fputc('\n', stderr);
+    if (st.too_short)
+        std::fprintf(stderr, "  %" PRIu64 " frames shorter than 14 bytes skipped\n", st.too_short);
+    if (st.not_convertible)
+        std::fprintf(stderr,
+                     "  %" PRIu64 " frames skipped: link layer not convertible to Ethernet\n",
+                     st.not_convertible);
+    if (!opts.write_pcap.empty())
+        std::fprintf(stderr, "  %" PRIu64 " selected packets written to %s\n", st.pcap_written,
+                     opts.write_pcap.c_str());
+    std::fprintf(stderr, "counters:\n");
+    print_counters(stderr, st.counters, all_counters);
+}
+
+int run_replay(const ReplayArgs& a, const CLI::App&) {
+    auto fo = a.flowmgr.to_options();
+    if (!fo) return fail(fo.error());
+    ReplayOptions opts = a.opts;
+    opts.flowmgr = *fo;
+    opts.progress = !a.quiet;
+    if (a.table && opts.json_path == "-") opts.json_path.clear();
+    ReplayStats partial;
+    auto r = replay(opts, &partial);
+    // A failed replay still reports the flows and counters read before it.
+    const ReplayStats& st = r ? *r : partial;
+    if (a.table) print_flow_table(st.flows);
+    if (!a.quiet || !r) print_replay_summary(opts, st, a.all_counters);
+    if (!r) return fail(r.error());
+    return st.table_mismatches ? kGeneral : kOk;
+}
+
+// ---- run -----------------------------------------------------------------
+
+struct RunArgs {
+    RunOptions opts;
+    FlowMgrArgs flowmgr;
+    std::string bind = "auto";
+};
+
+void add_run_options(CLI::App* run, RunArgs& a) {
+    RunOptions& o = a.opts;
+    run->add_option("IFACE", o.iface, "interface to capture on")->required();
+    // No hw: the FlowManager's maps cannot be offloaded (see `etcpipe check`).
+    const std::map<std::string, XdpMode> run_modes{{"native", XdpMode::Native}, {"skb", XdpMode::Skb}};
+    run->add_option("-m,--xdp-mode", o.mode,
+                    "XDP mode of the program: native (driver) or skb (generic, any device)")
+        ->transform(CLI::CheckedTransformer(run_modes, CLI::ignore_case).description("native|skb"))
+        ->default_str("native");
+    run->add_flag("--attach-existing", o.attach_existing,
+                  "use the FlowManager already attached to IFACE (`ip link … xdp obj "
+                  "flowmgr.bpf.o sec xdp` or `etcpipe load`) instead of loading one");
+    run->add_option("-p,--pin-path", o.pin_path,
+                    "--attach-existing: open the maps pinned here (ip link pins under "
+                    "/sys/fs/bpf/xdp/globals; default: the program's own maps); --pin: pin here");
+    run->add_flag("--pin", o.pin,
+                  "leave the program attached when etcpipe run exits (default: detached on any "
+                  "exit, even SIGKILL)");
+    run->add_option("-q,--queues", o.queues, "AF_XDP sockets on RX queues 0..Q-1 (0: all)")
+        ->capture_default_str();
+    run->add_option("--bind", a.bind,
+                    "AF_XDP bind: auto (zero-copy if the driver can, else copy), zerocopy, copy")
+        ->check(CLI::IsMember({"auto", "zerocopy", "copy"}))
+        ->capture_default_str();
+    run->add_option("--umem-frames", o.xsk.frames, "UMEM frames per socket (2048 B each)")
+        ->capture_default_str();
+    run->add_option("--ring-size", o.xsk.ring_size, "RX and fill ring descriptors (power of 2)")
+        ->capture_default_str();
+    run->add_option("--features", o.spec,
+                    "payload:HxL, packet:HxL, sizes:H, iat:H (µs, live arrival time); H ≤ N")
+        ->capture_default_str();
+    add_device_option(run, o.device, "feature extractor: gpu, cpu or auto");
+    run->add_option("--threads", o.threads, "CPU extractor threads (0: all)")->capture_default_str();
+    run->add_option("--batch", o.batch_packets, "packets per extractor batch")->capture_default_str();
+    run->add_option("--batch-timeout", o.batch_timeout_ms,
+                    "ms a complete flow waits for its batch to fill")
+        ->capture_default_str();
+    run->add_option("--flow-timeout", o.flow_timeout_s,
+                    "s of silence after which a flow with fewer than H packets is emitted as is "
+                    "(must be < --idle-timeout)")
+        ->capture_default_str();
+    run->add_option("--max-pending", o.max_pending,
+                    "flows waiting for packets; beyond it new flows are dropped (counted)")
+        ->capture_default_str();
+    run->add_option("-o,--output", o.output,
+                    "-: JSON Lines on stdout (one flow per line); DIR: rolling parts "
+                    "DIR/part-NNNNNN/{<feature>.npy, flows.csv}")
+        ->capture_default_str();
+    run->add_option("--rotate", o.rotate_flows, "flows per .npy part")->capture_default_str();
+    run->add_flag("--stats", o.stats, "a line of rates and losses on stderr every second");
+    run->add_option("-d,--duration", o.duration_s, "stop after this many seconds (0: on Ctrl-C)")
+        ->capture_default_str();
+    run->add_option("--ready-file", o.ready_file,
+                    "write our pid here once the sockets are bound (for scripts)");
+    run->add_option("--model", o.model_path,
+                    "classify every emitted flow with this ONNX model (see classify); its "
+                    "metadata sets the features; JSON Lines gain class/probability, .npy parts a "
+                    "predictions.csv");
+    add_flowmgr_options(run, a.flowmgr);
+}
+
+// The RunOptions from what was typed: FlowManager options, bind, --pin.
+Result<RunOptions> run_options(const RunArgs& a, const CLI::App& run) {
+    auto fo = a.flowmgr.to_options();
+    if (!fo) return fo.error();
+    RunOptions o = a.opts;
+    o.flowmgr = *fo;
+    o.flowmgr_packets_set = run.count("--packets") > 0;
+    o.spec_set = run.count("--features") > 0;
+    o.xsk.bind = a.bind == "zerocopy" ? XskBind::ZeroCopy
+                 : a.bind == "copy"   ? XskBind::Copy
+                                      : XskBind::Auto;
+    if (o.pin && o.pin_path.empty()) o.pin_path = "/sys/fs/bpf/etcpipe";
+    if (o.pin && o.attach_existing)
+        return Error{ErrorKind::Usage, EINVAL, "--pin", "check options",
+                     "--attach-existing never detaches what it did not attach", {}};
+    return o;
+}
+
+// --pin: bpffs mounted and the pin directory there.
+Result<void> prepare_pin_path(const std::string& path) {
+    if (auto fs = ensure_bpffs(); !fs) return fs.error();
+    if (mkdir(path.c_str(), 0700) && errno != EEXIST)
+        return make_error(ErrorKind::Io, errno, path, "create pin directory");
+    return {};
+}
+
+void print_run_summary(const std::string& iface, const RunSummary& r) {
+    std::fprintf(stderr, "%s: stopped. kernel counters:\n", iface.c_str());
+    print_counters(stderr, r.kernel, false);
+    std::fprintf(stderr, "user-space counters:\n");
+    print_run_stats(stderr, r.run, "  ");
+    if (r.per_queue.size() > 1) {
+        // How RSS spread the selected packets: an idle queue is worth knowing about.
+        std::fprintf(stderr, "  AF_XDP packets read per queue:");
+        for (auto [q, n] : r.per_queue) std::fprintf(stderr, " q%u=%" PRIu64, q, n);
+        std::fputc('\n', stderr);
+    }
+}
+
+int run_run(const RunArgs& a, const CLI::App& run) {
+    auto opts = run_options(a, run);
+    if (!opts) return fail(opts.error());
+    if (opts->pin)
+        if (auto p = prepare_pin_path(opts->pin_path); !p) return fail(p.error());
+    install_stop_handlers();
+    auto r = run_live(*opts, stop_flag());
+    if (!r) return fail(r.error());
+    print_run_summary(opts->iface, *r);
+    return kOk;
+}
+
+// ---- send ----------------------------------------------------------------
+
+struct SendArgs {
+    std::string capture, iface;
+    SendOptions opts;
+};
+
+void add_send_options(CLI::App* send, SendArgs& a) {
+    send->add_option("CAPTURE", a.capture, "pcap or pcapng file")->required();
+    send->add_option("IFACE", a.iface, "interface to send from (e.g. one end of a veth pair)")
+        ->required();
+    send->add_option("--burst", a.opts.burst, "frames per burst")->capture_default_str();
+    send->add_option("--pause-us", a.opts.pause_us, "pause after each burst (0: none)")
+        ->capture_default_str();
+    send->add_option("-c,--count", a.opts.max_frames, "stop after this many frames (0: all)")
+        ->capture_default_str();
+    send->add_option("--loops", a.opts.loops, "send the capture this many times")->capture_default_str();
+    send->add_option("--max-seconds", a.opts.max_seconds, "stop after this long")->capture_default_str();
+}
+
+int run_send(const SendArgs& a, const CLI::App&) {
+    auto r = send_capture(a.capture, a.iface, a.opts);
+    if (!r) return fail(r.error());
+    std::printf("%s → %s: %" PRIu64 " frames, %" PRIu64 " sent in %.3f s; skipped %" PRIu64
+                " too short, %" PRIu64 " above the MTU, %" PRIu64 " not Ethernet; %" PRIu64
+                " send errors%s\n",
+                a.capture.c_str(), a.iface.c_str(), r->frames, r->sent, r->seconds, r->too_short,
+                r->too_big, r->not_ethernet, r->send_errors,
+                r->timed_out ? " (stopped at --max-seconds)" : "");
+    return r->send_errors ? kIo : kOk;
+}
+
+}  // namespace
+
+Entry load_command() {
+    return entry(Command<LoadArgs>{"load", "attach the FlowManager to an interface (persistent)",
+                                   add_load_options, run_load});
+}
+
+Entry unload_command() {
+    return entry(Command<UnloadArgs>{"unload", "detach the FlowManager from an interface",
+                                     add_unload_options, run_unload});
+}
+
+Entry replay_command() {
+    return entry(Command<ReplayArgs>{
+        "replay",
+        "run a capture (pcap/pcapng) through the FlowManager with BPF_PROG_TEST_RUN and "
+        "print one JSON line per flow",
+        add_replay_options, run_replay});
+}
+
+Entry run_command() {
+    return entry(Command<RunArgs>{
+        "run", "live pipeline: FlowManager → AF_XDP (or ring buffer) → features, until Ctrl-C",
+        add_run_options, run_run});
+}
+
+Entry send_command() {
+    return entry(Command<SendArgs>{
+        "send", "transmit a capture's frames out of an interface (AF_PACKET), paced and bounded",
+        add_send_options, run_send});
+}
+
+}  // namespace etcpipe::cli
