@@ -62,7 +62,8 @@ $(BUILD)/bpf/%.bpf.o: $(BUILD)/bpf/%.tmp.o
 
 $(BUILD)/bpf/%.skel.h: $(BUILD)/bpf/%.bpf.o
 	$(call msg,SKEL,$@)
-	$(Q)$(BPFTOOL) gen skeleton $< name $(subst -,_,$*)_bpf > $@
+	$(Q)$(BPFTOOL) gen skeleton $< name $(subst -,_,$*)_bpf > $@ 2> $@.log || { cat $@.log; exit 1; }
+	$(Q)grep -v 'skipping unrecognized data section' $@.log >&2 || true
 
 # bpf/NAME.bpf.o → the built object, so commands name it beside its source:
 # `ip link set dev IFACE xdp obj bpf/flowmgr.bpf.o sec xdp`,

@@ -5,13 +5,12 @@
 #include <fcntl.h>
 
 #include <cerrno>
-#include <cstddef>
 #include <cstring>
+#include <optional>
 
 #include "common/log.hpp"
 #include "common/prog_maps.hpp"
 #include "common/xdp_attach.hpp"
-#include "flowmgr.skel.h"
 
 namespace etcpipe::live {
 namespace {
@@ -57,37 +56,26 @@ Result<void> take_program_maps(Maps& m, const std::string& iface) {
     return {};
 }
 
-}  // namespace
-
-bool is_flowmgr_program(const std::string& prog_name) {
-    return prog_name == ETC_PROG_FLOWMGR || prog_name == ETC_PROG_FLOWMGR_SB;
-}
-
-std::optional<etc_flowmgr_config> read_flowmgr_config(int prog_fd) {
+// The config it was built with; nullopt when it cannot be read.
+std::optional<etc_flowmgr_config> read_config(int prog_fd) {
     std::optional<etc_flowmgr_config> config;
     (void)for_each_program_map(prog_fd, [&](int fd, const bpf_map_info& mi) {
         const std::string name = mi.name;
-        if (name.size() <= 7 || !name.ends_with(".rodata")) return;
-        constexpr size_t off = offsetof(flowmgr_bpf::flowmgr_bpf__rodata, cfg);
-        std::vector<uint8_t> val(mi.value_size);
-        uint32_t zero = 0;
-        if (val.size() >= off + sizeof(etc_flowmgr_config) &&
-            bpf_map_lookup_elem(fd, &zero, val.data()) == 0) {
-            etc_flowmgr_config cfg;
-            std::memcpy(&cfg, val.data() + off, sizeof(cfg));
-            config = cfg;
-        }
+        if (name.size() > 7 && name.ends_with(".rodata")) config = read_rodata_config(fd, mi);
     });
     return config;
 }
 
+}  // namespace
+
 Result<Maps> maps_of_attached(const std::string& iface, const std::string& pin_path) {
-    auto st = xdp_status(iface, {flowmgr_program_kind()});
+    const ProgramKind kind = flowmgr_program_kind();
+    auto st = xdp_status(iface, {kind});
     if (!st) return st.error();
     const ProgramStatus* fm = nullptr;
     for (const auto& i : *st)
         for (const auto& p : i.programs)
-            if (is_flowmgr_program(p.name) && !fm) fm = &p;
+            if (kind.owns(p.name) && !fm) fm = &p;
     if (!fm)
         return Error{ErrorKind::Usage, ENOENT, iface, "find an attached FlowManager",
                      "no xdp_flowmgr program is attached",
@@ -99,7 +87,7 @@ Result<Maps> maps_of_attached(const std::string& iface, const std::string& pin_p
     m.owned.emplace_back(bpf_prog_get_fd_by_id(fm->id));
     m.prog_fd = m.owned.back().get();
     if (m.prog_fd < 0) return make_error(ErrorKind::Bpf, errno, iface, "open the attached program");
-    if (auto cfg = read_flowmgr_config(m.prog_fd)) m.config = *cfg;
+    if (auto cfg = read_config(m.prog_fd)) m.config = *cfg;
 
     auto found = pin_path.empty() ? take_program_maps(m, iface) : take_pinned(m, pin_path);
     if (!found) return found.error();

@@ -1,10 +1,9 @@
 // The FlowManager maps `etcpipe run` uses (counters, XSKMAP, ring buffer,
 // run stats): from the program we attached, or found on one already
-// attached (through its pins or its map ids), and its config read back.
+// attached (through its pins or its map ids).
 #pragma once
 
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,14 +13,6 @@
 #include "flowmgr/flowmgr.hpp"
 
 namespace etcpipe::live {
-
-// The FlowManager under either of its program names (xdp.frags, or the
-// section-"xdp" twin that `ip link` loads).
-[[nodiscard]] bool is_flowmgr_program(const std::string& prog_name);
-
-// The config a loaded FlowManager was built with, from its .rodata map;
-// nullopt when it cannot be read.
-[[nodiscard]] std::optional<etc_flowmgr_config> read_flowmgr_config(int prog_fd);
 
 struct Maps {
     int prog_fd = -1;

@@ -41,6 +41,8 @@ size_t count_keys(int map_fd, uint32_t key_size) {
     return n;
 }
 
+}  // namespace
+
 // The config lives in .rodata (const volatile, set at load time).
 std::optional<etc_flowmgr_config> read_rodata_config(int map_fd, const bpf_map_info& mi) {
     constexpr size_t off = offsetof(flowmgr_bpf::flowmgr_bpf__rodata, cfg);
@@ -52,6 +54,8 @@ std::optional<etc_flowmgr_config> read_rodata_config(int map_fd, const bpf_map_i
     std::memcpy(&cfg, val.data() + off, sizeof(cfg));
     return cfg;
 }
+
+namespace {
 
 FlowMgrState read_state(int prog_fd) {
     FlowMgrState st;
