@@ -4,6 +4,10 @@
 .SECONDARY:
 .DEFAULT_GOAL := all
 SHELL := /bin/bash
+# Parallel by default (one job per core) unless the caller chose -j.
+ifeq ($(filter -j%,$(MAKEFLAGS)),)
+MAKEFLAGS += -j$(shell nproc)
+endif
 
 BUILD     ?= build
 CXX       ?= g++
@@ -24,12 +28,14 @@ endif
 # The stamp is rebuilt (install-deps.sh runs) when any required tool or
 # header is missing, or when the script itself changed.
 DEPS_STAMP := $(BUILD)/.deps-ok
+FUZZER_RT := $(wildcard /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a)
 DEPS_PRESENT := $(shell command -v $(CLANG) >/dev/null && command -v $(BPFTOOL) >/dev/null && \
 	command -v pkg-config >/dev/null && command -v ip >/dev/null && \
 	test -f /usr/include/xdp/libxdp.h -a -f /usr/include/bpf/libbpf.h -a \
 	     -f /usr/include/CLI/CLI.hpp -a -f /usr/include/gtest/gtest.h -a \
 	     -f /usr/include/$(MULTIARCH)/asm/types.h -a -f /usr/include/onnx/onnx_pb.h -a \
-	     -f /usr/include/google/protobuf/message.h -a -f /usr/include/$(MULTIARCH)/cblas.h && echo yes)
+	     -f /usr/include/google/protobuf/message.h -a -f /usr/include/$(MULTIARCH)/cblas.h -a \
+	     -f /usr/include/tinyxml2.h -a -n "$(FUZZER_RT)" && echo yes)
 
 $(DEPS_STAMP): scripts/install-deps.sh
 	$(Q)mkdir -p $(BUILD)
@@ -96,6 +102,8 @@ LDLIBS   += -lxdp -lbpf -lelf -lz -pthread
 # Inference (gpu/onnx_model.cpp, gpu/infer_cpu.cpp): ONNX protobuf, OpenBLAS.
 CPPFLAGS += -DONNX_ML=1 -DONNX_NAMESPACE=onnx
 LDLIBS   += -lonnx_proto -lprotobuf -lopenblas
+# Market data: FAST template XML.
+LDLIBS   += -ltinyxml2
 
 LIB_SRCS  := $(filter-out loader/cli/main.cpp,$(wildcard loader/*/*.cpp))
 LIB_OBJS  := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(LIB_SRCS))
@@ -172,8 +180,43 @@ $(CUDA_PLUGIN): $(CU_OBJS)
 	$(Q)$(CXX) -shared -Wl,-z,now $^ -o $@ -L/usr/local/cuda/lib64 -Wl,-rpath,/usr/local/cuda/lib64 \
 		-lcudart -lcublasLt
 
+# ---- fuzzing (clang libFuzzer + ASan/UBSan) -------------------------------
+# The FAST decoder and the framing/reassembly pipeline depend on nothing but
+# the standard library and tinyxml2, so they build alone with the sanitizers.
+FUZZ_SRCS     := $(wildcard tests/fuzz/fuzz_*.cpp)
+FUZZ_BINS     := $(patsubst tests/fuzz/%.cpp,$(BUILD)/%,$(FUZZ_SRCS))
+FUZZ_LIB_SRCS := $(wildcard loader/mdfeed/fast*.cpp) loader/mdfeed/framing.cpp \
+	loader/mdfeed/packet.cpp loader/mdfeed/reassembler.cpp loader/mdfeed/feed.cpp
+FUZZ_LIB_OBJS := $(patsubst %.cpp,$(BUILD)/fuzzobj/%.o,$(FUZZ_LIB_SRCS))
+FUZZ_CXXFLAGS := -std=c++20 -O1 -g -fsanitize=fuzzer-no-link,address,undefined \
+	-fno-sanitize-recover=undefined -I. -Iinclude -Iloader -MMD -MP
+FUZZ_SECONDS  ?= 15
+
+$(BUILD)/fuzzobj/%.o: %.cpp $(DEPS_STAMP)
+	$(call msg,FUZZCXX,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CLANG)++ $(FUZZ_CXXFLAGS) -c $< -o $@
+
+$(BUILD)/fuzz_%: $(BUILD)/fuzzobj/tests/fuzz/fuzz_%.o $(FUZZ_LIB_OBJS)
+	$(call msg,LD,$@)
+	$(Q)$(CLANG)++ -fsanitize=fuzzer,address,undefined $^ -o $@ -ltinyxml2
+
+# Each fuzz target for FUZZ_SECONDS (make test: 15 s; make fuzz: 600 s),
+# corpus kept in $(BUILD)/corpus/NAME; a crash fails the run and leaves
+# its input as $(BUILD)/crash-*.
+.PHONY: fuzz fuzz-run
+fuzz-run: $(FUZZ_BINS)
+	$(Q)for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p $(BUILD)/corpus/$$n; \
+		echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
+		$$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -artifact_prefix=$(BUILD)/ \
+			-print_final_stats=1 $(BUILD)/corpus/$$n 2>$(BUILD)/$$n.log \
+			|| { tail -40 $(BUILD)/$$n.log; exit 1; }; \
+		grep -E '^stat::number_of_executed_units|^Done' $(BUILD)/$$n.log | tr '\n' ' '; echo; done
+fuzz:
+	$(Q)$(MAKE) fuzz-run FUZZ_SECONDS=600
+
 .PHONY: all cuda-notice
-all: cuda-notice $(BPF_OBJS) $(BPF_LINKS) $(TEST_BPF_OBJS) $(CLI_BIN) $(TEST_BIN) $(BENCH_BINS) $(CUDA_PLUGIN)
+all: cuda-notice $(BPF_OBJS) $(BPF_LINKS) $(TEST_BPF_OBJS) $(CLI_BIN) $(TEST_BIN) $(BENCH_BINS) $(CUDA_PLUGIN) $(FUZZ_BINS)
 
 cuda-notice:
 ifeq ($(HAVE_CUDA),)
@@ -200,6 +243,7 @@ check-layers:
 
 test: check-layers all $(NDPI_CACHE)
 	$(Q)cd $(CURDIR) && ETCPIPE_BUILD=$(BUILD) $(TEST_BIN) $(GTEST_ARGS)
+	$(Q)$(MAKE) --no-print-directory fuzz-run
 
 demo: all $(NDPI_CACHE)
 	$(Q)bash scripts/demo.sh $(BUILD)

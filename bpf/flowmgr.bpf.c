@@ -278,7 +278,9 @@ static __always_inline int write_meta(struct xdp_md *ctx, const struct etc_meta 
 	void *meta = (void *)(long)ctx->data_meta;
 
 	if (meta + sizeof(*m) != data) {
-		if (bpf_xdp_adjust_meta(ctx, (int)(meta - data) - (int)sizeof(*m)))
+		/* Grow (or shrink) the area from its current size, data - meta,
+		 * to exactly sizeof(*m): delta is the change of data_meta. */
+		if (bpf_xdp_adjust_meta(ctx, (int)(data - meta) - (int)sizeof(*m)))
 			return -1;
 		data = (void *)(long)ctx->data;
 		meta = (void *)(long)ctx->data_meta;

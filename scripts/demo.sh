@@ -73,3 +73,57 @@ for cap in skype.pcap quic.pcap 1kxun.pcap; do
     head -n 1 "$OUT/${cap%.*}.classes.jsonl" | cut -c1-300
 done
 echo "(held-out accuracy and the confusion matrix: models/etc_app.md)"
+
+echo
+echo "=== Market data: FAST 1.1 records from a file, a live UDP feed over XDP + AF_XDP, a mirror port ==="
+TPL=testdata/mdfeed/sse.xml
+"$ETCPIPE" md send -t "$TPL" --file "$OUT/feed.step" -c 50
+"$ETCPIPE" md decode "$OUT/feed.step" -t "$TPL" -q -o "$OUT/feed.jsonl"
+echo "$OUT/feed.step: $(wc -l < "$OUT/feed.jsonl") records; the first:"
+head -n 1 "$OUT/feed.jsonl"
+# An exchange, a member and a monitor port that tc mirred feeds (as a switch SPAN port).
+MX=etcpipe-mdx-$$ MM=etcpipe-mdm-$$ MO=etcpipe-mdo-$$
+cleanup_md() { for ns in "$MX" "$MM" "$MO"; do ip netns del "$ns" 2>/dev/null || true; done; }
+trap cleanup_md EXIT
+for ns in "$MX" "$MM" "$MO"; do
+    ip netns add "$ns"
+    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    ip -n "$ns" link set lo up
+done
+ip -n "$MX" link add mdx0 type veth peer name mdm0 netns "$MM"
+ip -n "$MM" link add span0 type veth peer name span1 netns "$MO"
+ip -n "$MX" addr add 10.79.9.1/24 dev mdx0 && ip -n "$MM" addr add 10.79.9.2/24 dev mdm0
+for l in "$MX mdx0" "$MM mdm0" "$MM span0" "$MO span1"; do set -- $l; ip -n "$1" link set "$2" up; done
+tc -n "$MM" qdisc add dev mdm0 clsact
+for dir in ingress egress; do
+    tc -n "$MM" filter add dev mdm0 "$dir" protocol all u32 match u32 0 0 action mirred egress mirror dev span0
+done
+rm -f "$OUT/md.ready"
+echo "--- UDP: md listen on the member's veth (XDP + AF_XDP), md send from the exchange ---"
+ip netns exec "$MM" "$ETCPIPE" md listen mdm0 -t "$TPL" --udp 5000 --seq-preamble -d 20 --latency \
+    -o "$OUT/md-udp.jsonl" --ready-file "$OUT/md.ready" 2> "$OUT/md-udp.log" &
+LISTEN=$!
+for _ in $(seq 100); do [[ -s "$OUT/md.ready" ]] && break; sleep 0.1; done
+ip netns exec "$MX" "$ETCPIPE" md send -t "$TPL" --udp 10.79.9.2:5000 -c 1000 --rate 5000 --seq-preamble
+sleep 0.3
+kill -INT "$LISTEN" && wait "$LISTEN" || true
+echo "$(wc -l < "$OUT/md-udp.jsonl") records in $OUT/md-udp.jsonl; from $OUT/md-udp.log:"
+grep -E '^latency|redirect_udp|records|decode_errors' "$OUT/md-udp.log" || true
+echo "--- TCP on a mirror port: STEP from the exchange to the member's kernel client, reassembled from the copy ---"
+rm -f "$OUT/md.ready"
+ip netns exec "$MO" "$ETCPIPE" md listen span1 -t "$TPL" --tcp-server 10.79.9.1:9000 -d 20 --latency \
+    -o "$OUT/md-mirror.jsonl" --ready-file "$OUT/md.ready" 2> "$OUT/md-mirror.log" &
+LISTEN=$!
+for _ in $(seq 100); do [[ -s "$OUT/md.ready" ]] && break; sleep 0.1; done
+ip netns exec "$MX" "$ETCPIPE" md send -t "$TPL" --tcp 10.79.9.1:9000 -c 500 --rate 5000 --size 1408 &
+SEND=$!
+ip netns exec "$MM" "$ETCPIPE" md recv -t "$TPL" --tcp 10.79.9.1:9000 -o /dev/null 2> "$OUT/md-recv.log"
+wait "$SEND"
+sleep 0.3
+kill -INT "$LISTEN" && wait "$LISTEN" || true
+echo "member (kernel TCP client): $(grep -E '^  records' "$OUT/md-recv.log" | awk '{print $2}') records"
+echo "monitor port (mirror + reassembly): $(wc -l < "$OUT/md-mirror.jsonl") records; from $OUT/md-mirror.log:"
+grep -E '^latency|tcp_bytes_delivered|tcp_bytes_lost|step_messages |redirect_tcp' "$OUT/md-mirror.log" || true
+cleanup_md
+trap - EXIT
+echo "(market data in full: README.md, section Market data; make bench for the latency table)"

@@ -8,6 +8,7 @@ set -euo pipefail
 packages=(
     build-essential g++ make pkg-config git ca-certificates
     clang llvm                      # BPF compiler (-target bpf)
+    libclang-rt-14-dev              # libFuzzer and the sanitizer runtimes (make fuzz)
     libbpf-dev libxdp-dev bpftool   # libbpf, libxdp, skeleton generator
     xdp-tools                       # xdp-loader, for interop checks
     libelf-dev zlib1g-dev
@@ -19,6 +20,7 @@ packages=(
     libonnx-dev libprotobuf-dev     # inference: ONNX model parsing
     libopenblas-dev libopenblas0-pthread  # inference: CPU sgemm (pthread: training ~14x faster)
     python3-torch python3-onnx python3-numpy  # training (scripts/train.py) and the reference oracle
+    libtinyxml2-dev                 # market data: FAST template XML
     librsvg2-bin                    # training report: SVG confusion matrix → PNG for viewing
 )
 

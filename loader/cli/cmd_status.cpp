@@ -6,6 +6,7 @@
 #include "cli/cli_common.hpp"
 #include "anova/anova_status.hpp"
 #include "flowmgr/flowmgr_attach.hpp"
+#include "mdfeed/mdfeed_attach.hpp"
 
 namespace etcpipe::cli {
 
@@ -51,7 +52,9 @@ void print_status(const std::vector<InterfaceStatus>& all) {
     }
 }
 
-std::vector<ProgramKind> etcpipe_program_kinds() { return {flowmgr_program_kind(), anova::program_kind()}; }
+std::vector<ProgramKind> etcpipe_program_kinds() {
+    return {flowmgr_program_kind(), anova::program_kind(), md::program_kind()};
+}
 
 Entry status_command() {
     return entry(Command<StatusArgs>{"status", "XDP programs per interface, FlowManager counters",

@@ -8,6 +8,7 @@
 #include "cli/cli_common.hpp"
 #include "cli/cli_features.hpp"
 #include "cli/cmd_flowmgr.hpp"
+#include "cli/cmd_md.hpp"
 #include "cli/cmd_status.hpp"
 #include "cli/cmd_version.hpp"
 
@@ -28,6 +29,7 @@ std::vector<Entry> command_table() {
         group_entry(add_anova_commands, run_anova_commands),  // check, anova
         group_entry(add_features_command, run_features_command),
         group_entry(add_classify_command, run_classify_command),
+        md_commands(),
     };
 }
 

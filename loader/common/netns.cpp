@@ -42,7 +42,10 @@ Result<void> write_proc(const std::string& path, const std::string& value) {
     return {};
 }
 
-// IPv6 off for the links created afterwards too: no ND/MLD on the pair.
+std::string without_prefix(const std::string& cidr) { return cidr.substr(0, cidr.find('/')); }
+
+}  // namespace
+
 Result<void> disable_ipv6(const std::string& ns) {
     return in_netns(ns, [] {
         for (const char* k : {"all", "default"})
@@ -53,10 +56,6 @@ Result<void> disable_ipv6(const std::string& ns) {
         return Result<void>{};
     });
 }
-
-std::string without_prefix(const std::string& cidr) { return cidr.substr(0, cidr.find('/')); }
-
-}  // namespace
 
 Result<void> run_command(const std::vector<std::string>& argv) {
     std::string cmdline;

@@ -19,6 +19,10 @@ namespace etcpipe {
 
 [[nodiscard]] bool netns_exists(const std::string& name);
 
+// IPv6 off in namespace `name`, for the links created afterwards too (no
+// ND/MLD traffic on them).
+[[nodiscard]] Result<void> disable_ipv6(const std::string& name);
+
 // Moves the calling thread into the named namespace (/run/netns/NAME).
 [[nodiscard]] Result<void> enter_netns(const std::string& name);
 

@@ -20,7 +20,8 @@
 
 #include "common/log.hpp"
 #include "flowmgr/attached_maps.hpp"
-#include "flowmgr/detach_guardian.hpp"
+#include "common/detach_guardian.hpp"
+#include "common/ready_file.hpp"
 #include "flowmgr/flow_assembler.hpp"
 #include "flowmgr/live_sinks.hpp"
 #include "gpu/features.hpp"
@@ -74,17 +75,6 @@ XskMetaFormat etc_meta_format() {
     return f;
 }
 
-Result<void> write_ready_file(const std::string& path) {
-    errno = 0;
-    std::FILE* f = std::fopen(path.c_str(), "w");
-    if (!f) return make_error(ErrorKind::Io, errno, path, "write the ready file");
-    const bool written = std::fprintf(f, "%d\n", static_cast<int>(getpid())) > 0;
-    const int err = errno;
-    if (std::fclose(f) != 0 || !written)
-        return make_error(ErrorKind::Io, written ? errno : (err ? err : EIO), path, "write the ready file");
-    return {};
-}
-
 // One run of the pipeline. Members are declared in the order they are set
 // up, so they are torn down in reverse: sockets before the detach, the
 // detach before the maps and the program are closed.
@@ -121,8 +111,8 @@ class LiveRun {
     uint32_t h_ = 0;
     std::optional<FlowManager> fm_;
     live::Maps maps_;
-    live::DetachGuardian guardian_;
-    live::DetachOnExit detach_;
+    DetachGuardian guardian_;
+    DetachOnExit detach_;
     etc_run_stats st_{};
     std::optional<live::Assembler> assembler_;
     std::unique_ptr<features::Extractor> ex_;

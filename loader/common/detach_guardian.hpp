@@ -1,5 +1,6 @@
-// Detaching the program `etcpipe run` attached, on every way out: a scope
-// guard for the normal paths, and a forked guardian for the others.
+// Detaching the program a process-owned run (`etcpipe run`, `etcpipe md
+// listen`) attached, on every way out: a scope guard for the normal paths,
+// and a forked guardian for the others.
 #pragma once
 
 #include <sys/types.h>
@@ -9,7 +10,7 @@
 
 #include "common/result.hpp"
 
-namespace etcpipe::live {
+namespace etcpipe {
 
 // When this process ends without detaching (SIGKILL, a crash), a forked
 // child sees its pipe close and detaches the program by id. Forked before
@@ -52,4 +53,4 @@ class DetachOnExit {
     bool armed_ = false;
 };
 
-}  // namespace etcpipe::live
+}  // namespace etcpipe

@@ -1,4 +1,4 @@
-#include "flowmgr/detach_guardian.hpp"
+#include "common/detach_guardian.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -11,11 +11,14 @@
 #include "common/log.hpp"
 #include "common/xdp_attach.hpp"
 
-namespace etcpipe::live {
+namespace etcpipe {
 namespace {
 
 // The guardian child: waits for the pipe to close, then detaches. Never returns.
 [[noreturn]] void guard(int read_fd, const std::string& iface, uint32_t prog_id) {
+    // A session of its own: a kill of the parent's whole process group
+    // (kill -9 -PGID, a container stop) does not take the guardian with it.
+    setsid();
     // Only the read end, no terminal signals, quiet stdio.
     signal(SIGINT, SIG_IGN);
     signal(SIGTERM, SIG_IGN);
@@ -39,7 +42,7 @@ namespace {
     d.id = prog_id;
     auto r = detach(iface, d);
     if (r && *r > 0)
-        std::fprintf(stderr, "etcpipe run: process ended without detaching; guardian "
+        std::fprintf(stderr, "etcpipe: process ended without detaching; guardian "
                              "detached program %u from %s\n", prog_id, iface.c_str());
     _exit(0);
 }
@@ -82,4 +85,4 @@ DetachOnExit::~DetachOnExit() {
     guardian_.disarm();
 }
 
-}  // namespace etcpipe::live
+}  // namespace etcpipe
