@@ -48,7 +48,7 @@ void add_feed_options(CLI::App* cmd, FeedArgs& a) {
     const std::map<std::string, md::Framing> framings{
         {"raw", md::Framing::Raw},         {"step", md::Framing::Step},
         {"len32le", md::Framing::Len32Le}, {"len32be", md::Framing::Len32Be},
-        {"block", md::Framing::Block},     {"udp", md::Framing::Udp}};
+        {"block", md::Framing::Block}};
     const char* g = "Feed";
     cmd->add_option_function<md::Framing>(
            "--framing",
@@ -60,7 +60,8 @@ void add_feed_options(CLI::App* cmd, FeedArgs& a) {
            "and for files that start with a STEP header), raw (back to back, other files), "
            "len32le/len32be (4-byte length), block "
            "(FAST stop-bit block length); UDP datagrams are always messages back to back")
-        ->transform(CLI::CheckedTransformer(framings, CLI::ignore_case))
+        ->transform(CLI::CheckedTransformer(framings, CLI::ignore_case)
+                        .description("raw|step|len32le|len32be|block"))
         ->group(g);
     cmd->add_flag("--reset-per-block", a.feed.reset_per_block,
                   "reset the FAST dictionaries at each length-prefixed block")
@@ -172,7 +173,8 @@ void add_listen(CLI::App* cmd, ListenArgs& a) {
     cmd->add_flag("--both-directions", a.o.tcp_both_directions,
                   "also take TCP segments sent to the servers");
     cmd->add_option("-m,--mode", a.o.mode, "XDP mode: native (driver) or skb (generic)")
-        ->transform(CLI::CheckedTransformer(modes, CLI::ignore_case))->default_str("native");
+        ->transform(CLI::CheckedTransformer(modes, CLI::ignore_case).description("native|skb"))
+        ->default_str("native");
     cmd->add_option("-o,--output", a.o.output, "JSON Lines output file, - for stdout")
         ->capture_default_str();
     cmd->add_option("-d,--seconds", a.o.seconds, "stop after this long (0: until Ctrl-C)")
@@ -285,6 +287,7 @@ void add_recv(CLI::App* cmd, RecvArgs& a) {
     cmd->add_option("--ready-file", a.o.ready_file, "write this file once bound or connected");
     cmd->add_flag("--latency", a.o.latency, "one-way latency from SendTimeNs at the end");
     cmd->add_flag("--no-ts", a.no_ts, "leave the \"ts\" key out");
+    cmd->add_flag("-q,--quiet", a.o.quiet, "no counters on stderr");
     add_feed_options(cmd, a.feed);
     cmd->footer("\nThe kernel socket path, with the decoder `md listen` uses.\n");
 }
@@ -312,7 +315,8 @@ void add_bench(CLI::App* cmd, md::BenchOptions& o) {
     cmd->add_flag("--quick", o.quick, "fewer records and messages (a smoke run)");
     cmd->add_option("--rows", o.rows, "decode, reassembly, latency (default: all)")->delimiter(',');
     cmd->add_option("--messages", o.latency_messages, "messages per latency row")->capture_default_str();
-    cmd->add_option("--rate", o.latency_rate, "messages per second in the latency rows")
+    cmd->add_option("--rate", o.latency_rate,
+                    "100-byte messages per second in the latency rows (1408-byte: the same bytes/s)")
         ->capture_default_str();
 }
 

@@ -1,5 +1,7 @@
 #include "mdfeed/bench.hpp"
 
+#include <pthread.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -202,9 +204,22 @@ struct LatencyResult {
     std::string error;
 };
 
-// Runs fn on a thread inside namespace ns.
-std::thread in_ns(const std::string& ns, std::function<void()> fn, std::string* err) {
-    return std::thread([ns, fn = std::move(fn), err] {
+// Pins the calling thread to one CPU (ignored where that fails).
+void pin_to(unsigned cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu % std::max(1u, std::thread::hardware_concurrency()), &set);
+    (void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+// The measured receiver gets the last CPU to itself; the sender, the
+// member's client and the kernel's softirq work on veth share the others.
+unsigned receiver_cpu() { return std::max(1u, std::thread::hardware_concurrency()) - 1; }
+
+// Runs fn on a thread inside namespace ns, pinned to `cpu`.
+std::thread in_ns(const std::string& ns, std::function<void()> fn, std::string* err, unsigned cpu = 0) {
+    return std::thread([ns, fn = std::move(fn), err, cpu] {
+        pin_to(cpu);
         if (auto e = enter_netns(ns); !e) {
             *err = e.error().message();
             return;
@@ -254,7 +269,7 @@ LatencyResult latency_row(const BenchOptions& o, const fast::TemplateSet& set, c
         rx = in_ns(path == Path::Xdp ? topo.member_ns() : topo.monitor_ns(), [&, lo] {
             if (auto r = run_listen(lo); !r) rx_err = r.error().message();
             ready = true;
-        }, &ns_err1);
+        }, &ns_err1, receiver_cpu());
     } else {
         RecvOptions ro;
         ro.mode = path == Path::UdpBlocking ? RecvMode::UdpBlocking
@@ -270,7 +285,7 @@ LatencyResult latency_row(const BenchOptions& o, const fast::TemplateSet& set, c
             rx = in_ns(topo.member_ns(), [&, ro] {
                 if (auto r = run_recv(ro); !r) rx_err = r.error().message();
                 ready = true;
-            }, &ns_err1);
+            }, &ns_err1, receiver_cpu());
     }
     // The sender (the exchange); TCP: a member client connects to it.
     SendOptions so;
@@ -278,7 +293,8 @@ LatencyResult latency_row(const BenchOptions& o, const fast::TemplateSet& set, c
     so.transport = tcp ? Transport::Tcp : Transport::Udp;
     so.target = tcp ? tcp_ep : udp_target;
     so.count = o.quick ? std::min<uint64_t>(o.latency_messages, 2000) : o.latency_messages;
-    so.rate = o.latency_rate;
+    // The same bytes per second at every size.
+    so.rate = o.latency_rate * 100.0 / static_cast<double>(size);
     so.size = size;
     so.seconds = 60;
     std::atomic<bool> listening{false};
@@ -302,12 +318,13 @@ LatencyResult latency_row(const BenchOptions& o, const fast::TemplateSet& set, c
             mo.sink = &lat;
         } else {
             mo.output = "/dev/null";
+            mo.quiet = true;
         }
         mo.seconds = 60;
         mo.stop = &stop;
         member = in_ns(topo.member_ns(), [&, mo] {
             if (auto r = run_recv(mo); !r) member_err = r.error().message();
-        }, &ns_err3);
+        }, &ns_err3, path == Path::TcpClient ? receiver_cpu() : 0);
     }
     tx.join();
     // Let the last messages arrive, then stop the receivers.
@@ -343,8 +360,9 @@ Result<void> bench_latency(const BenchOptions& o, const fast::TemplateSet& set, 
     const uint64_t msgs = o.quick ? std::min<uint64_t>(o.latency_messages, 2000) : o.latency_messages;
     std::fprintf(out,
                  "\n== latency, one way: md send stamp -> decoded record; exchange and member "
-                 "namespaces over veth, %llu messages at %.0f/s per row ==\n",
-                 static_cast<unsigned long long>(msgs), o.latency_rate);
+                 "namespaces over veth, %llu messages per row at %.0f/s (100 B) and %.0f/s "
+                 "(1408 B) ==\n",
+                 static_cast<unsigned long long>(msgs), o.latency_rate, o.latency_rate * 100 / 1408);
     std::fprintf(out, "%-22s %5s %9s %9s %9s %9s %8s %8s %8s\n", "path", "size", "p50 us", "p99 us",
                  "p99.9 us", "max us", "records", "lost", "p99/(a)");
     for (size_t size : {size_t{100}, size_t{1408}}) {

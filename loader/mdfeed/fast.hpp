@@ -65,7 +65,8 @@ struct Sequence {
 };
 
 // A boxed Record: the fields of a group, or a dynamically referenced message
-// (then template_id says which template).
+// (then template_id says which template). A moved-from Group holds nothing:
+// assign to it or destroy it.
 class Group {
   public:
     Group();
@@ -158,7 +159,9 @@ class Template {
 
     [[nodiscard]] uint32_t id() const { return id_; }
     [[nodiscard]] const std::string& name() const { return name_; }
-    [[nodiscard]] bool reset() const { return reset_; }  // reset="Y": dictionaries reset per message
+    // reset="Y": every dictionary is reset before each message of this template
+    // (the template identifier's entry excepted).
+    [[nodiscard]] bool resets() const { return reset_; }
     // Index among the top-level fields, -1 if absent.
     [[nodiscard]] int field_index(std::string_view name) const;
     [[nodiscard]] const std::vector<FieldInfo>& fields() const { return fields_; }
@@ -180,6 +183,8 @@ class Template {
 // Element (group, sequence element) record with the right shape.
 Record make_record(const std::vector<FieldInfo>& fields);
 
+// Immutable once loaded; copies share it. Template pointers stay valid while
+// any copy lives.
 class TemplateSet {
   public:
     // Errors (ErrorKind::Data) name the file, the line and the element.
@@ -321,9 +326,11 @@ struct RandomOptions {
     const TemplateSet* templates = nullptr;
 };
 
-// Values valid for each field: constants kept, exponents in -63..63, strings
-// under tail operators of one fixed length (always encodable), 64-bit
-// delta-coded integers within +-2^62 so every difference fits the int64 delta.
+// Values valid for each field: constants kept (sequence lengths too),
+// exponents in -63..63, strings under tail operators of one fixed length (a
+// tail can never shorten a value), and delta-coded 64-bit values (int64 and
+// mantissas within +-2^62, uInt64 below 2^63) so every difference fits the
+// int64 delta.
 Record random_record(const Template& t, std::mt19937_64& rng, const RandomOptions& o = {});
 
 // ---- inline definitions ----------------------------------------------------

@@ -1,15 +1,19 @@
 // FAST decoder: runs a template's instruction plan over the bytes.
 //
-// Every step returns Ok, More (the input ends inside the message) or Err
-// (error_ filled). Decoded values land in Store::cells (one per field, nested
-// blocks appended) and Store::arena (string bytes); both keep their capacity,
-// so a warm decoder does not allocate. Dictionary writes go through the
-// Dictionary journal and are rolled back when a message ends in More or Err.
+// run() dispatches each field with one switch on the opcode resolved at load
+// (kind x type x operator), into handlers specialised by template. Every step
+// returns Ok, More (the input ends inside the message) or Err (error_
+// filled). Decoded values land in Store::cells (one per field, nested blocks
+// appended) and Store::arena (string bytes); both only grow, so a warm
+// decoder does not allocate. Dictionary writes go through the Dictionary
+// journal and are rolled back when a message ends in More or Err. Integers
+// take a 1-, 2-byte or 8-byte-word fast path; error text is built only in
+// cold helpers.
 #include <algorithm>
-#include <bit>
 #include <cstring>
 
 #include "mdfeed/fast_internal.hpp"
+#include "mdfeed/fast_wire.hpp"
 
 namespace etcpipe::fast {
 namespace detail {
@@ -17,112 +21,6 @@ namespace detail {
 namespace {
 
 enum class St : uint8_t { Ok, More, Err };
-enum class Rd : uint8_t { Ok, More, Big };
-
-struct Cursor {
-    const uint8_t* p;
-    const uint8_t* end;
-};
-
-// Presence map bits, most significant first; bits past its end are 0.
-struct Pmap {
-    uint64_t bits = 0;
-    int left = 0;
-    const uint8_t* p = nullptr;
-    const uint8_t* end = nullptr;
-
-    void load() {
-        uint64_t x = 0;
-        int n = 0;
-        while (p < end && n < 9) {
-            x = (x << 7) | (*p++ & 0x7f);
-            ++n;
-        }
-        bits = n ? x << (64 - 7 * n) : 0;
-        left = n ? 7 * n : 64;
-    }
-    [[gnu::always_inline]] bool take() {
-        if (left == 0) [[unlikely]]
-            load();
-        const bool b = (bits >> 63) != 0;
-        bits <<= 1;
-        --left;
-        return b;
-    }
-};
-
-// Stop-bit integer of at most 8 bytes from p[0..7] (all readable): the
-// number of bytes, or 0 when none of the 8 has the stop bit. The 7-bit groups
-// are compacted with three shift/mask steps instead of a loop.
-[[gnu::always_inline]] inline int varint8(const uint8_t* p, uint64_t& x) {
-    uint64_t w;
-    std::memcpy(&w, p, 8);
-    if constexpr (std::endian::native == std::endian::big) w = __builtin_bswap64(w);
-    const uint64_t stop = w & 0x8080808080808080ull;
-    if (!stop) return 0;
-    const int n = (__builtin_ctzll(stop) >> 3) + 1;
-    uint64_t v = __builtin_bswap64(w & 0x7f7f7f7f7f7f7f7full) >> (64 - 8 * n);
-    v = ((v & 0x7f007f007f007f00ull) >> 1) | (v & 0x007f007f007f007full);
-    v = ((v & 0x3fff00003fff0000ull) >> 2) | (v & 0x00003fff00003fffull);
-    v = ((v & 0x0fffffff00000000ull) >> 4) | (v & 0x000000000fffffffull);
-    x = v;
-    return n;
-}
-
-// Unsigned stop-bit integer. Big: the value is far beyond 64 bits.
-inline Rd read_uraw(Cursor& c, u128& v) {
-    const uint8_t* p = c.p;
-    uint64_t x = 0;
-    for (int i = 0; i < 9; ++i) {
-        if (p == c.end) return Rd::More;
-        const uint8_t b = *p++;
-        x = (x << 7) | (b & 0x7f);
-        if (b & 0x80) {
-            c.p = p;
-            v = x;
-            return Rd::Ok;
-        }
-    }
-    u128 w = x;
-    for (;;) {
-        if (p == c.end) return Rd::More;
-        if (w >> 70) return Rd::Big;
-        const uint8_t b = *p++;
-        w = (w << 7) | (b & 0x7f);
-        if (b & 0x80) break;
-    }
-    c.p = p;
-    v = w;
-    return Rd::Ok;
-}
-
-// Signed stop-bit integer: two's complement, sign in bit 6 of the first byte.
-inline Rd read_sraw(Cursor& c, i128& v) {
-    const uint8_t* p = c.p;
-    uint64_t x = 0;
-    for (int i = 1; i <= 9; ++i) {
-        if (p == c.end) return Rd::More;
-        const uint8_t b = *p++;
-        x = (x << 7) | (b & 0x7f);
-        if (b & 0x80) {
-            const int sh = 64 - 7 * i;
-            c.p = p;
-            v = static_cast<int64_t>(x << sh) >> sh;
-            return Rd::Ok;
-        }
-    }
-    i128 w = static_cast<int64_t>(x << 1) >> 1;
-    for (;;) {
-        if (p == c.end) return Rd::More;
-        if (w > (static_cast<i128>(1) << 70) || w < -(static_cast<i128>(1) << 70)) return Rd::Big;
-        const uint8_t b = *p++;
-        w = w * 128 + (b & 0x7f);
-        if (b & 0x80) break;
-    }
-    c.p = p;
-    v = w;
-    return Rd::Ok;
-}
 
 inline int64_t bits_of(i128 v) { return static_cast<int64_t>(static_cast<uint64_t>(v)); }
 
@@ -148,15 +46,6 @@ inline bool add_delta(int64_t base, int64_t delta, int64_t& out) {
         if constexpr (N == Num::U32) return out >= 0 && out <= UINT32_MAX;
         else if constexpr (N == Num::I32) return out >= INT32_MIN && out <= INT32_MAX;
         else return true;
-    }
-}
-
-const char* num_name(Num n) {
-    switch (n) {
-        case Num::U32: return "uInt32";
-        case Num::I32: return "int32";
-        case Num::U64: return "uInt64";
-        default: return "int64";
     }
 }
 
@@ -198,6 +87,30 @@ class DecoderState {
         error_.field = in && in->name ? *in->name : std::string();
         error_.what = std::move(what);
         return St::Err;
+    }
+    // Cold helpers, so the hot functions build no strings.
+    [[gnu::cold, gnu::noinline]] St fail_c(const char* code, const Instr& in, const uint8_t* at,
+                                           const char* what) {
+        return fail(code, &in, at, what);
+    }
+    [[gnu::cold, gnu::noinline]] St fail_n(const char* code, const Instr& in, const uint8_t* at,
+                                           const char* what, int64_t n, const char* tail = "") {
+        return fail(code, &in, at, what + std::to_string(n) + tail);
+    }
+    [[gnu::cold, gnu::noinline]] St fail_d5(const Instr& in, const uint8_t* at) {
+        return fail("D5", &in, at, "mandatory field absent, previous value undefined, no initial value");
+    }
+    [[gnu::cold, gnu::noinline]] St fail_d6(const Instr& in, const uint8_t* at) {
+        return fail("D6", &in, at, "mandatory field absent, previous value empty");
+    }
+    [[gnu::cold, gnu::noinline]] St fail_d6_delta(const Instr& in, const uint8_t* at) {
+        return fail("D6", &in, at, "delta base (previous value) is empty");
+    }
+    [[gnu::cold, gnu::noinline]] St fail_r1(const Instr& in, const uint8_t* at, int64_t e) {
+        return fail_n("R1", in, at, "decimal exponent ", e, " outside -63..63");
+    }
+    [[gnu::cold, gnu::noinline]] St fail_r4(const Instr& in, const uint8_t* at, const char* what, Num n) {
+        return fail("R4", &in, at, std::string(what) + num_name(n));
     }
     [[gnu::cold, gnu::noinline]] St fail_d4(const Instr& in, const uint8_t* at) {
         return fail("D4", &in, at,
@@ -254,7 +167,7 @@ class DecoderState {
     St str_delta(const Instr& in, Cursor& c, Cell& out);
     St str_tail(const Instr& in, Cursor& c, Cell& out);
     void put_arena(const char* p, size_t n, Cell& out);
-    void put_arena(const std::string& s, Cell& out) { put_arena(s.data(), s.size(), out); }
+    void put_arena(std::string_view s, Cell& out) { put_arena(s.data(), s.size(), out); }
 
     // ---- composites --------------------------------------------------------
     uint32_t alloc(uint64_t n);
@@ -335,7 +248,7 @@ St DecoderState::message(Cursor& c) {
     if (s != St::Ok) return s;
     const Template* t = nullptr;
     if ((s = template_id(c, pm, t)) != St::Ok) return s;
-    if (t->reset()) dict_.reset();
+    if (t->resets()) dict_.reset();
     const Plan& p = t->plan();
     alloc(p.cells);
     if ((s = run(p.instrs.data(), p.body_begin, p.body_end, c, pm, 0)) != St::Ok) return s;
@@ -373,6 +286,7 @@ St DecoderState::message(Cursor& c) {
 St DecoderState::run(const Instr* ins, uint32_t b, uint32_t e, Cursor& c, Pmap& pm,
                      uint32_t base) {
     Cell* cells = store_.cells.data() + base;
+    dict_.reserve(e - b);
     for (uint32_t k = b; k < e; ++k) {
         const Instr& in = ins[k];
         St s = St::Ok;
@@ -385,14 +299,22 @@ St DecoderState::run(const Instr* ins, uint32_t b, uint32_t e, Cursor& c, Pmap& 
             FAST_OPS(FAST_STR, Ascii)
             FAST_OPS(FAST_STR, Unicode)
             FAST_OPS(FAST_STR, Bytes)
-            case kCodeGroup: s = exec_group(ins, in, c, pm, base + in.cell); break;
-            case kCodeSeq: s = exec_seq(ins, in, c, pm, base + in.cell); break;
-            case kCodeDynRef: s = exec_dynref(in, c, base + in.cell); break;
+            case kCodeGroup:
+                s = exec_group(ins, in, c, pm, base + in.cell);
+                cells = store_.cells.data() + base;
+                break;
+            case kCodeSeq:
+                s = exec_seq(ins, in, c, pm, base + in.cell);
+                cells = store_.cells.data() + base;
+                break;
+            case kCodeDynRef:
+                s = exec_dynref(in, c, base + in.cell);
+                cells = store_.cells.data() + base;
+                break;
             default: break;
         }
         if (s != St::Ok) [[unlikely]]
             return s;
-        if (in.code >= kCodeGroup) cells = store_.cells.data() + base;
     }
     return St::Ok;
 }
@@ -413,10 +335,20 @@ template <Num N>
     const uint8_t* p = c.p;
     uint64_t x = 0;
     int n = 0;
-    if (c.end - p >= 8) [[likely]] {
+    if (p != c.end && (*p & 0x80)) {  // one byte: the most common case
+        x = *p & 0x7f;
+        n = 1;
+    } else if (c.end - p >= 2 && (p[1] & 0x80)) {  // two bytes: small deltas and sizes
+        x = static_cast<uint64_t>(p[0]) << 7 | (p[1] & 0x7f);
+        n = 2;
+    } else if (c.end - p >= 8) [[likely]] {
         n = varint8(p, x);
-        if (n == 0) [[unlikely]]
-            return read_int_slow<N>(in, c, nullable, out);
+        if (n == 0) [[unlikely]] {
+            // 9 bytes (57..63 bits) still fit 64-bit arithmetic.
+            if (c.end - p < 9 || !(p[8] & 0x80)) return read_int_slow<N>(in, c, nullable, out);
+            x = (groups8(p) << 7) | (p[8] & 0x7f);
+            n = 9;
+        }
     } else {
         for (;;) {
             if (p + n == c.end) return St::More;
@@ -532,7 +464,7 @@ St DecoderState::int_from_prev(const Instr& in, const uint8_t* at, bool incremen
         int64_t v = h.i;
         if (increment) {
             if (v == max_bits<N>()) [[unlikely]]
-                return fail("R4", &in, at, std::string("increment overflows ") + num_name(N));
+                return fail_r4(in, at, "increment overflows ", N);
             v = static_cast<int64_t>(static_cast<uint64_t>(v) + 1);
             dict_.set_int(in.slot, in.slot_type, v);
         }
@@ -548,12 +480,12 @@ St DecoderState::int_from_prev(const Instr& in, const uint8_t* at, bool incremen
             return St::Ok;
         }
         if (!in.optional)
-            return fail("D5", &in, at, "mandatory field absent, previous value undefined, no initial value");
+            return fail_d5(in, at);
         out.present = 0;
         dict_.set_empty(in.slot);
         return St::Ok;
     }
-    if (!in.optional) return fail("D6", &in, at, "mandatory field absent, previous value empty");
+    if (!in.optional) return fail_d6(in, at);
     out.present = 0;
     return St::Ok;
 }
@@ -576,11 +508,11 @@ St DecoderState::int_delta(const Instr& in, Cursor& c, Cell& out) {
     } else if (st == kUndefined) {
         base = in.has_init ? in.init_i : 0;
     } else {
-        return fail("D6", &in, at, "delta base (previous value) is empty");
+        return fail_d6_delta(in, at);
     }
     int64_t v;
     if (!add_delta<N>(base, d.v, v)) [[unlikely]]
-        return fail("R4", &in, at, std::string("delta result overflows ") + num_name(N));
+        return fail_r4(in, at, "delta result overflows ", N);
     out.present = 1;
     out.v = v;
     dict_.set_int(in.slot, in.slot_type, v);
@@ -599,7 +531,7 @@ St DecoderState::read_dec(const Instr& in, Cursor& c, bool nullable, Cell& out) 
     }
     if ((s = read_int<Num::I64>(in, c, false, m)) != St::Ok) return s;
     if (e.v < -63 || e.v > 63)
-        return fail("R1", &in, at, "decimal exponent " + std::to_string(e.v) + " outside -63..63");
+        return fail_r1(in, at, e.v);
     out.present = 1;
     out.exp = static_cast<int32_t>(e.v);
     out.v = m.v;
@@ -656,12 +588,12 @@ St DecoderState::dec_from_prev(const Instr& in, const uint8_t* at, Cell& out) {
             return St::Ok;
         }
         if (!in.optional)
-            return fail("D5", &in, at, "mandatory field absent, previous value undefined, no initial value");
+            return fail_d5(in, at);
         out.present = 0;
         dict_.set_empty(in.slot);
         return St::Ok;
     }
-    if (!in.optional) return fail("D6", &in, at, "mandatory field absent, previous value empty");
+    if (!in.optional) return fail_d6(in, at);
     out.present = 0;
     return St::Ok;
 }
@@ -686,14 +618,14 @@ St DecoderState::dec_delta(const Instr& in, Cursor& c, Cell& out) {
         be = in.has_init ? in.init_exp : 0;
         bm = in.has_init ? in.init_i : 0;
     } else {
-        return fail("D6", &in, at, "delta base (previous value) is empty");
+        return fail_d6_delta(in, at);
     }
     const int64_t e = be + de.v;
     int64_t m;
     if (e < -63 || e > 63) [[unlikely]]
-        return fail("R1", &in, at, "decimal exponent " + std::to_string(e) + " outside -63..63");
+        return fail_r1(in, at, e);
     if (__builtin_add_overflow(bm, dm.v, &m)) [[unlikely]]
-        return fail("R4", &in, at, "mantissa delta overflows int64");
+        return fail_c("R4", in, at, "mantissa delta overflows int64");
     out.present = 1;
     out.exp = static_cast<int32_t>(e);
     out.v = m;
@@ -711,7 +643,7 @@ St DecoderState::exp_op(const Instr& in, Cursor& c, Pmap& pm, Cell& out) {
         return s;
     }
     if (e.v < -63 || e.v > 63) [[unlikely]]
-        return fail("R1", &in, at, "decimal exponent " + std::to_string(e.v) + " outside -63..63");
+        return fail_r1(in, at, e.v);
     out.present = 1;
     out.exp = static_cast<int32_t>(e.v);
     return St::Ok;
@@ -732,7 +664,7 @@ St DecoderState::mant_op(const Instr& in, Cursor& c, Pmap& pm, Cell& out) {
     const size_t at = store_.arena_used;
     if (at + n > store_.arena.size()) [[unlikely]]
         store_.arena.resize(2 * (at + n));
-    if (n) std::memcpy(store_.arena.data() + at, p, n);
+    copy_small(store_.arena.data() + at, p, n);
     store_.arena_used = at + n;
     out.present = 1;
     out.v = static_cast<int64_t>(at);
@@ -749,10 +681,16 @@ St DecoderState::read_ascii(const Instr& in, Cursor& c, bool nullable, Cell& out
     const uint8_t* p = start;
     const size_t limit = opt_.max_string_length + 3;
     for (;;) {
-        if (p == c.end) return St::More;
-        if (*p++ & 0x80) break;
+        if (c.end - p >= 8) [[likely]] {
+            const int k = stop8(p);
+            p += k ? k : 8;
+            if (k) break;
+        } else {
+            if (p == c.end) return St::More;
+            if (*p++ & 0x80) break;
+        }
         if (static_cast<size_t>(p - start) > limit)
-            return fail("limit", &in, start, "string longer than max_string_length");
+            return fail_c("limit", in, start, "string longer than max_string_length");
     }
     const auto n = static_cast<size_t>(p - start);
     c.p = p;
@@ -781,7 +719,7 @@ St DecoderState::ascii_zero(const Instr& in, const uint8_t* start, size_t n, boo
         put_arena(&nul, 1, out);
         return St::Ok;
     }
-    return fail("R9", &in, start, "overlong string (leading zero byte)");
+    return fail_c("R9", in, start, "overlong string (leading zero byte)");
 }
 
 St DecoderState::read_blob(const Instr& in, Cursor& c, bool nullable, Cell& out) {
@@ -794,7 +732,7 @@ St DecoderState::read_blob(const Instr& in, Cursor& c, bool nullable, Cell& out)
     }
     const auto n = static_cast<uint64_t>(len.v);
     if (n > opt_.max_string_length)
-        return fail("limit", &in, at, "length " + std::to_string(n) + " above max_string_length");
+        return fail_n("limit", in, at, "length ", static_cast<int64_t>(n), " above max_string_length");
     if (static_cast<uint64_t>(c.end - c.p) < n) return St::More;
     put_arena(reinterpret_cast<const char*>(c.p), n, out);
     c.p += n;
@@ -848,12 +786,12 @@ St DecoderState::str_from_prev(const Instr& in, const uint8_t* at, Cell& out) {
             return St::Ok;
         }
         if (!in.optional)
-            return fail("D5", &in, at, "mandatory field absent, previous value undefined, no initial value");
+            return fail_d5(in, at);
         out.present = 0;
         dict_.set_empty(in.slot);
         return St::Ok;
     }
-    if (!in.optional) return fail("D6", &in, at, "mandatory field absent, previous value empty");
+    if (!in.optional) return fail_d6(in, at);
     out.present = 0;
     return St::Ok;
 }
@@ -868,7 +806,7 @@ St DecoderState::str_delta(const Instr& in, Cursor& c, Cell& out) {
     }
     if ((s = read_str(in, c, false, d)) != St::Ok) return s;
     const uint8_t st = dict_.state(in.slot);
-    if (st == kEmpty) return fail("D6", &in, at, "delta base (previous value) is empty");
+    if (st == kEmpty) return fail_d6_delta(in, at);
     if (st == kAssigned && dict_.header(in.slot).type != in.slot_type) return fail_d4(in, at);
     const size_t base_len = st == kAssigned ? dict_.str(in.slot).size() : in.init_s.size();
     const bool front = sub.v < 0;
@@ -877,8 +815,8 @@ St DecoderState::str_delta(const Instr& in, Cursor& c, Cell& out) {
         return fail("D7", &in, at, "subtraction length " + std::to_string(cut) +
                                        " larger than the base value (" + std::to_string(base_len) + ")");
     if (base_len - cut + d.n > opt_.max_string_length)
-        return fail("limit", &in, at, "delta result longer than max_string_length");
-    std::string& buf = dict_.write_str(in.slot, in.slot_type, st == kAssigned);
+        return fail_c("limit", in, at, "delta result longer than max_string_length");
+    DictStr& buf = dict_.write_str(in.slot, in.slot_type, st == kAssigned);
     if (st != kAssigned) buf.assign(in.init_s);
     const char* delta = store_.arena.data() + d.v;
     if (front) buf.replace(0, cut, delta, d.n);
@@ -900,7 +838,7 @@ St DecoderState::str_tail(const Instr& in, Cursor& c, Cell& out) {
     }
     const uint8_t st = dict_.state(in.slot);
     if (st == kAssigned && dict_.header(in.slot).type != in.slot_type) return fail_d4(in, at);
-    std::string& buf = dict_.write_str(in.slot, in.slot_type, st == kAssigned);
+    DictStr& buf = dict_.write_str(in.slot, in.slot_type, st == kAssigned);
     if (st != kAssigned) buf.assign(in.init_s);
     const char* tail = store_.arena.data() + t.v;
     const size_t cut = std::min<size_t>(t.n, buf.size());
@@ -999,7 +937,7 @@ std::string DecoderState::dump() const {
         const SlotHeader& h = dict_.header(slot);
         if (st == kEmpty) out += "<empty>";
         else if (h.type == kSlotDec) out += Decimal{static_cast<int32_t>(h.i), h.m}.to_string();
-        else if (h.type >= kSlotAscii) out += "\"" + dict_.str(slot) + "\"";
+        else if (h.type >= kSlotAscii) out += "\"" + std::string(std::string_view(dict_.str(slot))) + "\"";
         else if (h.type == kSlotU32 || h.type == kSlotU64) out += std::to_string(static_cast<uint64_t>(h.i));
         else out += std::to_string(h.i);
         out += std::string(" (") + slot_type_name(h.type) + ")\n";
@@ -1032,152 +970,5 @@ void Decoder::set_stream_offset(uint64_t offset_of_in0) { s_->offset_ = offset_o
 uint64_t Decoder::stream_offset() const { return s_->offset_; }
 uint64_t Decoder::messages() const { return s_->messages_; }
 std::string Decoder::dump_dictionary() const { return s_->dump(); }
-
-// ---- views ---------------------------------------------------------------------
-
-const detail::Cell* SegmentView::cell(int i) const {
-    if (!store_ || i < 0 || static_cast<size_t>(i) >= fields_->size()) return nullptr;
-    return &store_->cells[base_ + static_cast<uint32_t>(i)];
-}
-
-bool SegmentView::present(int i) const {
-    const detail::Cell* c = cell(i);
-    return c && c->present;
-}
-
-std::optional<uint64_t> SegmentView::uint_at(int i) const {
-    const detail::Cell* c = cell(i);
-    if (!c || !c->present) return std::nullopt;
-    const FieldType t = (*fields_)[static_cast<size_t>(i)].type;
-    if (t != FieldType::UInt32 && t != FieldType::UInt64) return std::nullopt;
-    return static_cast<uint64_t>(c->v);
-}
-
-std::optional<int64_t> SegmentView::int_at(int i) const {
-    const detail::Cell* c = cell(i);
-    if (!c || !c->present) return std::nullopt;
-    const FieldType t = (*fields_)[static_cast<size_t>(i)].type;
-    if (t == FieldType::Int32 || t == FieldType::Int64 || t == FieldType::UInt32) return c->v;
-    if (t == FieldType::UInt64 && c->v >= 0) return c->v;
-    return std::nullopt;
-}
-
-std::optional<Decimal> SegmentView::decimal_at(int i) const {
-    const detail::Cell* c = cell(i);
-    if (!c || !c->present || (*fields_)[static_cast<size_t>(i)].type != FieldType::Decimal)
-        return std::nullopt;
-    return Decimal{c->exp, c->v};
-}
-
-std::optional<std::string_view> SegmentView::string_at(int i) const {
-    const detail::Cell* c = cell(i);
-    if (!c || !c->present) return std::nullopt;
-    const FieldType t = (*fields_)[static_cast<size_t>(i)].type;
-    if (t != FieldType::Ascii && t != FieldType::Unicode) return std::nullopt;
-    return std::string_view(store_->arena.data() + c->v, c->n);
-}
-
-std::optional<std::span<const uint8_t>> SegmentView::bytes_at(int i) const {
-    const detail::Cell* c = cell(i);
-    if (!c || !c->present || (*fields_)[static_cast<size_t>(i)].type != FieldType::Bytes)
-        return std::nullopt;
-    const auto* p = reinterpret_cast<const uint8_t*>(store_->arena.data()) + c->v;
-    return std::span<const uint8_t>(p, c->n);
-}
-
-size_t SegmentView::sequence_size(int i) const {
-    const detail::Cell* c = cell(i);
-    if (!c || !c->present || (*fields_)[static_cast<size_t>(i)].type != FieldType::Sequence)
-        return 0;
-    return c->n;
-}
-
-std::optional<SegmentView> SegmentView::element(int i, size_t k) const {
-    if (k >= sequence_size(i)) return std::nullopt;
-    const FieldInfo& f = (*fields_)[static_cast<size_t>(i)];
-    SegmentView v;
-    v.store_ = store_;
-    v.fields_ = &f.children;
-    v.base_ = static_cast<uint32_t>(cell(i)->v + static_cast<int64_t>(k * f.children.size()));
-    return v;
-}
-
-std::optional<SegmentView> SegmentView::group(int i) const {
-    const detail::Cell* c = cell(i);
-    if (!c || !c->present || (*fields_)[static_cast<size_t>(i)].type != FieldType::Group)
-        return std::nullopt;
-    SegmentView v;
-    v.store_ = store_;
-    v.fields_ = &(*fields_)[static_cast<size_t>(i)].children;
-    v.base_ = static_cast<uint32_t>(c->v);
-    return v;
-}
-
-std::optional<MessageView> SegmentView::dynamic(int i) const {
-    const detail::Cell* c = cell(i);
-    if (!c || !c->present || (*fields_)[static_cast<size_t>(i)].type != FieldType::TemplateRef)
-        return std::nullopt;
-    const Template* t = store_->set->find(c->n);
-    if (!t) return std::nullopt;
-    MessageView v;
-    v.store_ = store_;
-    v.fields_ = &t->fields();
-    v.base_ = static_cast<uint32_t>(c->v);
-    v.tmpl_ = t;
-    return v;
-}
-
-// ---- to_record -------------------------------------------------------------------
-
-namespace {
-
-Record segment_record(const SegmentView& s);
-
-Value field_value(const SegmentView& s, int i) {
-    if (!s.present(i)) return {};
-    const FieldInfo& f = s.fields()[static_cast<size_t>(i)];
-    switch (f.type) {
-        case FieldType::UInt32:
-        case FieldType::UInt64: return *s.uint_at(i);
-        case FieldType::Int32:
-        case FieldType::Int64: return *s.int_at(i);
-        case FieldType::Decimal: return *s.decimal_at(i);
-        case FieldType::Ascii:
-        case FieldType::Unicode: return std::string(*s.string_at(i));
-        case FieldType::Bytes: {
-            const auto b = *s.bytes_at(i);
-            return Bytes{std::vector<uint8_t>(b.begin(), b.end())};
-        }
-        case FieldType::Sequence: {
-            Sequence q;
-            for (size_t k = 0; k < s.sequence_size(i); ++k)
-                q.elements.push_back(segment_record(*s.element(i, k)));
-            return q;
-        }
-        case FieldType::Group: return Group(segment_record(*s.group(i)));
-        case FieldType::TemplateRef: {
-            const MessageView m = *s.dynamic(i);
-            Record r = segment_record(m);
-            r.template_id = m.template_id();
-            return Group(std::move(r));
-        }
-    }
-    return {};
-}
-
-Record segment_record(const SegmentView& s) {
-    Record r;
-    r.fields.reserve(s.size());
-    for (size_t i = 0; i < s.size(); ++i) r.fields.push_back(field_value(s, static_cast<int>(i)));
-    return r;
-}
-
-}  // namespace
-
-Record to_record(const MessageView& m) {
-    Record r = segment_record(m);
-    r.template_id = m.template_id();
-    return r;
-}
 
 }  // namespace etcpipe::fast

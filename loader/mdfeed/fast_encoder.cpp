@@ -7,6 +7,7 @@
 #include <deque>
 
 #include "mdfeed/fast_internal.hpp"
+#include "mdfeed/fast_wire.hpp"
 
 namespace etcpipe::fast {
 namespace detail {
@@ -55,15 +56,6 @@ size_t common_suffix(std::string_view a, std::string_view b) {
     return n;
 }
 
-const char* num_name(Num n) {
-    switch (n) {
-        case Num::U32: return "uInt32";
-        case Num::I32: return "int32";
-        case Num::U64: return "uInt64";
-        default: return "int64";
-    }
-}
-
 }  // namespace
 
 class EncoderState {
@@ -81,11 +73,6 @@ class EncoderState {
     struct Seg {
         std::vector<uint8_t> bits;
         std::vector<uint8_t> body;
-    };
-    // What the decoder infers with the presence bit clear.
-    struct Implied {
-        bool valid = false;  // false: the decoder would fail, so the value must be sent
-        bool present = false;
     };
 
     bool fail(const Instr* in, std::string what) {
@@ -120,7 +107,7 @@ class EncoderState {
 
     bool get_str(const Instr& in, const Value& v, bool& present, std::string_view& sv);
     bool enc_str(const Instr& in, bool present, std::string_view v, Seg& s);
-    Implied str_implied(const Instr& in, bool present, std::string_view v);
+    bool str_implied(const Instr& in, bool present, std::string_view v);
     void str_implied_update(const Instr& in);
     bool str_copy(const Instr& in, bool present, std::string_view v, Seg& s);
     bool str_delta(const Instr& in, bool present, std::string_view v, Seg& s);
@@ -180,7 +167,7 @@ bool EncoderState::message(const Record& r, std::vector<uint8_t>& out) {
     if (r.fields.size() != p.cells)
         return fail(nullptr, std::to_string(r.fields.size()) + " fields, template \"" + t->name() +
                                  "\" has " + std::to_string(p.cells));
-    if (t->reset()) dict_.reset();
+    if (t->resets()) dict_.reset();
     if (!run(p.instrs.data(), p.body_begin, p.body_end, r.fields, 0)) return false;
     write_pmap(s.bits, out);
     out.insert(out.end(), s.body.begin(), s.body.end());
@@ -189,6 +176,7 @@ bool EncoderState::message(const Record& r, std::vector<uint8_t>& out) {
 
 bool EncoderState::run(const Instr* ins, uint32_t b, uint32_t e, const std::vector<Value>& f,
                        size_t depth) {
+    dict_.reserve(e - b);  // one journal entry per instruction at most
     for (uint32_t k = b; k < e; ++k)
         if (!step(ins, ins[k], f, depth)) return false;
     return true;
@@ -492,18 +480,14 @@ bool EncoderState::enc_str(const Instr& in, bool present, std::string_view v, Se
     return fail(&in, "operator not applicable");
 }
 
-// Copy and tail with the bit clear: previous value, else initial value, else absent.
-EncoderState::Implied EncoderState::str_implied(const Instr& in, bool present, std::string_view v) {
+// Copy and tail with the bit clear give the previous value, else the initial
+// value, else absent: true when that is `v` (so the bit can stay clear).
+bool EncoderState::str_implied(const Instr& in, bool present, std::string_view v) {
     const uint8_t st = dict_.state(in.slot);
-    if (st == kAssigned) {
-        if (dict_.header(in.slot).type != in.slot_type) return {};
-        return {present && v == dict_.str(in.slot), true};
-    }
-    if (st == kUndefined) {
-        if (in.has_init) return {present && v == in.init_s, true};
-        return {!present && in.optional, false};
-    }
-    return {!present && in.optional, false};
+    if (st == kAssigned)
+        return dict_.header(in.slot).type == in.slot_type && present && v == dict_.str(in.slot);
+    if (st == kUndefined && in.has_init) return present && v == in.init_s;
+    return !present && in.optional;
 }
 
 void EncoderState::str_implied_update(const Instr& in) {
@@ -513,7 +497,7 @@ void EncoderState::str_implied_update(const Instr& in) {
 }
 
 bool EncoderState::str_copy(const Instr& in, bool present, std::string_view v, Seg& s) {
-    if (str_implied(in, present, v).valid) {
+    if (str_implied(in, present, v)) {
         s.bits.push_back(0);
         str_implied_update(in);
         return true;
@@ -550,7 +534,7 @@ bool EncoderState::str_delta(const Instr& in, bool present, std::string_view v, 
 }
 
 bool EncoderState::str_tail(const Instr& in, bool present, std::string_view v, Seg& s) {
-    if (str_implied(in, present, v).valid) {
+    if (str_implied(in, present, v)) {
         s.bits.push_back(0);
         str_implied_update(in);
         return true;

@@ -1,10 +1,13 @@
 // Internals shared by the FAST template compiler, decoder and encoder: the
-// instruction plan, the decoded-message store, the dictionaries with their
-// undo journal, and the stop-bit writers. Not part of the public API.
+// instruction plan, the decoded-message store and the dictionaries with their
+// undo journal (the wire primitives are in fast_wire.hpp). Not public API.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -79,6 +82,12 @@ struct Plan {
     uint32_t depth = 1;                     // nesting of segments with own buffers
 };
 
+// Compiles a template's fields into `plan`; dictionary entries are looked up
+// in (and added to) `slots` by "<scope>\x1f<key>", named in `slot_names`.
+void compile_plan(const std::vector<FieldInfo>& fields,
+                  std::unordered_map<std::string, int32_t>& slots,
+                  std::vector<std::string>& slot_names, Plan& plan);
+
 struct SetImpl {
     std::string source;
     std::vector<std::unique_ptr<Template>> owned;
@@ -114,24 +123,71 @@ struct Store {
 
 inline constexpr uint8_t kUndefined = 0, kEmpty = 1, kAssigned = 2;
 
+// What the journal saves and restores (32 bytes).
 struct SlotHeader {
-    uint64_t gen = 0;    // valid while == Dictionary::gen_ (reset bumps gen_)
-    uint64_t epoch = 0;  // attempt that last journaled this entry
     int64_t i = 0;       // integer, decimal exponent
     int64_t m = 0;       // decimal mantissa
+    uint64_t gen = 0;    // valid while == Dictionary::gen_ (reset bumps gen_)
     uint8_t state = kUndefined;
     uint8_t type = 0;
     uint8_t buf = 0;     // which of s[] holds the string value
+    uint32_t slot = 0;   // journal entries: which entry
+};
+
+// memcpy for the short strings of market data without a library call.
+[[gnu::always_inline]] inline void copy_small(char* d, const char* s, size_t n) {
+    if (n >= 8) {
+        std::memcpy(d, s, n);
+    } else if (n >= 4) {
+        std::memcpy(d, s, 4);
+        std::memcpy(d + n - 4, s + n - 4, 4);
+    } else if (n > 0) {
+        d[0] = s[0];
+        d[n / 2] = s[n / 2];
+        d[n - 1] = s[n - 1];
+    }
+}
+
+// A dictionary string value: grow-only storage, inline copies.
+class DictStr {
+  public:
+    [[nodiscard]] const char* data() const { return buf_.data(); }
+    [[nodiscard]] size_t size() const { return n_; }
+    operator std::string_view() const { return {buf_.data(), n_}; }  // NOLINT: implicit by design
+    void assign(const char* p, size_t n) {
+        if (n > buf_.size()) [[unlikely]]
+            grow(n);
+        copy_small(buf_.data(), p, n);
+        n_ = n;
+    }
+    void assign(std::string_view v) { assign(v.data(), v.size()); }
+    // Replaces [pos, pos+len) with p[0..n); p must not point into this string.
+    void replace(size_t pos, size_t len, const char* p, size_t n) {
+        const size_t total = n_ - len + n;
+        if (total > buf_.size()) [[unlikely]]
+            grow(total);
+        if (len != n) std::memmove(buf_.data() + pos + n, buf_.data() + pos + len, n_ - pos - len);
+        copy_small(buf_.data() + pos, p, n);
+        n_ = total;
+    }
+
+  private:
+    [[gnu::noinline]] void grow(size_t n) { buf_.resize(std::max(n, 2 * buf_.size()) + 8); }
+    std::vector<char> buf_;
+    size_t n_ = 0;
 };
 
 struct Slot {
     SlotHeader h;
-    std::string s[2];
+    uint64_t epoch = 0;  // attempt whose first string write switched buffers
+    DictStr s[2];
 };
 
-// Entries with an undo journal: the first write of an attempt saves the
-// header and switches strings to the other buffer, so rollback() restores
-// exactly the state before begin(); commit is free.
+// Entries with an undo journal: every write saves the entry's header first
+// (rollback() restores them newest first), and the first string write of an
+// attempt switches to the entry's other buffer, so the old string survives.
+// rollback() thus restores exactly the state at begin(); commit is free.
+// reset() is O(1): entries of an older generation read as undefined.
 class Dictionary {
   public:
     void init(size_t n) {
@@ -145,11 +201,16 @@ class Dictionary {
         saved_gen_ = gen_;
     }
     void rollback() {
-        for (size_t k = jn_; k-- > 0;) slots_[journal_[k].slot].h = journal_[k].h;
+        for (size_t k = jn_; k-- > 0;) slots_[journal_[k].slot].h = journal_[k];
         jn_ = 0;
         gen_ = saved_gen_;
     }
     void reset() { ++gen_; }
+    // Room for k more journal entries (call before running k instructions).
+    void reserve(size_t k) {
+        if (jcap_ - jn_ < k) [[unlikely]]
+            grow(k);
+    }
 
     [[nodiscard]] uint8_t state(int32_t k) const {
         const SlotHeader& h = slots_[static_cast<size_t>(k)].h;
@@ -158,7 +219,7 @@ class Dictionary {
     [[nodiscard]] const SlotHeader& header(int32_t k) const {
         return slots_[static_cast<size_t>(k)].h;
     }
-    [[nodiscard]] const std::string& str(int32_t k) const {
+    [[nodiscard]] const DictStr& str(int32_t k) const {
         const Slot& s = slots_[static_cast<size_t>(k)];
         return s.s[s.h.buf];
     }
@@ -182,7 +243,7 @@ class Dictionary {
     }
     // The string buffer to write the new value into; `keep`: it starts as the
     // current value (for in-place delta/tail), else its content is unspecified.
-    std::string& write_str(int32_t k, uint8_t type, bool keep) {
+    DictStr& write_str(int32_t k, uint8_t type, bool keep) {
         Slot& s = touch(k, keep);
         mark(s.h, kAssigned, type);
         return s.s[s.h.buf];
@@ -195,25 +256,25 @@ class Dictionary {
         push(k, h);
         return h;
     }
+    // Unchecked: run() reserves one entry per instruction of a segment
+    // before running it, and no instruction writes more than one entry.
     void push(int32_t k, const SlotHeader& h) {
-        if (jn_ == jcap_) [[unlikely]]
-            grow();
-        Saved& e = journal_.data()[jn_++];
+        SlotHeader& e = journal_.data()[jn_++];
+        e = h;
         e.slot = static_cast<uint32_t>(k);
-        e.h = h;
     }
-    [[gnu::noinline]] void grow() {
-        journal_.resize(2 * jn_ + 16);
+    [[gnu::noinline]] void grow(size_t k) {
+        journal_.resize(2 * (jn_ + k) + 16);
         jcap_ = journal_.size();
     }
     Slot& touch(int32_t k, bool keep) {
         Slot& s = slots_[static_cast<size_t>(k)];
-        if (s.h.epoch != epoch_) {
+        if (s.epoch != epoch_) {
             push(k, s.h);
-            s.h.epoch = epoch_;
+            s.epoch = epoch_;
             const uint8_t old = s.h.buf;
             s.h.buf ^= 1;
-            if (keep) s.s[s.h.buf].assign(s.s[old]);
+            if (keep) s.s[s.h.buf].assign(s.s[old].data(), s.s[old].size());
         }
         return s;
     }
@@ -223,12 +284,8 @@ class Dictionary {
         h.type = type;
     }
 
-    struct Saved {
-        uint32_t slot;
-        SlotHeader h;
-    };
     std::vector<Slot> slots_;
-    std::vector<Saved> journal_;  // used up to jn_, kept sized
+    std::vector<SlotHeader> journal_;  // used up to jn_, kept sized
     size_t jn_ = 0;
     size_t jcap_ = 0;
     uint64_t gen_ = 1;
@@ -274,35 +331,5 @@ class Dictionary {
         default: return true;
     }
 }
-
-// ---- stop-bit writers ------------------------------------------------------
-
-inline void put_uint(std::vector<uint8_t>& o, u128 v) {
-    uint8_t tmp[20];
-    int n = 0;
-    do {
-        tmp[n++] = static_cast<uint8_t>(v & 0x7f);
-        v >>= 7;
-    } while (v != 0);
-    tmp[0] |= 0x80;
-    while (n > 0) o.push_back(tmp[--n]);
-}
-inline void put_int(std::vector<uint8_t>& o, i128 v) {
-    uint8_t tmp[20];
-    int n = 0;
-    for (;;) {
-        tmp[n++] = static_cast<uint8_t>(static_cast<u128>(v) & 0x7f);
-        const i128 rest = v >> 7;  // arithmetic
-        const bool sign = (tmp[n - 1] & 0x40) != 0;
-        if ((rest == 0 && !sign) || (rest == -1 && sign)) break;
-        v = rest;
-    }
-    tmp[0] |= 0x80;
-    while (n > 0) o.push_back(tmp[--n]);
-}
-// Nullable forms: NULL is 0, non-negative values are sent +1.
-inline void put_uint_null(std::vector<uint8_t>& o, u128 v) { put_uint(o, v + 1); }
-inline void put_int_null(std::vector<uint8_t>& o, i128 v) { put_int(o, v >= 0 ? v + 1 : v); }
-inline void put_null(std::vector<uint8_t>& o) { o.push_back(0x80); }
 
 }  // namespace etcpipe::fast::detail

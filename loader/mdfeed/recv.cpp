@@ -127,7 +127,7 @@ Result<RecvSummary> run_recv(const RecvOptions& o) {
     sum.records = feed.counters().records;
     sum.problems = json.problems();
     if (lat) print_latency(stderr, lat->samples());
-    if (!o.sink) print_counters(stderr, feed.counters(), feed.reassembly(), feed.udp_sequence());
+    if (!o.sink && !o.quiet) print_counters(stderr, feed.counters(), feed.reassembly(), feed.udp_sequence());
     return sum;
 }
 

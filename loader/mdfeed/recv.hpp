@@ -30,6 +30,7 @@ struct RecvOptions {
     int connect_timeout_ms = 10000;
     std::string ready_file;   // written once bound/connected
     bool latency = false;
+    bool quiet = false;       // no counters on stderr
     // For md bench and tests: records go to `sink` instead of the output, the
     // run also stops when *stop becomes true, on_ready runs once receiving.
     RecordSink* sink = nullptr;

@@ -58,15 +58,12 @@ void set_text(fast::Value& v, std::string_view s) {
     if (std::holds_alternative<std::string>(v)) v = std::string(s);
 }
 
+// Sleeps (never spins: the receivers measured beside it need the cores)
+// until CLOCK_MONOTONIC t.
 void sleep_until(uint64_t t) {
-    for (;;) {
-        const uint64_t now = monotonic_ns();
-        if (now >= t) return;
-        const uint64_t wait = t - now;
-        if (wait > 200'000) {
-            timespec ts{0, static_cast<long>(wait - 100'000)};
-            nanosleep(&ts, nullptr);
-        }
+    timespec ts{static_cast<time_t>(t / 1'000'000'000ull), static_cast<long>(t % 1'000'000'000ull)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
+        if (stop_flag().load(std::memory_order_relaxed)) return;
     }
 }
 
@@ -206,8 +203,8 @@ Result<SendSummary> run_send(const SendOptions& o) {
             sum.timed_out = true;
             break;
         }
-        // One stamp per message, taken just before it is encoded and sent.
-        const uint64_t stamp = monotonic_ns();
+        // The records are made first; the stamp is taken after, just before
+        // they are encoded and sent (encoding is part of the latency).
         enc.reset();  // every datagram / STEP message starts with fresh dictionaries
         fastbuf.clear();
         msg.clear();
@@ -215,14 +212,24 @@ Result<SendSummary> run_send(const SendOptions& o) {
             const uint32_t seq = static_cast<uint32_t>(i + 1);
             for (int b = 3; b >= 0; --b) msg.push_back(static_cast<uint8_t>(seq >> (8 * b)));
         }
-        size_t records = 0;
-        while (fastbuf.size() < fast_target || records == 0) {
-            fast::Record& r = gen->next();
+        // Records are added until the message reaches its size, measured by
+        // a trial encoding with a stamp of the same magnitude.
+        batch.clear();
+        fastbuf.clear();
+        while (fastbuf.size() < fast_target || batch.empty()) {
+            batch.push_back(gen->next());
+            gen->stamp(batch.back(), monotonic_ns());
+            if (auto e = enc.encode(batch.back(), fastbuf); !e) return e.error();
+        }
+        enc.reset();
+        fastbuf.clear();
+        const uint64_t stamp = monotonic_ns();
+        for (fast::Record& r : batch) {
             gen->stamp(r, stamp);
             if (auto e = enc.encode(r, fastbuf); !e) return e.error();
             if (o.on_record) o.on_record(r);
-            ++records;
         }
+        const size_t records = batch.size();
         if (o.transport == Transport::Udp) {
             msg.insert(msg.end(), fastbuf.begin(), fastbuf.end());
             // A connected UDP socket reports an earlier ICMP port-unreachable

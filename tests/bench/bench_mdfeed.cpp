@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "common/log.hpp"
 #include "mdfeed/bench.hpp"
 
 int main(int argc, char** argv) {
@@ -16,6 +17,7 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
+    etcpipe::log::install_library_bridges();
     auto r = etcpipe::md::run_bench(o, stdout);
     if (!r) {
         std::fprintf(stderr, "bench_mdfeed: %s\n", r.error().message().c_str());

@@ -6,13 +6,38 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <functional>
+#include <new>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "mdfeed/fast.hpp"
 #include "tests/common/expect_ok.hpp"
+
+// Counts heap allocations for FastAllocation.NoneOnceWarm. Weak, so that a
+// replacement elsewhere in the test binary wins without a link error (the
+// test then skips itself).
+namespace etcpipe::test {
+std::atomic<uint64_t> g_allocations{0};
+}  // namespace etcpipe::test
+
+[[gnu::weak]] void* operator new(std::size_t n) {
+    etcpipe::test::g_allocations.fetch_add(1, std::memory_order_relaxed);
+    if (void* p = std::malloc(n ? n : 1)) return p;
+    throw std::bad_alloc();
+}
+[[gnu::weak]] void* operator new[](std::size_t n) {
+    etcpipe::test::g_allocations.fetch_add(1, std::memory_order_relaxed);
+    if (void* p = std::malloc(n ? n : 1)) return p;
+    throw std::bad_alloc();
+}
+[[gnu::weak]] void operator delete(void* p) noexcept { std::free(p); }
+[[gnu::weak]] void operator delete[](void* p) noexcept { std::free(p); }
+[[gnu::weak]] void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+[[gnu::weak]] void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
 
 namespace etcpipe::test {
 namespace {
@@ -543,7 +568,7 @@ TEST(FastDictionary, ResetMakesEntriesUndefined) {
 TEST(FastDictionary, TemplateResetAttribute) {
     for (const char* spelling : {"Y", "yes", "TRUE", "1", "y"}) {
         const TemplateSet set = one("<uInt32 name='C'><copy/></uInt32>", std::string("reset='") + spelling + "'");
-        ASSERT_TRUE(set.find(1)->reset()) << spelling;
+        ASSERT_TRUE(set.find(1)->resets()) << spelling;
         Encoder e(set);
         Decoder d(set);
         const Record r = rec(1, {u(5)});
@@ -555,7 +580,7 @@ TEST(FastDictionary, TemplateResetAttribute) {
         EXPECT_EQ(decode_one(d, pmap({0, 0})).status, Decoder::Status::Error);
         EXPECT_EQ(d.error().code, "D5");
     }
-    EXPECT_FALSE(one("<uInt32 name='C'/>", "reset='N'").find(1)->reset());
+    EXPECT_FALSE(one("<uInt32 name='C'/>", "reset='N'").find(1)->resets());
 }
 
 // ---- richer template set: random round trips ------------------------------------
@@ -936,6 +961,23 @@ TEST(FastErrors, LimitsOnLengths) {
     EXPECT_EQ(decode_one(d, cat(kHead, {0x85, 1, 2})).status, Decoder::Status::NeedMore);
 }
 
+TEST(FastNeedMore, MinimumElementSizeIsALowerBound) {
+    // Each element is one byte: a dynamic reference with an implied template
+    // id and no fields of its own. 40 of them fit in 40 bytes.
+    const TemplateSet set = parse_set(
+        "<templates><template name='T' id='1'><sequence name='S'><templateRef/></sequence></template>"
+        "<template name='E' id='2'><uInt32 name='X' presence='optional'><constant value='1'/></uInt32></template></templates>");
+    std::vector<Record> els(40, el({Value(Group(rec(2, {absent})))}));
+    const Record r = rec(1, {seq(els)});
+    Encoder e(set);
+    const Buf wire = encode_one(e, r);
+    EXPECT_EQ(wire.size(), 2u + 1u + 2u + 39u);  // pmap, tid | length | pmap, tid 2 | 39 pmaps
+    Decoder d(set);
+    const Decoded got = decode_one(d, wire);
+    ASSERT_EQ(got.status, Decoder::Status::Ok) << d.error().message();
+    EXPECT_EQ(got.record, r);
+}
+
 TEST(FastErrors, GarbageNeverCrashes) {
     const TemplateSet sets[] = {sse(), parse_set(kRich)};
     std::mt19937_64 rng(11);
@@ -1197,6 +1239,45 @@ TEST(FastJson, NoAllocationOnceWarm) {
     append_json(d.message(), json);
     EXPECT_EQ(json.data(), data);  // appended in place
     EXPECT_NE(json.find("\"template\":3111,\"name\":\"Snapshot\""), std::string::npos);
+}
+
+// ---- allocation -----------------------------------------------------------------
+
+TEST(FastAllocation, NoneOnceWarm) {
+    const uint64_t probe = g_allocations.load();
+    ::operator delete(::operator new(16));  // a direct call: never elided
+    if (g_allocations.load() == probe) GTEST_SKIP() << "operator new is replaced elsewhere";
+    // Decode a stream once to warm the buffers up, then again from reset:
+    // the second pass must not allocate at all (nor must append_json).
+    const TemplateSet sets[] = {sse(), parse_set(kRich)};
+    for (const TemplateSet& set : sets) {
+        std::mt19937_64 rng(13);
+        RandomOptions o;
+        o.templates = &set;
+        Encoder e(set);
+        Buf stream;
+        for (int k = 0; k < 2000; ++k)
+            ASSERT_TRUE(e.encode(random_record(*set.templates()[rng() % set.size()], rng, o), stream).ok());
+        Decoder d(set);
+        std::string json;
+        json.reserve(1 << 20);
+        uint64_t before = 0;
+        for (int pass = 0; pass < 2; ++pass) {
+            d.reset();
+            if (pass == 1) before = g_allocations.load();
+            size_t off = 0, n = 0;
+            while (off < stream.size()) {
+                size_t used = 0;
+                ASSERT_EQ(d.decode(std::span(stream).subspan(off), used), Decoder::Status::Ok);
+                json.clear();
+                append_json(d.message(), json);
+                off += used;
+                ++n;
+            }
+            EXPECT_EQ(n, 2000u);
+        }
+        EXPECT_EQ(g_allocations.load(), before);
+    }
 }
 
 }  // namespace
