@@ -62,6 +62,7 @@ Result<DecodeSummary> run_decode(const DecodeOptions& o) {
         if (capture) {
             if (auto r = decode_capture(path, feed); !r) return r.error();
         } else {
+            feed.name_stream(path, "");
             feed.stream_bytes(bytes->bytes());
         }
         feed.finish();

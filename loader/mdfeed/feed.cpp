@@ -136,8 +136,8 @@ struct FeedDecoder::Impl : ReassemblySink {
     size_t raw_stream(Stream& s, std::span<const uint8_t> in) {
         size_t pos = 0;
         RecordContext x = context(s);
+        s.dec.set_stream_offset(s.offset);  // decode() advances it past each message
         while (pos < in.size()) {
-            s.dec.set_stream_offset(s.offset + pos);
             size_t used = 0;
             const auto st = s.dec.decode(in.subspan(pos), used);
             if (st == fast::Decoder::Status::NeedMore) break;
@@ -368,12 +368,18 @@ void FeedDecoder::datagram(std::span<const uint8_t> payload, std::string_view sr
 void FeedDecoder::stream_bytes(std::span<const uint8_t> bytes, uint64_t ts_ns, uint64_t rx_ns) {
     if (!impl_->file) {
         impl_->file = std::make_unique<Stream>(impl_->templates);
-        impl_->file->src = "stream";
+        impl_->file->src = "file";
     }
     impl_->now_ts = ts_ns;
     impl_->now_xdp = 0;
     impl_->now_rx = rx_ns;
     impl_->stream_data(*impl_->file, bytes);
+}
+
+void FeedDecoder::name_stream(std::string_view src, std::string_view dst) {
+    if (!impl_->file) impl_->file = std::make_unique<Stream>(impl_->templates);
+    impl_->file->src = std::string(src);
+    impl_->file->dst = std::string(dst);
 }
 
 void FeedDecoder::advance_time(uint64_t now_ns) { impl_->reasm.advance_time(now_ns); }

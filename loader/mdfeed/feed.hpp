@@ -84,6 +84,8 @@ class FeedDecoder {
     // Bytes of one stream in the TCP framing: a raw file, or what a kernel
     // TCP socket received (rx_ns: when).
     void stream_bytes(std::span<const uint8_t> bytes, uint64_t ts_ns = 0, uint64_t rx_ns = 0);
+    // The "src"/"dst" of that stream's records (default "file" and none).
+    void name_stream(std::string_view src, std::string_view dst);
     // Time passes without frames (declares timed-out reassembly gaps).
     void advance_time(uint64_t now_ns);
     // End of input: buffered data delivered, partial messages counted.

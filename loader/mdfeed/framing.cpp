@@ -4,6 +4,9 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace etcpipe::md {
 
@@ -126,6 +129,38 @@ const char* framing_name(Framing f) {
 
 // ---- STEP ----------------------------------------------------------------
 
+// Sum of n bytes, eight at a time: the bytes of each word are added in
+// 16-bit lanes (two bytes per lane per word: at most 128 words per flush).
+static unsigned byte_sum(const uint8_t* p, size_t n) {
+    constexpr uint64_t kLo = 0x00ff00ff00ff00ffull;
+    uint64_t total = 0;
+    size_t i = 0;
+#if defined(__SSE2__)
+    {
+        // psadbw against zero sums 16 bytes into two 64-bit lanes.
+        const __m128i zero = _mm_setzero_si128();
+        __m128i acc = zero;
+        for (; n - i >= 16; i += 16)
+            acc = _mm_add_epi64(acc, _mm_sad_epu8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i)), zero));
+        total = static_cast<uint64_t>(_mm_cvtsi128_si64(acc)) +
+                static_cast<uint64_t>(_mm_cvtsi128_si64(_mm_unpackhi_epi64(acc, acc)));
+    }
+#endif
+    while (n - i >= 8) {
+        uint64_t acc = 0;
+        const size_t words = std::min<size_t>((n - i) / 8, 128);
+        for (size_t k = 0; k < words; ++k, i += 8) {
+            uint64_t w;
+            std::memcpy(&w, p + i, 8);
+            acc += (w & kLo) + ((w >> 8) & kLo);
+        }
+        acc = (acc & 0x0000ffff0000ffffull) + ((acc >> 16) & 0x0000ffff0000ffffull);
+        total += (acc & 0xffffffffull) + (acc >> 32);
+    }
+    for (; i < n; ++i) total += p[i];
+    return static_cast<unsigned>(total);
+}
+
 StepResult parse_step(std::span<const uint8_t> buf) {
     const size_t n = buf.size();
     size_t bad = 0;
@@ -168,7 +203,10 @@ StepResult parse_step(std::span<const uint8_t> buf) {
     if (pos == len_start) return step_error(len_start, "tag 9 (BodyLength): empty value");
     const size_t body_start = pos + 1;
     const size_t body_end = body_start + body_len;
-    const std::string body_desc = "BodyLength 9=" + num(body_len) + " ends the body at offset " + num(body_end);
+    // Built only for error messages.
+    const auto body_desc = [&] {
+        return "BodyLength 9=" + num(body_len) + " ends the body at offset " + num(body_end);
+    };
 
     // Body fields.
     StepResult r;
@@ -180,7 +218,7 @@ StepResult parse_step(std::span<const uint8_t> buf) {
         // The trailer inside the body: BodyLength is too big (no other tag is "10").
         if (field + 3 <= n && buf[field] == '1' && buf[field + 1] == '0' && buf[field + 2] == '=')
             return step_error(field, "tag 9 (BodyLength) wrong: the trailer \"10=\" comes at offset " +
-                                         num(field) + ", inside the body (" + body_desc +
+                                         num(field) + ", inside the body (" + body_desc() +
                                          "; BodyLength would be " + num(field - body_start) + ")");
         uint32_t tag = 0;
         size_t digits = 0;
@@ -188,7 +226,7 @@ StepResult parse_step(std::span<const uint8_t> buf) {
             if (pos >= n) return need_more();
             if (pos >= body_end)
                 return step_error(field, "tag 9 (BodyLength) wrong: the field at offset " + num(field) +
-                                             " crosses the end of the body (" + body_desc + ")");
+                                             " crosses the end of the body (" + body_desc() + ")");
             const uint8_t c = buf[pos];
             if (c == '=') break;
             if (c == kSohByte)
@@ -219,12 +257,12 @@ StepResult parse_step(std::span<const uint8_t> buf) {
                     buf[vend + 3] == '=')
                     return step_error(field, "tag 9 (BodyLength) wrong: tag 96 (95=" + num(len95) +
                                                  " bytes) ends at offset " + num(vend + 1) +
-                                                 ", past the end of the body (" + body_desc +
+                                                 ", past the end of the body (" + body_desc() +
                                                  "; BodyLength would be " + num(vend + 1 - body_start) + ")");
                 const size_t left = body_end > vstart ? body_end - vstart - 1 : 0;
                 return step_error(vstart, "tag 96 (RawData) shorter than tag 95 says: expected 95=" +
                                               num(len95) + " bytes, only " + num(left) +
-                                              " fit before the end of the body (" + body_desc + ")");
+                                              " fit before the end of the body (" + body_desc() + ")");
             }
             if (vend >= n) return need_more();
             if (buf[vend] != kSohByte)
@@ -241,7 +279,7 @@ StepResult parse_step(std::span<const uint8_t> buf) {
             if (body_end <= n)
                 return step_error(field, "tag 9 (BodyLength) wrong: field " + num(tag) + " at offset " +
                                              num(field) + " has no SOH before the end of the body (" +
-                                             body_desc + ")");
+                                             body_desc() + ")");
             return need_more();
         }
         const size_t vend = static_cast<size_t>(static_cast<const uint8_t*>(soh) - buf.data());
@@ -270,7 +308,7 @@ StepResult parse_step(std::span<const uint8_t> buf) {
         case 0: return need_more();
         case -1: {
             std::string msg = "missing trailer: expected \"10=\" at offset " + num(body_end) + " (" +
-                              body_desc + "), got " + excerpt(buf, body_end, 6);
+                              body_desc() + "), got " + excerpt(buf, body_end, 6);
             // Point at the real trailer when it is in sight.
             for (size_t i = body_end; i + 4 <= n; ++i) {
                 if (buf[i] == kSohByte && buf[i + 1] == '1' && buf[i + 2] == '0' && buf[i + 3] == '=') {
@@ -293,9 +331,7 @@ StepResult parse_step(std::span<const uint8_t> buf) {
     if (buf[ck + 3] != kSohByte)
         return step_error(ck + 3, "tag 10 (CheckSum): expected SOH after 3 digits, got " +
                                       excerpt(buf, ck + 3, 1));
-    unsigned sum = 0;
-    for (size_t i = 0; i < body_end; ++i) sum += buf[i];
-    sum &= 0xff;
+    const unsigned sum = byte_sum(buf.data(), body_end) & 0xff;
     const unsigned got = static_cast<unsigned>((buf[ck] - '0') * 100 + (buf[ck + 1] - '0') * 10 + (buf[ck + 2] - '0'));
     if (got != sum) {
         char want[4];

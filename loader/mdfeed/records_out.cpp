@@ -50,15 +50,18 @@ void JsonRecordSink::on_record(const fast::MessageView& m, const RecordContext& 
     line_.clear();
     line_ += '{';
     char num[32];
-    if (o_.with_ts) {
+    if (o_.with_ts && ctx.ts_ns != 0) {
         std::snprintf(num, sizeof(num), "\"ts\":%" PRIu64 ",", ctx.ts_ns);
         line_ += num;
     }
     line_ += "\"src\":\"";
     line_ += ctx.src;
-    line_ += "\",\"dst\":\"";
-    line_ += ctx.dst;
     line_ += "\",";
+    if (!ctx.dst.empty()) {
+        line_ += "\"dst\":\"";
+        line_ += ctx.dst;
+        line_ += "\",";
+    }
     if (ctx.has_seq) {
         std::snprintf(num, sizeof(num), "\"seq\":%" PRIu64 ",", ctx.seq);
         line_ += num;

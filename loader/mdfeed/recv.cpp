@@ -95,6 +95,7 @@ Result<RecvSummary> run_recv(const RecvOptions& o) {
     std::vector<uint8_t> buf(1 << 16);
     const std::string local = local_text(fd.get());
     std::string peer;
+    if (o.mode == RecvMode::TcpClient) feed.name_stream(o.endpoint, local);
     auto records = [&] { return feed.counters().records; };
     while (!stop_flag().load(std::memory_order_relaxed)) {
         if (o.count && records() >= o.count) break;

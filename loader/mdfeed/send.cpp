@@ -44,14 +44,18 @@ void set_int(fast::Value& v, uint64_t x) {
     else if (std::holds_alternative<uint64_t>(v)) v = x;
 }
 
-// A decimal at the exponent the template gave the field (constant exponents
-// stay valid): value·10^-exponent rounded.
-void set_decimal(fast::Value& v, double value) {
-    if (auto* d = std::get_if<fast::Decimal>(&v)) {
-        d->mantissa = std::llround(value * std::pow(10.0, -d->exponent));
-    } else {
+// A decimal with `exponent` (-3: prices to 0.001), or at the exponent the
+// template fixes for the field (a constant exponent stays valid).
+void set_decimal(fast::Value& v, double value, const fast::FieldInfo& f, int32_t exponent = -3) {
+    auto* d = std::get_if<fast::Decimal>(&v);
+    if (!d) {
         set_int(v, static_cast<uint64_t>(std::llround(value * 1000)));
+        return;
     }
+    const bool fixed = (f.split_decimal && f.exponent.op == fast::Operator::Constant) ||
+                       (!f.split_decimal && f.op.op == fast::Operator::Constant);
+    if (!fixed) d->exponent = exponent;
+    d->mantissa = std::llround(value * std::pow(10.0, -d->exponent));
 }
 
 void set_text(fast::Value& v, std::string_view s) {
@@ -94,7 +98,9 @@ Result<FeedGenerator> FeedGenerator::create(const fast::TemplateSet& set,
         s.qty = idx({"TradeQty", "OrderQty", "Balance", "Qty"});
         s.money = idx({"TradeMoney", "Money"});
         s.index = idx({"TradeIndex", "OrderIndex", "BizIndex"});
-        s.time = idx({"TradeTime", "OrderTime", "DataTimeStamp"});
+        s.time = idx({"TradeTime", "OrderTime"});
+        s.data_time = idx({"DataTimeStamp"});
+        s.biz_index = idx({"BizIndex"});
         s.security = idx({"SecurityID"});
         s.bs_flag = idx({"TradeBSFlag", "OrderBSFlag", "Side"});
         s.order_no = idx({"OrderNo"});
@@ -124,11 +130,14 @@ void FeedGenerator::fill(Shape& s) {
     const uint64_t qty = 100 * std::uniform_int_distribution<uint64_t>(1, 100)(rng_);
     clock_ms_ += std::uniform_int_distribution<uint64_t>(0, 40)(rng_);
     ++index_;
-    if (s.price >= 0) set_decimal(f[s.price], price);
+    const auto& fi = s.t->fields();
+    if (s.price >= 0) set_decimal(f[s.price], price, fi[s.price]);
     if (s.qty >= 0) set_int(f[s.qty], qty);
-    if (s.money >= 0) set_decimal(f[s.money], price * static_cast<double>(qty));
+    if (s.money >= 0) set_decimal(f[s.money], price * static_cast<double>(qty), fi[s.money]);
     if (s.index >= 0) set_int(f[s.index], index_);
+    if (s.biz_index >= 0) set_int(f[s.biz_index], index_);
     if (s.time >= 0) set_int(f[s.time], clock_ms_);
+    if (s.data_time >= 0) set_int(f[s.data_time], clock_ms_);
     if (s.security >= 0) set_text(f[s.security], kSecurities[rng_() % std::size(kSecurities)]);
     if (s.bs_flag >= 0) set_text(f[s.bs_flag], rng_() & 1 ? "B" : "S");
     if (s.order_type >= 0) set_text(f[s.order_type], rng_() % 8 ? "A" : "D");
@@ -169,15 +178,20 @@ Result<SendSummary> run_send(const SendOptions& o) {
         file = std::fopen(o.target.c_str(), "wb");
         if (!file) return make_error(ErrorKind::Io, errno, o.target, "create feed file");
     }
-    auto ep = o.transport == Transport::File ? parse_endpoint("1") : parse_endpoint(o.target, o.transport == Transport::Tcp);
-    if (!ep) return ep.error();
+    Endpoint ep;
+    if (o.transport != Transport::File) {
+        auto e = parse_endpoint(o.target, o.transport == Transport::Tcp);
+        if (!e) return e.error();
+        ep = *e;
+    }
     if (o.transport == Transport::File) {
+        // nothing to connect
     } else if (o.transport == Transport::Udp) {
-        auto s = udp_sender(*ep);
+        auto s = udp_sender(ep);
         if (!s) return s.error();
         sock = std::move(*s);
     } else {
-        auto l = tcp_listener(*ep);
+        auto l = tcp_listener(ep);
         if (!l) return l.error();
         listener = std::move(*l);
         if (o.on_listening) o.on_listening();

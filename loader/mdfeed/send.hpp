@@ -37,7 +37,8 @@ class FeedGenerator {
         const fast::Template* t = nullptr;
         fast::Record rec;
         int send_time = -1, price = -1, qty = -1, money = -1, index = -1, time = -1, security = -1,
-            bs_flag = -1, order_no = -1, buy_no = -1, sell_no = -1, order_type = -1, channel = -1;
+            bs_flag = -1, order_no = -1, buy_no = -1, sell_no = -1, order_type = -1, channel = -1,
+            data_time = -1, biz_index = -1;
     };
     FeedGenerator() = default;
     void fill(Shape& s);
