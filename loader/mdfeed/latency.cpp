@@ -76,4 +76,22 @@ void print_latency(std::FILE* out, LatencySamples& s) {
                                   static_cast<unsigned long long>(s.unstamped));
 }
 
+Result<std::unique_ptr<RecordRoute>> RecordRoute::open(const fast::TemplateSet& set,
+                                                      const std::string& output, bool with_ts,
+                                                      bool latency, RecordSink* own) {
+    auto out = OutputFile::open(own ? "/dev/null" : output);
+    if (!out) return out.error();
+    JsonSinkOptions so;
+    so.with_ts = with_ts;
+    std::unique_ptr<RecordRoute> r(new RecordRoute(std::move(*out), so));
+    r->own_ = own;
+    if (latency && !own) r->lat_.emplace(set, &r->json_);
+    return r;
+}
+
+Result<void> RecordRoute::finish() {
+    if (lat_) print_latency(stderr, lat_->samples());
+    return out_.flush();
+}
+
 }  // namespace etcpipe::md

@@ -9,10 +9,14 @@
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "common/result.hpp"
 #include "mdfeed/feed.hpp"
+#include "mdfeed/records_out.hpp"
 
 namespace etcpipe::md {
 
@@ -52,5 +56,27 @@ class LatencySink : public RecordSink {
 
 // "p50 … p99 … p99.9 … max … (N records)" lines for samples, on `out`.
 void print_latency(std::FILE* out, LatencySamples& s);
+
+// Where the live commands (listen, recv) send their records: JSON Lines to
+// an output, through a LatencySink when asked, or to the caller's own sink.
+class RecordRoute {
+  public:
+    [[nodiscard]] static Result<std::unique_ptr<RecordRoute>> open(const fast::TemplateSet& set,
+                                                                 const std::string& output,
+                                                                 bool with_ts, bool latency,
+                                                                 RecordSink* own);
+    [[nodiscard]] RecordSink& sink() { return own_ ? *own_ : lat_ ? *lat_ : static_cast<RecordSink&>(json_); }
+    [[nodiscard]] OutputFile& output() { return out_; }
+    [[nodiscard]] uint64_t problems() const { return json_.problems(); }
+    // Prints the latency lines when it measured; then flushes the output.
+    [[nodiscard]] Result<void> finish();
+
+  private:
+    RecordRoute(OutputFile out, const JsonSinkOptions& so) : out_(std::move(out)), json_(out_, so) {}
+    OutputFile out_;
+    JsonRecordSink json_;
+    std::optional<LatencySink> lat_;
+    RecordSink* own_ = nullptr;
+};
 
 }  // namespace etcpipe::md

@@ -85,14 +85,9 @@ Result<ListenSummary> run_listen(const ListenOptions& o) {
     if (!templates) return templates.error();
     auto filter = make_filter(o);
     if (!filter) return filter.error();
-    auto out = OutputFile::open(o.output);
-    if (!out) return out.error();
-    JsonSinkOptions so;
-    so.with_ts = o.with_ts;
-    JsonRecordSink json(*out, so);
-    std::optional<LatencySink> lat;
-    if (o.latency) lat.emplace(*templates, &json);
-    RecordSink& sink = o.sink ? *o.sink : lat ? static_cast<RecordSink&>(*lat) : json;
+    auto route = RecordRoute::open(*templates, o.output, o.with_ts, o.latency, o.sink);
+    if (!route) return route.error();
+    RecordSink& sink = (*route)->sink();
 
     auto prog = FeedProgram::open(*filter);
     if (!prog) return prog.error();
@@ -147,8 +142,7 @@ Result<ListenSummary> run_listen(const ListenOptions& o) {
         }
     }
     feed.finish();
-    auto flushed = out->flush();
-    if (lat) print_latency(stderr, lat->samples());
+    auto flushed = (*route)->finish();
     if (!o.sink) print_counters(stderr, feed.counters(), feed.reassembly(), feed.udp_sequence(), o.all_counters);
     if (auto c = prog->counters(); c && !o.sink) {
         std::fprintf(stderr, "xdp counters:\n");
@@ -158,7 +152,7 @@ Result<ListenSummary> run_listen(const ListenOptions& o) {
     ListenSummary sum;
     sum.frames = frames;
     sum.records = feed.counters().records;
-    sum.problems = json.problems();
+    sum.problems = (*route)->problems();
     return sum;
 }
 

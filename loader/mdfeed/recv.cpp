@@ -58,14 +58,9 @@ Result<RecvSummary> run_recv(const RecvOptions& o) {
     if (!templates) return templates.error();
     auto ep = parse_endpoint(o.endpoint, o.mode != RecvMode::TcpClient);
     if (!ep) return ep.error();
-    auto out = OutputFile::open(o.output);
-    if (!out) return out.error();
-    JsonSinkOptions so;
-    so.with_ts = o.with_ts;
-    JsonRecordSink json(*out, so);
-    std::optional<LatencySink> lat;
-    if (o.latency) lat.emplace(*templates, &json);
-    RecordSink& sink = o.sink ? *o.sink : lat ? static_cast<RecordSink&>(*lat) : json;
+    auto route = RecordRoute::open(*templates, o.output, o.with_ts, o.latency, o.sink);
+    if (!route) return route.error();
+    RecordSink& sink = (*route)->sink();
 
     UniqueFd fd;
     if (o.mode == RecvMode::TcpClient) {
@@ -124,10 +119,9 @@ Result<RecvSummary> run_recv(const RecvOptions& o) {
         }
     }
     feed.finish();
-    if (auto r = out->flush(); !r) return r.error();
+    if (auto r = (*route)->finish(); !r) return r.error();
     sum.records = feed.counters().records;
-    sum.problems = json.problems();
-    if (lat) print_latency(stderr, lat->samples());
+    sum.problems = (*route)->problems();
     if (!o.sink && !o.quiet) print_counters(stderr, feed.counters(), feed.reassembly(), feed.udp_sequence());
     return sum;
 }
