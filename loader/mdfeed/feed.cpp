@@ -39,7 +39,24 @@ struct Stream {
 
 struct FeedDecoder::Impl : ReassemblySink {
     Impl(const fast::TemplateSet& t, const FeedOptions& o, RecordSink& s)
-        : templates(t), opts(o), sink(s), reasm(o.reassembly, *this) {}
+        : templates(t), opts(o), sink(s), reasm(o.reassembly, *this) {
+        for (const auto& [addr, port] : o.tcp_servers) {
+            Server sv;
+            sv.port = port;
+            if (inet_pton(AF_INET, addr.c_str(), sv.addr.data()) == 1) sv.family = 4;
+            else if (inet_pton(AF_INET6, addr.c_str(), sv.addr.data()) == 1) sv.family = 6;
+            else continue;  // the CLI parsed it already
+            servers.push_back(sv);
+        }
+    }
+
+    // --tcp-server entries as the frames carry them.
+    struct Server {
+        uint8_t family = 0;
+        std::array<uint8_t, 16> addr{};
+        uint16_t port = 0;
+    };
+    std::vector<Server> servers;
 
     const fast::TemplateSet& templates;
     FeedOptions opts;
@@ -255,9 +272,8 @@ struct FeedDecoder::Impl : ReassemblySink {
     }
     bool wanted_tcp(const L4View& v) const {
         if (opts.tcp_servers.empty()) return true;
-        const std::string src = endpoint_text(v.family, v.src.data(), v.sport);
-        for (const auto& [addr, port] : opts.tcp_servers)
-            if (port == v.sport && src.rfind(addr, 0) == 0 ) return true;
+        for (const Server& sv : servers)
+            if (sv.family == v.family && sv.port == v.sport && sv.addr == v.src) return true;
         return false;
     }
 

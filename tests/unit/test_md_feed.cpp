@@ -122,6 +122,28 @@ TEST_F(MdFeed, StepOverTcpInOrderShuffledAndDuplicated) {
     }
 }
 
+TEST_F(MdFeed, TcpServerFilterMatchesTheWholeAddressAndPort) {
+    const auto stream = step_stream(10, 2);
+    const auto segs = segments(stream, 500, 1);  // from 10.79.0.1:9000
+    struct Case {
+        std::string addr;
+        uint16_t port;
+        bool wanted;
+    };
+    for (const Case& k : {Case{"10.79.0.1", 9000, true}, Case{"10.79.0.12", 9000, false},
+                          Case{"10.79.0.1", 900, false}, Case{"10.79.0.", 9000, false}}) {
+        Collect c;
+        md::FeedOptions fo;
+        fo.tcp_servers = {{k.addr, k.port}};
+        md::FeedDecoder feed(*set_, fo, c);
+        for (const auto& f : segs) feed.frame(f, 1);
+        feed.finish();
+        SCOPED_TRACE(k.addr + ":" + std::to_string(k.port));
+        EXPECT_EQ(c.records.size(), k.wanted ? sent.size() : 0u);
+        EXPECT_EQ(feed.counters().not_feed, k.wanted ? 0u : segs.size());
+    }
+}
+
 TEST_F(MdFeed, LostSegmentResumesAtTheNextStepHeaderAfterTheTimeout) {
     const auto stream = step_stream(100, 5);
     auto segs = segments(stream, 400, 77);
