@@ -321,5 +321,34 @@ TEST(MdListen, NoProgramLeftAttachedAfterSigkill) {
     std::filesystem::remove(ready);
 }
 
+// What a container stop or systemd's control-group kill does: SIGKILL to the
+// whole process group. The guardian runs in a session of its own, so it
+// survives and detaches.
+TEST(MdListen, NoProgramLeftAttachedAfterKillingTheProcessGroup) {
+    SKIP_UNLESS_ROOT("for network namespaces and XDP");
+    auto topo = make_topology(84);
+    ASSERT_OK(topo);
+    const std::string ready = "/tmp/etcpipe-md-killpg-" + tag();
+    std::filesystem::remove(ready);
+    std::thread listener([&] {
+        (void)testing::sh("setsid ip netns exec " + topo->monitor_ns() + " " + testing::etcpipe_bin() +
+                          " md listen " + topo->mirror_rx() + " -t " + kTemplates +
+                          " --udp 5000 -d 30 -o /dev/null --ready-file " + ready);
+    });
+    ASSERT_TRUE(wait_for_file(ready, 10s));
+    const pid_t pid = pid_in(ready);
+    ASSERT_EQ(getpgid(pid), pid) << "md listen should lead its own process group here";
+    EXPECT_TRUE(xdp_attached(topo->monitor_ns(), topo->mirror_rx()));
+    kill(-pid, SIGKILL);
+    listener.join();
+    bool attached = true;
+    for (int i = 0; i < 300 && attached; ++i) {
+        attached = xdp_attached(topo->monitor_ns(), topo->mirror_rx());
+        if (attached) std::this_thread::sleep_for(10ms);
+    }
+    EXPECT_FALSE(attached) << "the guardian did not detach within 3 s";
+    std::filesystem::remove(ready);
+}
+
 }  // namespace
 }  // namespace etcpipe::test
