@@ -160,9 +160,13 @@ Error Reader::corrupt(const std::string& what, uint64_t at, const std::string& w
 Result<Reader> Reader::open(const std::string& path) {
     auto fb = detail::FileBytes::load(path);
     if (!fb) return fb.error();
+    return open(std::move(*fb), path);
+}
+
+Result<Reader> Reader::open(detail::FileBytes bytes, const std::string& path) {
     Reader r;
     r.path_ = path;
-    r.file_ = std::move(fb.value());
+    r.file_ = std::move(bytes);
     r.bytes_ = r.file_.bytes();
     const auto& b = r.bytes_;
     if (b.empty()) return data_error(path, "empty file (0 bytes): not a capture");

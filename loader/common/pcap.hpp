@@ -73,6 +73,9 @@ class FileBytes {
 class Reader {
   public:
     static Result<Reader> open(const std::string& path);
+    // The same on bytes already loaded (a caller that looked at them first:
+    // a pipe cannot be read twice).
+    static Result<Reader> open(detail::FileBytes bytes, const std::string& path);
 
     // true: `out` holds the next frame; false: clean end of file.
     Result<bool> next(Frame& out);

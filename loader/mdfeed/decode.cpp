@@ -19,8 +19,9 @@ bool looks_like_capture(std::span<const uint8_t> head) {
 
 namespace {
 
-Result<void> decode_capture(const std::string& path, FeedDecoder& feed) {
-    auto reader = pcap::Reader::open(path);
+Result<void> decode_capture(pcap::detail::FileBytes bytes, const std::string& path,
+                            FeedDecoder& feed) {
+    auto reader = pcap::Reader::open(std::move(bytes), path);
     if (!reader) return reader.error();
     const CaptureLoopStats st = for_each_ethernet_frame(*reader, [&](const EthernetFrame& f) {
         feed.frame(f.bytes, f.ts_ns);
@@ -60,7 +61,7 @@ Result<DecodeSummary> run_decode(const DecodeOptions& o) {
         }
         FeedDecoder feed(*templates, fo, sink);
         if (capture) {
-            if (auto r = decode_capture(path, feed); !r) return r.error();
+            if (auto r = decode_capture(std::move(*bytes), path, feed); !r) return r.error();
         } else {
             feed.name_stream(path, "");
             feed.stream_bytes(bytes->bytes());

@@ -20,12 +20,6 @@
 namespace etcpipe::md {
 namespace {
 
-uint64_t realtime_ns() {
-    timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
 // "PORT" is a port on any address; anything with an address is a group.
 Result<FeedFilter> make_filter(const ListenOptions& o) {
     FeedFilter f;

@@ -17,12 +17,6 @@
 namespace etcpipe::md {
 namespace {
 
-uint64_t realtime_ns() {
-    timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
 std::string sockaddr_text(const sockaddr_storage& a) {
     char buf[INET6_ADDRSTRLEN] = "?";
     if (a.ss_family == AF_INET6) {

@@ -45,5 +45,7 @@ struct UdpReceiveOptions {
 
 // CLOCK_MONOTONIC in ns: the clock of the send stamp and of bpf_ktime_get_ns().
 [[nodiscard]] uint64_t monotonic_ns();
+// CLOCK_REALTIME in ns: the "ts" of live records (captures carry their own).
+[[nodiscard]] uint64_t realtime_ns();
 
 }  // namespace etcpipe::md

@@ -297,20 +297,28 @@ TEST(MdListen, LiveRecordsEqualDecodeOfACaptureOfTheSameTraffic) {
     std::filesystem::remove_all(dir);
 }
 
-TEST(MdListen, NoProgramLeftAttachedAfterSigkill) {
-    SKIP_UNLESS_ROOT("for network namespaces and XDP");
-    auto topo = make_topology(83);
+// Starts md listen on the monitor port, SIGKILLs it (whole_group: its whole
+// process group, as a container stop or systemd's control-group kill does;
+// it then leads its own group through setsid) and expects the guardian to
+// detach the program within 3 s.
+void expect_detached_after_sigkill(unsigned subnet, bool whole_group) {
+    auto topo = make_topology(subnet);
     ASSERT_OK(topo);
     const std::string ready = "/tmp/etcpipe-md-kill-" + tag();
     std::filesystem::remove(ready);
     std::thread listener([&] {
-        (void)testing::sh("ip netns exec " + topo->monitor_ns() + " " + testing::etcpipe_bin() +
-                          " md listen " + topo->mirror_rx() + " -t " + kTemplates +
+        (void)testing::sh(std::string(whole_group ? "setsid " : "") + "ip netns exec " +
+                          topo->monitor_ns() + " " + testing::etcpipe_bin() + " md listen " +
+                          topo->mirror_rx() + " -t " + kTemplates +
                           " --udp 5000 -d 30 -o /dev/null --ready-file " + ready);
     });
-    ASSERT_TRUE(wait_for_file(ready, 10s));
+    ASSERT_TRUE(wait_for_file(ready, 10s)) << "md listen did not get ready";
+    const pid_t pid = pid_in(ready);
+    if (whole_group) {
+        ASSERT_EQ(getpgid(pid), pid) << "md listen should lead its own process group here";
+    }
     EXPECT_TRUE(xdp_attached(topo->monitor_ns(), topo->mirror_rx()));
-    kill(pid_in(ready), SIGKILL);
+    kill(whole_group ? -pid : pid, SIGKILL);
     listener.join();
     bool attached = true;
     for (int i = 0; i < 300 && attached; ++i) {
@@ -321,33 +329,16 @@ TEST(MdListen, NoProgramLeftAttachedAfterSigkill) {
     std::filesystem::remove(ready);
 }
 
-// What a container stop or systemd's control-group kill does: SIGKILL to the
-// whole process group. The guardian runs in a session of its own, so it
-// survives and detaches.
+TEST(MdListen, NoProgramLeftAttachedAfterSigkill) {
+    SKIP_UNLESS_ROOT("for network namespaces and XDP");
+    expect_detached_after_sigkill(83, false);
+}
+
+// The guardian runs in a session of its own, so a kill of the whole group
+// does not take it along.
 TEST(MdListen, NoProgramLeftAttachedAfterKillingTheProcessGroup) {
     SKIP_UNLESS_ROOT("for network namespaces and XDP");
-    auto topo = make_topology(84);
-    ASSERT_OK(topo);
-    const std::string ready = "/tmp/etcpipe-md-killpg-" + tag();
-    std::filesystem::remove(ready);
-    std::thread listener([&] {
-        (void)testing::sh("setsid ip netns exec " + topo->monitor_ns() + " " + testing::etcpipe_bin() +
-                          " md listen " + topo->mirror_rx() + " -t " + kTemplates +
-                          " --udp 5000 -d 30 -o /dev/null --ready-file " + ready);
-    });
-    ASSERT_TRUE(wait_for_file(ready, 10s));
-    const pid_t pid = pid_in(ready);
-    ASSERT_EQ(getpgid(pid), pid) << "md listen should lead its own process group here";
-    EXPECT_TRUE(xdp_attached(topo->monitor_ns(), topo->mirror_rx()));
-    kill(-pid, SIGKILL);
-    listener.join();
-    bool attached = true;
-    for (int i = 0; i < 300 && attached; ++i) {
-        attached = xdp_attached(topo->monitor_ns(), topo->mirror_rx());
-        if (attached) std::this_thread::sleep_for(10ms);
-    }
-    EXPECT_FALSE(attached) << "the guardian did not detach within 3 s";
-    std::filesystem::remove(ready);
+    expect_detached_after_sigkill(84, true);
 }
 
 }  // namespace
