@@ -9,6 +9,19 @@ ifeq ($(filter -j%,$(MAKEFLAGS)),)
 MAKEFLAGS += -j$(shell nproc)
 endif
 
+# make SANITIZE=1 [test]: the whole build with AddressSanitizer and UBSan
+# (any UB report aborts) in build-asan/, CPU only; its tests run under them.
+ifeq ($(SANITIZE),1)
+BUILD     ?= build-asan
+CXXFLAGS  ?= -O1 -g -fno-omit-frame-pointer
+CXXFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDFLAGS   += -fsanitize=address,undefined
+NVCC      := /nonexistent/nvcc
+# Leaks are not what this build looks for (libxdp and protobuf keep some
+# allocations to exit): off, so a leak report does not fail the CLI tests.
+export ASAN_OPTIONS ?= detect_leaks=0:abort_on_error=1
+export UBSAN_OPTIONS ?= print_stacktrace=1
+endif
 BUILD     ?= build
 CXX       ?= g++
 CLANG     ?= clang
@@ -181,15 +194,29 @@ $(CUDA_PLUGIN): $(CU_OBJS)
 		-lcudart -lcublasLt
 
 # ---- fuzzing (clang libFuzzer + ASan/UBSan) -------------------------------
-# The FAST decoder and the framing/reassembly pipeline depend on nothing but
-# the standard library and tinyxml2, so they build alone with the sanitizers.
+# One target per parser that reads outside input; each builds from only the
+# sources it needs (FUZZ_LIB_<name>, FUZZ_LDLIBS_<name>), so none pulls in
+# CUDA or more of libbpf than it uses.
 FUZZ_SRCS     := $(wildcard tests/fuzz/fuzz_*.cpp)
 FUZZ_BINS     := $(patsubst tests/fuzz/%.cpp,$(BUILD)/%,$(FUZZ_SRCS))
-FUZZ_LIB_SRCS := $(wildcard loader/mdfeed/fast*.cpp) loader/mdfeed/framing.cpp \
+FUZZ_MD_SRCS  := $(wildcard loader/mdfeed/fast*.cpp) loader/mdfeed/framing.cpp \
 	loader/mdfeed/packet.cpp loader/mdfeed/reassembler.cpp loader/mdfeed/feed.cpp
-FUZZ_LIB_OBJS := $(patsubst %.cpp,$(BUILD)/fuzzobj/%.o,$(FUZZ_LIB_SRCS))
+FUZZ_LIB_fast   := $(FUZZ_MD_SRCS)
+FUZZ_LIB_feed   := $(FUZZ_MD_SRCS)
+FUZZ_LDLIBS_fast := -ltinyxml2
+FUZZ_LDLIBS_feed := -ltinyxml2
+FUZZ_LIB_pcap   := loader/common/pcap.cpp
+FUZZ_LIB_series := loader/anova/series.cpp
+# CPU inference only (the plugin host built without ETCPIPE_HAVE_CUDA never
+# dlopens); the target defines its own no-op log so libbpf stays out.
+FUZZ_LIB_onnx   := gpu/onnx_model.cpp gpu/infer_cpu.cpp gpu/features_common.cpp \
+	gpu/features_cpu.cpp gpu/cuda_plugin_host.cpp
+FUZZ_LDLIBS_onnx := -lonnx_proto -lprotobuf -lopenblas -pthread
+FUZZ_LIB_nfp    := $(wildcard loader/nfp/*.cpp) loader/common/log.cpp
+FUZZ_LDLIBS_nfp := -lxdp -lbpf -lelf -lz -pthread
 FUZZ_CXXFLAGS := -std=c++20 -O1 -g -fsanitize=fuzzer-no-link,address,undefined \
-	-fno-sanitize-recover=undefined -I. -Iinclude -Iloader -MMD -MP
+	-fno-sanitize-recover=undefined -I. -Iinclude -Iloader -isystem $(BUILD)/bpf \
+	-DONNX_ML=1 -DONNX_NAMESPACE=onnx -MMD -MP
 FUZZ_SECONDS  ?= 15
 
 $(BUILD)/fuzzobj/%.o: %.cpp $(DEPS_STAMP)
@@ -197,23 +224,24 @@ $(BUILD)/fuzzobj/%.o: %.cpp $(DEPS_STAMP)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CLANG)++ $(FUZZ_CXXFLAGS) -c $< -o $@
 
-$(BUILD)/fuzz_%: $(BUILD)/fuzzobj/tests/fuzz/fuzz_%.o $(FUZZ_LIB_OBJS)
+.SECONDEXPANSION:
+$(BUILD)/fuzz_%: $(BUILD)/fuzzobj/tests/fuzz/fuzz_%.o $$(patsubst %.cpp,$(BUILD)/fuzzobj/%.o,$$(FUZZ_LIB_$$*))
 	$(call msg,LD,$@)
-	$(Q)$(CLANG)++ -fsanitize=fuzzer,address,undefined $^ -o $@ -ltinyxml2
+	$(Q)$(CLANG)++ -fsanitize=fuzzer,address,undefined $^ -o $@ $(FUZZ_LDLIBS_$*)
 
-# Each fuzz target for FUZZ_SECONDS (make test: 15 s; make fuzz: 600 s),
-# corpus kept in $(BUILD)/corpus/NAME; a crash fails the run and leaves
-# its input as $(BUILD)/crash-*.
+# Each fuzz target for FUZZ_SECONDS (make test: 15 s, one at a time; make
+# fuzz: 600 s, one per core), seeded from real data where there is some.
+FUZZ_SEEDS_pcap   := testdata/ndpi/pcap
+FUZZ_SEEDS_series := testdata/anova
+FUZZ_SEEDS_onnx   := models
+FUZZ_SEEDS_nfp    := $(BUILD)/bpf
+FUZZ_PLAN = $(foreach f,$(FUZZ_BINS),$(f):$(FUZZ_SEEDS_$(patsubst fuzz_%,%,$(notdir $(f)))))
+FUZZ_JOBS ?= 1
 .PHONY: fuzz fuzz-run
 fuzz-run: $(FUZZ_BINS)
-	$(Q)for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p $(BUILD)/corpus/$$n; \
-		echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
-		$$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -artifact_prefix=$(BUILD)/ \
-			-print_final_stats=1 $(BUILD)/corpus/$$n 2>$(BUILD)/$$n.log \
-			|| { tail -40 $(BUILD)/$$n.log; exit 1; }; \
-		grep -E '^stat::number_of_executed_units|^Done' $(BUILD)/$$n.log | tr '\n' ' '; echo; done
+	$(Q)bash scripts/fuzz-run.sh $(BUILD) $(FUZZ_SECONDS) $(FUZZ_JOBS) $(FUZZ_PLAN)
 fuzz:
-	$(Q)$(MAKE) fuzz-run FUZZ_SECONDS=600
+	$(Q)$(MAKE) fuzz-run FUZZ_SECONDS=600 FUZZ_JOBS=$(shell nproc)
 
 .PHONY: all cuda-notice
 all: cuda-notice $(BPF_OBJS) $(BPF_LINKS) $(TEST_BPF_OBJS) $(CLI_BIN) $(TEST_BIN) $(BENCH_BINS) $(CUDA_PLUGIN) $(FUZZ_BINS)

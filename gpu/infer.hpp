@@ -17,6 +17,15 @@
 //  * Input transform etcpipe-v1 (the engine applies it to the extractor's
 //    integer tensors): bytes / 255; sizes / 1500; iat (µs)
 //    sign(x)·log1p(|x|) / 16. scripts/etcmodel.py is the python twin.
+//
+// A model file is untrusted input. The loader rejects, as a Data error that
+// names the node or tensor: dimensions that are negative, zero or whose
+// product overflows; tensor data whose length disagrees with its declared
+// shape; NaN/Inf in any constant or folded weight; strides, kernels and pads
+// that make no window (stride ≥ 1, 1 ≤ kernel ≤ padded input, output ≥ 1);
+// and anything over the limits below. A Model from Model::load/parse keeps
+// every per-flow size within them, so the backends compute sizes without
+// overflow; the CPU backend also refuses to return non-finite probabilities.
 #pragma once
 
 #include <cstddef>
@@ -32,6 +41,13 @@
 namespace etcpipe::infer {
 
 inline constexpr const char* kPreprocess = "etcpipe-v1";
+
+// Limits on what a model may ask for, each named in the error that enforces it.
+inline constexpr size_t kMaxModelBytes = size_t{256} << 20;        // the ONNX file
+inline constexpr size_t kMaxInputBytesPerFlow = size_t{4} << 20;   // Σ row_bytes() of etcpipe.features
+inline constexpr int64_t kMaxValueElems = int64_t{1} << 22;        // one tensor, per flow (16 MiB)
+inline constexpr int64_t kMaxScratchElems = int64_t{1} << 24;      // all tensors + im2col, per flow (64 MiB)
+inline constexpr int64_t kMaxParameters = int64_t{1} << 26;        // floats held by the ops (256 MiB)
 
 // A tensor's shape with the batch symbolic: the leading dimension is
 // batch × per_flow (a Reshape may fold packets into it), then `dims`.
@@ -85,13 +101,18 @@ struct Model {
     int64_t opset = 0;
     size_t parameters = 0;
 
-    // Parses and checks an ONNX file; `subject` names it in errors.
+    // Reads (at most kMaxModelBytes; a directory or unreadable path is an Io
+    // error) and parses an ONNX file; parse() checks bytes already in memory,
+    // `subject` names them in errors.
     [[nodiscard]] static Result<Model> load(const std::string& path);
     [[nodiscard]] static Result<Model> parse(std::span<const uint8_t> bytes,
                                              const std::string& subject);
     [[nodiscard]] size_t num_classes() const { return classes.size(); }
     // Largest per-flow element count over all values: sizes buffers.
     [[nodiscard]] int64_t max_value_elems() const;
+    // Floats the CPU backend needs per flow: every value plus the largest
+    // im2col matrix and GEMM result (≤ kMaxScratchElems after a load).
+    [[nodiscard]] int64_t scratch_elems() const;
 };
 
 // The extractor's integer tensors for `rows` flows, one span per feature of

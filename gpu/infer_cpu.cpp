@@ -3,13 +3,17 @@
 // is one sgemm per chunk; bias and ReLU are applied while scattering the
 // GEMM result. Chunks of flows run on worker threads, each with its own
 // scratch; OpenBLAS is kept single-threaded so the threads do not
-// oversubscribe the cores.
+// oversubscribe the cores. Sizes come from a loaded Model, which keeps every
+// per-flow size within the limits of infer.hpp; chunks are cut so that one
+// worker's scratch stays within kChunkScratchElems.
 #include <cblas.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "infer.hpp"
@@ -44,6 +48,16 @@ void transform_input(const features::Feature& f, std::span<const uint8_t> raw, s
 }
 
 namespace {
+
+// Floats of scratch one worker may use for one chunk (256 MiB): a model with
+// large tensors gets fewer flows per chunk, never fewer than one.
+constexpr int64_t kChunkScratchElems = int64_t{1} << 26;
+
+size_t chunk_rows_for(const Model& m, size_t asked) {
+    const int64_t per_flow = std::max<int64_t>(1, m.scratch_elems());
+    const auto fits = static_cast<size_t>(std::max<int64_t>(1, kChunkScratchElems / per_flow));
+    return std::clamp<size_t>(asked, 1, fits);
+}
 
 // Scratch of one worker: a buffer per value plus the im2col matrix.
 struct Workspace {
@@ -147,7 +161,7 @@ void run_chunk(const Model& model, const HostBatch& batch, size_t first, size_t 
             break;
         }
         case OpKind::Add:
-            if (!op.constant.empty()) {
+            if (op.in.size() == 1) {  // the loader gives a constant ≥ 1 value
                 const size_t cn = op.constant.size();
                 for (size_t i = 0; i < in_n; ++i) y[i] = x[i] + op.constant[i % cn];
             } else {
@@ -194,7 +208,7 @@ class CpuBackend final : public Backend {
     CpuBackend(std::shared_ptr<const Model> model, const BackendOptions& opts)
         : model_(std::move(model)),
           threads_(opts.threads ? opts.threads : std::max(1u, std::thread::hardware_concurrency())),
-          chunk_(std::max<size_t>(1, opts.chunk_rows)),
+          chunk_(chunk_rows_for(*model_, opts.chunk_rows)),
           workspaces_(threads_) {
         openblas_set_num_threads(1);  // parallelism comes from our chunks
         // OpenBLAS picks its kernels from the CPU model when it is loaded; an
@@ -222,23 +236,31 @@ class CpuBackend final : public Backend {
         if (probs.size() != batch.rows * c)
             return make_error(ErrorKind::Usage, 0, "", "infer", "output span has the wrong size");
         const size_t chunks = (batch.rows + chunk_ - 1) / chunk_;
+        std::mutex failed_mu;
+        std::optional<Error> failed;  // a worker's exception (out of memory), as an error
         auto work = [&](unsigned t) {
-            for (size_t k = t; k < chunks; k += threads_) {
-                const size_t first = k * chunk_, n = std::min(chunk_, batch.rows - first);
-                run_chunk(m, batch, first, n, workspaces_[t]);
-                const auto& out = workspaces_[t].values[static_cast<size_t>(m.output)];
-                std::memcpy(probs.data() + first * c, out.data(), n * c * sizeof(float));
+            try {
+                for (size_t k = t; k < chunks; k += threads_) {
+                    const size_t first = k * chunk_, n = std::min(chunk_, batch.rows - first);
+                    run_chunk(m, batch, first, n, workspaces_[t]);
+                    const auto& out = workspaces_[t].values[static_cast<size_t>(m.output)];
+                    std::memcpy(probs.data() + first * c, out.data(), n * c * sizeof(float));
+                }
+            } catch (const std::exception& e) {
+                const std::lock_guard lock(failed_mu);
+                if (!failed) failed = make_error(ErrorKind::Data, 0, "", "infer", e.what());
             }
         };
         const unsigned used = static_cast<unsigned>(std::min<size_t>(threads_, chunks));
         if (used <= 1) {
             if (chunks) work(0);
-            return {};
+        } else {
+            std::vector<std::jthread> pool;
+            for (unsigned t = 1; t < used; ++t) pool.emplace_back(work, t);
+            work(0);
         }
-        std::vector<std::jthread> pool;
-        for (unsigned t = 1; t < used; ++t) pool.emplace_back(work, t);
-        work(0);
-        return {};
+        if (failed) return *failed;
+        return check_finite(probs);
     }
 
     Result<void> infer(const DeviceBatch&, float*) override {
@@ -248,6 +270,19 @@ class CpuBackend final : public Backend {
     const Model& model() const override { return *model_; }
 
   private:
+    // Finite weights can still overflow on some input: such a row is an
+    // error, never a "nan" probability handed on.
+    Result<void> check_finite(std::span<const float> probs) const {
+        const size_t c = model_->num_classes();
+        for (size_t i = 0; i < probs.size(); ++i)
+            if (!std::isfinite(probs[i]))
+                return make_error(ErrorKind::Data, 0, "", "infer",
+                                  "model output for row " + std::to_string(i / c) + " of the batch, class " +
+                                      std::to_string(i % c) + " is " + (std::isnan(probs[i]) ? "NaN" : "infinite"),
+                                  "the model overflows float32 on this input");
+        return {};
+    }
+
     std::shared_ptr<const Model> model_;
     unsigned threads_;
     size_t chunk_;

@@ -1,17 +1,22 @@
 // ONNX → Model: parses the protobuf (libonnx_proto), checks the model
 // contract of infer.hpp, infers shapes with a symbolic batch, folds
 // BatchNormalization into the Conv/Gemm before it and fuses ReLU into it.
+// The file is untrusted: every size taken from it is computed with checked
+// arithmetic and held to the limits of infer.hpp before anything is
+// allocated or indexed with it.
 #include <onnx/onnx_pb.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <map>
-#include <numeric>
+#include <new>
 #include <optional>
 #include <set>
+#include <stdexcept>
 
 #include "infer.hpp"
 
@@ -35,6 +40,18 @@ int64_t Model::max_value_elems() const {
     return m;
 }
 
+int64_t Model::scratch_elems() const {
+    int64_t sum = 0, conv = 0;
+    for (const Value& v : values) sum += v.shape.per_flow_elems();
+    for (const Op& op : ops)
+        if (op.kind == OpKind::Conv1d) {
+            const Shape& in = values[static_cast<size_t>(op.in[0])].shape;
+            const Shape& out = values[static_cast<size_t>(op.out)].shape;
+            conv = std::max(conv, in.per_flow * out.dims[1] * (op.cin * op.kernel + op.cout));
+        }
+    return sum + conv;
+}
+
 namespace {
 
 constexpr const char* kSupported =
@@ -48,25 +65,61 @@ struct Tensor {  // a constant: initializer or Constant node
     bool is_int = false;
 };
 
+// a × b for sizes read from the file: nullopt if either is negative or the
+// product overflows.
+std::optional<int64_t> checked_mul(int64_t a, int64_t b) {
+    int64_t r = 0;
+    if (a < 0 || b < 0 || __builtin_mul_overflow(a, b, &r)) return std::nullopt;
+    return r;
+}
+
+// s with control characters as \xNN, cut after 1000 characters.
+std::string printable(const std::string& s) {
+    constexpr size_t kMax = 1000;
+    std::string o;
+    size_t i = 0;
+    for (; i < s.size() && o.size() < kMax; ++i) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        if (c < 0x20 || c == 0x7f) {
+            static constexpr char kHex[] = "0123456789abcdef";
+            o += "\\x";
+            o += kHex[c >> 4];
+            o += kHex[c & 15];
+        } else {
+            o += s[i];
+        }
+    }
+    if (i < s.size()) o += "... (" + std::to_string(s.size()) + " bytes)";
+    return o;
+}
+
+// Index of the first NaN/Inf in v, or v.size().
+size_t first_non_finite(const std::vector<float>& v) {
+    for (size_t i = 0; i < v.size(); ++i)
+        if (!std::isfinite(v[i])) return i;
+    return v.size();
+}
+
 class Builder {
   public:
     explicit Builder(std::string subject) : subject_(std::move(subject)) {}
 
+    // Names in messages come from the file: printable() keeps a hostile
+    // one from writing control characters (or megabytes) to the terminal.
     Error err(const std::string& op, const std::string& detail, const std::string& hint = {}) const {
-        return make_error(ErrorKind::Data, 0, subject_, op, detail, hint);
+        return make_error(ErrorKind::Data, 0, subject_, printable(op), printable(detail), hint);
     }
 
     Result<Model> build(const onnx::ModelProto& m);
 
   private:
-    Result<Tensor> to_tensor(const onnx::TensorProto& t) const;
+    Result<Tensor> to_tensor(const onnx::TensorProto& t, const std::string& label) const;
     Result<void> node(const onnx::NodeProto& n, size_t index);
-    Result<int> value_of(const std::string& name, const std::string& node) const;
-    int add_value(const std::string& name, Shape shape) {
-        model_.values.push_back({name, std::move(shape)});
-        ids_[name] = static_cast<int>(model_.values.size() - 1);
-        return ids_[name];
-    }
+    Result<int> value_of(const std::string& name, const std::string& where) const;
+    Result<int> add_value(const std::string& name, Shape shape, const std::string& where);
+    Result<void> hold(size_t floats, const std::string& where);
+    Result<int64_t> window(const onnx::NodeProto& n, const std::string& where, Op& op, int64_t len,
+                           bool pool) const;
     const Tensor* constant(const std::string& name) const {
         auto it = consts_.find(name);
         return it == consts_.end() ? nullptr : &it->second;
@@ -79,6 +132,9 @@ class Builder {
     std::map<std::string, Tensor> consts_;
     std::map<std::string, int> consumers_;
     std::set<std::string> graph_outputs_;
+    int64_t value_elems_ = 0;  // Σ per-flow elements of model_.values
+    int64_t conv_elems_ = 0;   // largest im2col + GEMM result of a Conv, per flow
+    int64_t held_ = 0;         // floats copied into ops (weights, biases, constants)
 };
 
 const onnx::AttributeProto* attr(const onnx::NodeProto& n, const char* name) {
@@ -138,56 +194,125 @@ std::optional<std::vector<std::string>> parse_string_list(const std::string& s) 
 
 }  // namespace
 
-Result<Tensor> Builder::to_tensor(const onnx::TensorProto& t) const {
+// An initializer or Constant value, `label` naming it. The declared shape
+// must match the data exactly (raw_data bytes or the typed field's count).
+Result<Tensor> Builder::to_tensor(const onnx::TensorProto& t, const std::string& label) const {
+    const std::string where = "constant '" + label + "'";
     Tensor out;
     out.dims.assign(t.dims().begin(), t.dims().end());
     int64_t n = 1;
     for (int64_t d : out.dims) {
-        if (d < 0) return err("constant '" + t.name() + "'", "negative dimension");
-        n *= d;
+        if (d < 0) return err(where, "negative dimension in shape " + dims_str(out.dims));
+        const auto p = checked_mul(n, d);
+        if (!p || *p > kMaxParameters)
+            return err(where, "shape " + dims_str(out.dims) + " holds more than " +
+                                  std::to_string(kMaxParameters) + " elements (kMaxParameters)");
+        n = *p;
     }
     if (t.data_location() == onnx::TensorProto::EXTERNAL)
-        return err("constant '" + t.name() + "'", "external data is not supported",
-                   "save the model with all tensors inside the file");
+        return err(where, "external data is not supported", "save the model with all tensors inside the file");
     const std::string& raw = t.raw_data();
+    const auto count = static_cast<size_t>(n);
     if (t.data_type() == onnx::TensorProto::FLOAT) {
         if (!raw.empty()) {
-            if (raw.size() != static_cast<size_t>(n) * 4)
-                return err("constant '" + t.name() + "'",
-                           "raw data holds " + std::to_string(raw.size()) + " bytes, shape " +
-                               dims_str(out.dims) + " needs " + std::to_string(n * 4));
-            out.f.resize(static_cast<size_t>(n));
+            if (raw.size() != count * 4)
+                return err(where, "raw data holds " + std::to_string(raw.size()) + " bytes, shape " +
+                                      dims_str(out.dims) + " needs " + std::to_string(count * 4));
+            out.f.resize(count);
             std::memcpy(out.f.data(), raw.data(), raw.size());
         } else {
+            if (static_cast<size_t>(t.float_data_size()) != count)
+                return err(where, "holds " + std::to_string(t.float_data_size()) + " values, shape " +
+                                      dims_str(out.dims) + " needs " + std::to_string(count));
             out.f.assign(t.float_data().begin(), t.float_data().end());
         }
-        if (out.f.size() != static_cast<size_t>(n))
-            return err("constant '" + t.name() + "'", "holds " + std::to_string(out.f.size()) +
-                                                          " values, shape needs " + std::to_string(n));
+        if (const size_t bad = first_non_finite(out.f); bad < out.f.size())
+            return err(where, "element " + std::to_string(bad) + " is " +
+                                  (std::isnan(out.f[bad]) ? "NaN" : "infinite"),
+                       "weights must be finite; re-export a model trained without divergence");
     } else if (t.data_type() == onnx::TensorProto::INT64) {
         out.is_int = true;
         if (!raw.empty()) {
-            if (raw.size() != static_cast<size_t>(n) * 8)
-                return err("constant '" + t.name() + "'", "raw data size does not match its shape");
-            out.i.resize(static_cast<size_t>(n));
+            if (raw.size() != count * 8)
+                return err(where, "raw data holds " + std::to_string(raw.size()) + " bytes, shape " +
+                                      dims_str(out.dims) + " needs " + std::to_string(count * 8));
+            out.i.resize(count);
             std::memcpy(out.i.data(), raw.data(), raw.size());
         } else {
+            if (static_cast<size_t>(t.int64_data_size()) != count)
+                return err(where, "holds " + std::to_string(t.int64_data_size()) + " values, shape " +
+                                      dims_str(out.dims) + " needs " + std::to_string(count));
             out.i.assign(t.int64_data().begin(), t.int64_data().end());
         }
-        if (out.i.size() != static_cast<size_t>(n))
-            return err("constant '" + t.name() + "'", "value count does not match its shape");
     } else {
-        return err("constant '" + t.name() + "'",
-                   "element type " + std::to_string(t.data_type()) + " is not float32 or int64");
+        return err(where, "element type " + std::to_string(t.data_type()) + " is not float32 or int64");
     }
     return out;
 }
 
-Result<int> Builder::value_of(const std::string& name, const std::string& node) const {
+// A new tensor of the graph: every dimension ≥ 1, at most kMaxValueElems
+// elements per flow, and all of them together within kMaxScratchElems.
+Result<int> Builder::add_value(const std::string& name, Shape shape, const std::string& where) {
+    std::optional<int64_t> n = shape.per_flow;
+    for (int64_t d : shape.dims) {
+        if (d < 1) return err(where, "output shape " + shape.str() + " has a dimension < 1");
+        if (n) n = checked_mul(*n, d);
+        if (n && *n > kMaxValueElems) n.reset();
+    }
+    if (shape.per_flow < 1 || !n)
+        return err(where, "output shape " + shape.str() + " has more than " + std::to_string(kMaxValueElems) +
+                              " elements per flow (kMaxValueElems)");
+    value_elems_ += *n;  // both terms ≤ kMaxScratchElems: no overflow
+    if (value_elems_ + conv_elems_ > kMaxScratchElems)
+        return err(where, "the model's tensors need more than " + std::to_string(kMaxScratchElems) +
+                              " floats per flow (kMaxScratchElems)");
+    model_.values.push_back({name, std::move(shape)});
+    ids_[name] = static_cast<int>(model_.values.size() - 1);
+    return ids_[name];
+}
+
+// Counts floats an op is about to copy against kMaxParameters, before the copy.
+Result<void> Builder::hold(size_t floats, const std::string& where) {
+    if (floats > static_cast<size_t>(kMaxParameters) || held_ + static_cast<int64_t>(floats) > kMaxParameters)
+        return err(where, "the model's weights exceed " + std::to_string(kMaxParameters) +
+                              " floats (kMaxParameters)");
+    held_ += static_cast<int64_t>(floats);
+    return {};
+}
+
+// strides/pads of a 1-D Conv or MaxPool window of op.kernel over `len`
+// positions: checked, stored in op; returns the output length (≥ 1).
+Result<int64_t> Builder::window(const onnx::NodeProto& n, const std::string& where, Op& op, int64_t len,
+                                bool pool) const {
+    const auto strides = attr_ints(n, "strides");
+    const auto pads = attr_ints(n, "pads");
+    if (strides.size() > 1) return err(where, "expected 1 stride for a 1-D window, got " + dims_str(strides));
+    if (!pads.empty() && pads.size() != 2)
+        return err(where, "expected 2 pads for a 1-D window, got " + dims_str(pads));
+    op.stride = strides.empty() ? 1 : strides[0];
+    if (pads.size() == 2) {
+        op.pad_begin = pads[0];
+        op.pad_end = pads[1];
+    }
+    if (op.stride < 1) return err(where, "stride " + std::to_string(op.stride) + " must be at least 1");
+    if (op.kernel < 1) return err(where, "kernel size " + std::to_string(op.kernel) + " must be at least 1");
+    // Pooling pads stay below the kernel (no window of padding alone).
+    const int64_t max_pad = pool ? std::min(op.kernel - 1, kMaxValueElems) : kMaxValueElems;
+    if (op.pad_begin < 0 || op.pad_end < 0 || op.pad_begin > max_pad || op.pad_end > max_pad)
+        return err(where, "pads " + dims_str({op.pad_begin, op.pad_end}) + " must be 0.." +
+                              std::to_string(max_pad) + (pool ? " (less than the kernel)" : ""));
+    const int64_t padded = len + op.pad_begin + op.pad_end;  // ≤ 3 · kMaxValueElems
+    if (op.kernel > padded)
+        return err(where, "kernel size " + std::to_string(op.kernel) + " is longer than the padded input (" +
+                              std::to_string(padded) + " positions)");
+    return (padded - op.kernel) / op.stride + 1;
+}
+
+Result<int> Builder::value_of(const std::string& name, const std::string& where) const {
     auto it = ids_.find(name);
     if (it == ids_.end())
-        return err("node '" + node + "'", "input '" + name + "' is not produced by any earlier node "
-                                          "nor a graph input (graph not topologically sorted?)");
+        return err(where, "'" + name + "' is not produced by any earlier node "
+                          "nor a graph input (graph not topologically sorted?)");
     return it->second;
 }
 
@@ -217,8 +342,15 @@ Result<void> Builder::fold_batchnorm(const onnx::NodeProto& n, const std::string
     if (prod->kind == OpKind::Gemm && model_.values[*x].shape.dims.size() != 1)
         return err(where, "BatchNormalization after a Gemm on a tensor of rank > 2");
     const float eps = attr_f(n, "epsilon", 1e-5f);
+    for (int64_t o = 0; o < c; ++o)
+        if (!(static_cast<double>(p[3]->f[o]) + eps > 0))  // also NaN epsilon
+            return err(where, "variance + epsilon of channel " + std::to_string(o) + " is " +
+                                  std::to_string(static_cast<double>(p[3]->f[o]) + eps) + ", not positive");
     const int64_t per_out = static_cast<int64_t>(prod->weight.size()) / c;
-    if (prod->bias.empty()) prod->bias.assign(static_cast<size_t>(c), 0.f);
+    if (prod->bias.empty()) {
+        if (auto h = hold(static_cast<size_t>(c), where); !h) return h.error();
+        prod->bias.assign(static_cast<size_t>(c), 0.f);
+    }
     for (int64_t o = 0; o < c; ++o) {
         const double scale = p[0]->f[o] / std::sqrt(static_cast<double>(p[3]->f[o]) + eps);
         for (int64_t j = 0; j < per_out; ++j)
@@ -244,7 +376,7 @@ Result<void> Builder::node(const onnx::NodeProto& n, size_t index) {
     if (t == "Constant") {
         const auto* v = attr(n, "value");
         if (!v || !v->has_t()) return err(where, "only the 'value' tensor form is supported");
-        auto c = to_tensor(v->t());
+        auto c = to_tensor(v->t(), n.output(0));
         if (!c) return c.error();
         consts_[n.output(0)] = std::move(*c);
         return {};
@@ -278,26 +410,31 @@ Result<void> Builder::node(const onnx::NodeProto& n, size_t index) {
         op.cout = w->dims[0];
         op.cin = w->dims[1];
         op.kernel = w->dims[2];
+        if (op.cout < 1 || op.cin < 1 || op.kernel < 1)
+            return err(where, "weights " + dims_str(w->dims) + " have a zero dimension");
         if (op.cin != in.dims[0])
             return err(where, "weights expect " + std::to_string(op.cin) + " input channels, input is " + in.str());
-        const auto strides = attr_ints(n, "strides");
-        const auto pads = attr_ints(n, "pads");
-        op.stride = strides.empty() ? 1 : strides[0];
-        if (!pads.empty()) {
-            if (pads.size() != 2) return err(where, "expected 2 pads for a 1-D convolution");
-            op.pad_begin = pads[0];
-            op.pad_end = pads[1];
-        }
-        const int64_t lout = (in.dims[1] + op.pad_begin + op.pad_end - op.kernel) / op.stride + 1;
-        if (op.stride < 1 || lout < 1) return err(where, "kernel longer than the padded input " + in.str());
-        op.weight = w->f;
+        if (const auto ks = attr_ints(n, "kernel_shape"); !ks.empty() && (ks.size() != 1 || ks[0] != op.kernel))
+            return err(where, "kernel_shape " + dims_str(ks) + " disagrees with the weights " + dims_str(w->dims));
+        auto lout = window(n, where, op, in.dims[1], false);
+        if (!lout) return lout.error();
+        // im2col matrix and GEMM result per flow: per_flow × Lout × (Cin·K + Cout)
+        std::optional<int64_t> cols = checked_mul(in.per_flow, *lout);
+        if (cols) cols = checked_mul(*cols, op.cin * op.kernel + op.cout);  // each factor ≤ kMaxParameters
+        if (!cols || *cols > kMaxScratchElems - value_elems_)
+            return err(where, "im2col of input " + in.str() + " needs more than " +
+                                  std::to_string(kMaxScratchElems) + " floats per flow (kMaxScratchElems)");
+        conv_elems_ = std::max(conv_elems_, *cols);
+        const Tensor* b = nullptr;
         if (n.input_size() > 2 && !n.input(2).empty()) {
-            const Tensor* b = constant(n.input(2));
+            b = constant(n.input(2));
             if (!b || b->is_int || static_cast<int64_t>(b->f.size()) != op.cout)
                 return err(where, "bias must be a float constant of " + std::to_string(op.cout) + " values");
-            op.bias = b->f;
         }
-        out.dims = {op.cout, lout};
+        if (auto h = hold(w->f.size() + (b ? b->f.size() : 0), where); !h) return h.error();
+        op.weight = w->f;
+        if (b) op.bias = b->f;
+        out.dims = {op.cout, *lout};
         model_.parameters += op.weight.size() + op.bias.size();
     } else if (t == "Gemm" || t == "MatMul") {
         const Tensor* b = n.input_size() > 1 ? constant(n.input(1)) : nullptr;
@@ -309,13 +446,19 @@ Result<void> Builder::node(const onnx::NodeProto& n, size_t index) {
         if (in.dims.empty()) return err(where, "input has no feature dimension");
         const int64_t k = trans_b ? b->dims[1] : b->dims[0];
         const int64_t o = trans_b ? b->dims[0] : b->dims[1];
+        if (k < 1 || o < 1) return err(where, "weights " + dims_str(b->dims) + " have a zero dimension");
         if (k != in.dims.back())
             return err(where, "weights " + dims_str(b->dims) + " do not match input " + in.str());
         const float alpha = t == "Gemm" ? attr_f(n, "alpha", 1.f) : 1.f;
         const float beta = t == "Gemm" ? attr_f(n, "beta", 1.f) : 1.f;
+        if (!std::isfinite(alpha) || !std::isfinite(beta))
+            return err(where, "alpha " + std::to_string(alpha) + " and beta " + std::to_string(beta) +
+                                  " must be finite");
         op.kind = OpKind::Gemm;
         op.cin = k;
         op.cout = o;
+        // b->f holds exactly k·o values (to_tensor), so k·o does not overflow.
+        if (auto h = hold(b->f.size() + static_cast<size_t>(o), where); !h) return h.error();
         op.weight.resize(static_cast<size_t>(k * o));  // stored [Out, K]
         for (int64_t r = 0; r < o; ++r)
             for (int64_t c = 0; c < k; ++c)
@@ -351,17 +494,10 @@ Result<void> Builder::node(const onnx::NodeProto& n, size_t index) {
         if (n.output_size() > 1 && !n.output(1).empty()) return err(where, "the Indices output is not supported");
         op.kind = OpKind::MaxPool1d;
         op.kernel = ks[0];
-        const auto strides = attr_ints(n, "strides");
-        const auto pads = attr_ints(n, "pads");
-        op.stride = strides.empty() ? 1 : strides[0];
-        if (pads.size() == 2) {
-            op.pad_begin = pads[0];
-            op.pad_end = pads[1];
-        }
         op.cout = in.dims[0];
-        const int64_t lout = (in.dims[1] + op.pad_begin + op.pad_end - op.kernel) / op.stride + 1;
-        if (op.stride < 1 || lout < 1) return err(where, "window longer than the input " + in.str());
-        out.dims = {in.dims[0], lout};
+        auto lout = window(n, where, op, in.dims[1], true);
+        if (!lout) return lout.error();
+        out.dims = {in.dims[0], *lout};
     } else if (t == "GlobalMaxPool") {
         if (in.dims.size() != 2) return err(where, "only [N, C, L] inputs are supported (input " + in.str() + ")");
         op.kind = OpKind::GlobalMaxPool;
@@ -371,6 +507,7 @@ Result<void> Builder::node(const onnx::NodeProto& n, size_t index) {
         if (n.input_size() != 2) return err(where, "needs 2 inputs");
         if (const Tensor* c = constant(n.input(1))) {
             if (c->is_int) return err(where, "constant operand must be float");
+            if (c->f.empty()) return err(where, "constant '" + n.input(1) + "' " + dims_str(c->dims) + " is empty");
             // Broadcast over the trailing dims: its shape must be a suffix of the input's.
             std::vector<int64_t> cd = c->dims;
             while (!cd.empty() && cd.front() == 1) cd.erase(cd.begin());
@@ -378,6 +515,7 @@ Result<void> Builder::node(const onnx::NodeProto& n, size_t index) {
                 !std::equal(cd.begin(), cd.end(), in.dims.end() - static_cast<std::ptrdiff_t>(cd.size())))
                 return err(where, "constant " + dims_str(c->dims) + " does not broadcast over " + in.str() +
                                       " (only trailing-dimension broadcasting is supported)");
+            if (auto h = hold(c->f.size(), where); !h) return h.error();
             op.constant = c->f;
         } else {
             auto y = input(1);
@@ -423,7 +561,11 @@ Result<void> Builder::node(const onnx::NodeProto& n, size_t index) {
                 continue;
             }
             if (target[d] < 1) return err(where, "bad target shape " + dims_str(s->i));
-            known *= target[d];
+            const auto k = checked_mul(known, target[d]);
+            if (!k || *k > total)
+                return err(where, "cannot reshape " + in.str() + " to " + dims_str(s->i) +
+                                      " (the target holds more elements)");
+            known = *k;
         }
         op.kind = OpKind::Copy;
         if (target[0] == -1) {  // batch × per_flow absorbs the rest
@@ -462,7 +604,9 @@ Result<void> Builder::node(const onnx::NodeProto& n, size_t index) {
                 if (static_cast<int64_t>(d) != axis - 1 && ys.dims[d] != in.dims[d]) same = false;
             if (!same) return err(where, "inputs " + in.str() + " and " + ys.str() + " do not concatenate on axis " +
                                              std::to_string(axis));
-            sum += ys.dims[axis - 1];
+            if (__builtin_add_overflow(sum, ys.dims[axis - 1], &sum) || sum > kMaxValueElems)
+                return err(where, "concatenation is longer than " + std::to_string(kMaxValueElems) +
+                                      " (kMaxValueElems)");
             op.in.push_back(*y);
         }
         out.dims[axis - 1] = sum;
@@ -471,11 +615,14 @@ Result<void> Builder::node(const onnx::NodeProto& n, size_t index) {
         int64_t axis = attr_i(n, "axis", -1);
         if (axis < 0) axis += rank;
         if (axis != rank - 1) return err(where, "softmax is supported over the last axis only");
+        if (in.dims.empty()) return err(where, "softmax over the batch axis of " + in.str() + " is not supported");
         op.kind = OpKind::Softmax;
     } else {
         return err(where, "unsupported operator '" + t + "'", std::string("supported: ") + kSupported);
     }
-    op.out = add_value(n.output(0), out);
+    auto id = add_value(n.output(0), out, where);
+    if (!id) return id.error();
+    op.out = *id;
     model_.ops.push_back(std::move(op));
     return {};
 }
@@ -504,6 +651,12 @@ Result<Model> Builder::build(const onnx::ModelProto& m) {
     if (!spec_text) return spec_text.error();
     auto spec = features::parse_spec(*spec_text);
     if (!spec) return err("metadata", "etcpipe.features '" + *spec_text + "': " + spec.error().detail);
+    size_t in_bytes = 0;
+    for (const auto& f : *spec)
+        if (__builtin_add_overflow(in_bytes, f.row_bytes(), &in_bytes) || in_bytes > kMaxInputBytesPerFlow)
+            return err("metadata", "etcpipe.features: feature '" + f.name() +
+                                       "' brings a flow's input to more than " +
+                                       std::to_string(kMaxInputBytesPerFlow) + " bytes (kMaxInputBytesPerFlow)");
     model_.spec = *spec;
     model_.spec_text = *spec_text;
     auto classes_text = need("etcpipe.classes");
@@ -521,7 +674,7 @@ Result<Model> Builder::build(const onnx::ModelProto& m) {
 
     const onnx::GraphProto& g = m.graph();
     for (const auto& t : g.initializer()) {
-        auto c = to_tensor(t);
+        auto c = to_tensor(t, t.name());
         if (!c) return c.error();
         consts_[t.name()] = std::move(*c);
     }
@@ -571,16 +724,25 @@ Result<Model> Builder::build(const onnx::ModelProto& m) {
         }
         Shape s;
         s.dims = wanted;
-        model_.inputs.push_back(add_value(f.name(), s));
+        auto id = add_value(f.name(), s, where);
+        if (!id) return id.error();
+        model_.inputs.push_back(*id);
     }
 
     for (int i = 0; i < g.node_size(); ++i)
         if (auto r = node(g.node(i), static_cast<size_t>(i)); !r) return r.error();
+    // Constants are finite (to_tensor); what alpha/beta and BatchNorm folding
+    // made of them must be too.
+    for (const Op& op : model_.ops)
+        for (const auto* v : {&op.weight, &op.bias, &op.constant})
+            if (first_non_finite(*v) < v->size())
+                return err("node '" + op.node + "'", "weights are not finite after folding BatchNormalization "
+                                                     "and Gemm alpha/beta into them");
 
     if (g.output_size() != 1)
         return err("outputs", "the model has " + std::to_string(g.output_size()) + " outputs, expected 1 "
                               "(class probabilities)");
-    auto out = value_of(g.output(0).name(), "graph output");
+    auto out = value_of(g.output(0).name(), "outputs");
     if (!out) return out.error();
     model_.output = *out;
     const Shape& os = model_.values[*out].shape;
@@ -595,23 +757,72 @@ Result<Model> Builder::build(const onnx::ModelProto& m) {
 }
 
 Result<Model> Model::parse(std::span<const uint8_t> bytes, const std::string& subject) {
-    onnx::ModelProto m;
-    if (bytes.size() > static_cast<size_t>(INT32_MAX) ||
-        !m.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
+    if (bytes.size() > kMaxModelBytes)
         return make_error(ErrorKind::Data, 0, subject, "parse ONNX model",
-                          "not a valid ONNX protobuf (" + std::to_string(bytes.size()) +
-                              " bytes; truncated or not a model?)");
-    if (!m.has_graph())
-        return make_error(ErrorKind::Data, 0, subject, "parse ONNX model", "no graph");
-    return Builder(subject).build(m);
+                          std::to_string(bytes.size()) + " bytes, more than " + std::to_string(kMaxModelBytes) +
+                              " (kMaxModelBytes, 256 MiB)");
+    // The limits keep every allocation small; this is the last line should
+    // one still fail, so that no exception leaves the loader.
+    try {
+        onnx::ModelProto m;
+        if (!m.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
+            return make_error(ErrorKind::Data, 0, subject, "parse ONNX model",
+                              "not a valid ONNX protobuf (" + std::to_string(bytes.size()) +
+                                  " bytes; truncated or not a model?)");
+        if (!m.has_graph()) return make_error(ErrorKind::Data, 0, subject, "parse ONNX model", "no graph");
+        return Builder(subject).build(m);
+    } catch (const std::bad_alloc&) {
+        return make_error(ErrorKind::Data, ENOMEM, subject, "parse ONNX model", "out of memory");
+    } catch (const std::length_error& e) {
+        return make_error(ErrorKind::Data, 0, subject, "parse ONNX model", e.what());
+    }
 }
 
+namespace {
+
+// The file's bytes, at most kMaxModelBytes of them: a directory or a read
+// error is an Io error, a longer file (or endless one: /dev/zero) a Data one.
+Result<std::vector<uint8_t>> read_model_file(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return make_error(ErrorKind::Io, errno, path, "open model");
+    struct Closer {
+        int fd;
+        ~Closer() { ::close(fd); }
+    } closer{fd};
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return make_error(ErrorKind::Io, errno, path, "open model");
+    if (S_ISDIR(st.st_mode))
+        return make_error(ErrorKind::Io, EISDIR, path, "open model", "",
+                          "pass the .onnx file, e.g. models/etc_app.onnx");
+    const auto too_big = [&] {
+        return make_error(ErrorKind::Data, 0, path, "read model",
+                          "more than " + std::to_string(kMaxModelBytes) +
+                              " bytes (kMaxModelBytes, 256 MiB): not a model");
+    };
+    if (S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) > kMaxModelBytes) return too_big();
+    std::vector<uint8_t> bytes;
+    size_t have = 0;
+    for (;;) {
+        // One byte past the limit tells a file of exactly kMaxModelBytes from a longer one.
+        const size_t want = std::min<size_t>(size_t{1} << 20, kMaxModelBytes + 1 - have);
+        if (want == 0) return too_big();
+        bytes.resize(have + want);
+        const ssize_t n = ::read(fd, bytes.data() + have, want);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return make_error(ErrorKind::Io, errno, path, "read model");
+        if (n == 0) break;
+        have += static_cast<size_t>(n);
+    }
+    bytes.resize(have);
+    return bytes;
+}
+
+}  // namespace
+
 Result<Model> Model::load(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) return make_error(ErrorKind::Io, errno ? errno : ENOENT, path, "open model");
-    std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    if (f.bad()) return make_error(ErrorKind::Io, errno ? errno : EIO, path, "read model");
-    return parse(bytes, path);
+    auto bytes = read_model_file(path);
+    if (!bytes) return bytes.error();
+    return parse(*bytes, path);
 }
 
 }  // namespace etcpipe::infer

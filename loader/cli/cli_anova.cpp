@@ -29,7 +29,7 @@ Result<std::vector<double>> load_series(const std::string& path, const std::stri
 Result<void> write_text(const std::string& path, const std::string& text) {
     if (path.empty() || path == "-") {
         std::fwrite(text.data(), 1, text.size(), stdout);
-        return {};
+        return finish_output(stdout, "stdout");
     }
     std::ofstream out(path);
     out << text;
@@ -114,6 +114,8 @@ int run_send(const AnovaCommands& c) {
 }
 
 int run_bench(const AnovaCommands& c) {
+    // Network namespaces (CAP_SYS_ADMIN) and two XDP programs.
+    if (auto cp = require_capabilities("anova bench", {Cap::SysAdmin, Cap::NetAdmin}); !cp) return fail(cp.error());
     install_stop_handlers();
     anova::BenchOptions bo;
     bo.windows = c.windows;
@@ -145,18 +147,18 @@ Result<anova::Params> AnovaParamArgs::params() const {
 
 void add_anova_params(CLI::App* cmd, AnovaParamArgs& a, bool with_encoding) {
     const std::string g = "Rule";
-    cmd->add_option("--profile", a.profile,
+    add_option(cmd, "--profile", a.profile,
                     "osh: 14 fractional bits, eps 1638, eps2 2684191 (the seed's code); "
                     "report: the seed report's 10-bit fixed point")
         ->capture_default_str()->group(g);
-    cmd->add_option("--eps", a.eps, "epsilon in fixed point (overrides the profile)")->group(g);
-    cmd->add_option("--eps2", a.eps2, "epsilon squared in fixed point (overrides the profile)")
+    add_option(cmd, "--eps", a.eps, "epsilon in fixed point (overrides the profile)")->group(g);
+    add_option(cmd, "--eps2", a.eps2, "epsilon squared in fixed point (overrides the profile)")
         ->group(g);
-    cmd->add_option("--frac-bits", a.frac_bits, "fractional bits of the fixed point")->group(g);
+    add_option(cmd, "--frac-bits", a.frac_bits, "fractional bits of the fixed point")->group(g);
     if (with_encoding) {
         const std::map<std::string, anova_encoding> encs{{"u32", ANOVA_ENC_U32},
                                                          {"f64", ANOVA_ENC_F64}};
-        cmd->add_option("--encoding", a.encoding,
+        add_option(cmd, "--encoding", a.encoding,
                         "samples on the wire: u32 fixed point, or f64 (IEEE-754, converted in XDP)")
             ->transform(CLI::CheckedTransformer(encs, CLI::ignore_case))
             ->default_str("u32")
@@ -167,11 +169,11 @@ void add_anova_params(CLI::App* cmd, AnovaParamArgs& a, bool with_encoding) {
 void add_anova_commands(CLI::App& app, AnovaCommands& c) {
     c.check = app.add_subcommand(
         "check", "static check of BPF objects against a target's rules (exit 0: they comply)");
-    c.check->add_option("--target", c.check_target, "nfp: Netronome Agilio SmartNIC offload")
+    add_option(c.check, "--target", c.check_target, "nfp: Netronome Agilio SmartNIC offload")
         ->capture_default_str();
-    c.check->add_option("--nfp-limit", c.check_limit, "NFP instruction budget of the firmware")
+    add_option(c.check, "--nfp-limit", c.check_limit, "NFP instruction budget of the firmware")
         ->capture_default_str();
-    c.check->add_option("OBJ", c.check_objects, "BPF ELF objects, e.g. bpf/anova.bpf.o")
+    add_option(c.check, "OBJ", c.check_objects, "BPF ELF objects, e.g. bpf/anova.bpf.o")
         ->required();
 
     c.anova = app.add_subcommand("anova", "ANOVA state split: run, serve, send, benchmark");
@@ -179,41 +181,41 @@ void add_anova_commands(CLI::App& app, AnovaCommands& c) {
 
     c.split = c.anova->add_subcommand(
         "split", "run the XDP program on every 16-sample window of a series (BPF_PROG_TEST_RUN)");
-    c.split->add_option("SERIES", c.series, "one value per line, or CSV with --column")->required();
-    c.split->add_option("--column", c.column, "CSV column: header name or 1-based number");
-    c.split->add_option("-o,--output", c.output, "write the splits here (default stdout)");
-    c.split->add_option("--plot", c.plot, "draw the series with the splits to this SVG file");
-    c.split->add_option("--title", c.title, "plot title (default: the file name)");
+    add_option(c.split, "SERIES", c.series, "one value per line, or CSV with --column")->required();
+    add_option(c.split, "--column", c.column, "CSV column: header name or 1-based number");
+    add_option(c.split, "-o,--output", c.output, "write the splits here (default stdout)");
+    add_option(c.split, "--plot", c.plot, "draw the series with the splits to this SVG file");
+    add_option(c.split, "--title", c.title, "plot title (default: the file name)");
     add_anova_params(c.split, c.split_params);
 
     c.serve = c.anova->add_subcommand(
         "serve", "answer ANOVA requests from user space over UDP (the latency baseline)");
-    c.serve->add_option("--bind", c.bind, "address to listen on")->capture_default_str();
-    c.serve->add_option("--port", c.port, "UDP port")->capture_default_str();
-    c.serve->add_option("-c,--count", c.count, "stop after this many requests (0: until Ctrl-C)");
+    add_option(c.serve, "--bind", c.bind, "address to listen on")->capture_default_str();
+    add_option(c.serve, "--port", c.port, "UDP port")->capture_default_str();
+    add_option(c.serve, "-c,--count", c.count, "stop after this many requests (0: until Ctrl-C)");
     add_anova_params(c.serve, c.serve_params);
 
     c.send = c.anova->add_subcommand(
         "send", "send every window of a series to a target and collect the verdicts");
-    c.send->add_option("SERIES", c.series, "one value per line, or CSV with --column")->required();
-    c.send->add_option("--column", c.column, "CSV column: header name or 1-based number");
-    c.send->add_option("--target", c.target, "address of the XDP program or server")
+    add_option(c.send, "SERIES", c.series, "one value per line, or CSV with --column")->required();
+    add_option(c.send, "--column", c.column, "CSV column: header name or 1-based number");
+    add_option(c.send, "--target", c.target, "address of the XDP program or server")
         ->capture_default_str();
-    c.send->add_option("--port", c.port, "UDP port")->capture_default_str();
-    c.send->add_option("--timeout-ms", c.timeout_ms, "wait for each reply")->capture_default_str();
-    c.send->add_option("--retries", c.retries, "extra attempts per window")->capture_default_str();
+    add_option(c.send, "--port", c.port, "UDP port")->capture_default_str();
+    add_option(c.send, "--timeout-ms", c.timeout_ms, "wait for each reply")->capture_default_str();
+    add_option(c.send, "--retries", c.retries, "extra attempts per window")->capture_default_str();
     c.send->add_flag("--no-udp-checksum", c.no_udp_checksum,
                      "send with UDP checksum 0: needed against an XDP tx reflector on a local "
                      "veth, where checksum offload leaves it unfinished");
-    c.send->add_option("-o,--output", c.output, "write the splits here (default stdout)");
+    add_option(c.send, "-o,--output", c.output, "write the splits here (default stdout)");
     add_anova_params(c.send, c.send_params);
 
     c.bench = c.anova->add_subcommand(
         "bench",
         "round-trip latency, XDP_TX reflector vs user-space server, on a veth pair between two "
         "network namespaces it creates and removes");
-    c.bench->add_option("--windows", c.windows, "round trips per target")->capture_default_str();
-    c.bench->add_option("--series", c.bench_series, "series to send (default: a random walk)");
+    add_option(c.bench, "--windows", c.windows, "round trips per target")->check(at_most(kMaxBenchWindows))->capture_default_str();
+    add_option(c.bench, "--series", c.bench_series, "series to send (default: a random walk)");
 }
 
 std::optional<int> run_anova_commands(const AnovaCommands& c) {

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cinttypes>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -51,6 +52,15 @@ std::string addr(const uint8_t* a, uint8_t family) {
     return buf;
 }
 
+// A probability as a JSON number; JSON has no NaN or Inf, so those are null
+// (the CPU backend refuses them; this keeps any backend's output valid JSON).
+std::string json_prob(float p) {
+    if (!std::isfinite(p)) return "null";
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.6f", static_cast<double>(p));
+    return buf;
+}
+
 // One JSON object per flow: the flow as the extractor saw it (initiator
 // first) and the model's answer.
 void print_flow(std::FILE* out, size_t index, const features::FlowRow& r,
@@ -62,15 +72,14 @@ void print_flow(std::FILE* out, size_t index, const features::FlowRow& r,
         if (probs[c] > probs[best]) best = c;
     std::fprintf(out,
                  "{\"flow\":%zu,\"proto\":%u,\"src\":\"%s\",\"sport\":%u,\"dst\":\"%s\",\"dport\":%u,"
-                 "\"vlan\":[%u,%u],\"packets\":%u,\"selected\":%u,\"class\":%s,\"probability\":%.6f,"
+                 "\"vlan\":[%u,%u],\"packets\":%u,\"selected\":%u,\"class\":%s,\"probability\":%s,"
                  "\"probabilities\":{",
                  index, unsigned{k.proto}, addr(a ? k.addr_a : k.addr_b, k.family).c_str(),
                  unsigned{a ? k.port_a : k.port_b}, addr(a ? k.addr_b : k.addr_a, k.family).c_str(),
                  unsigned{a ? k.port_b : k.port_a}, unsigned{k.vlan[0]}, unsigned{k.vlan[1]}, r.packets,
-                 r.selected, json_string(classes[best]).c_str(), static_cast<double>(probs[best]));
+                 r.selected, json_string(classes[best]).c_str(), json_prob(probs[best]).c_str());
     for (size_t c = 0; c < classes.size(); ++c)
-        std::fprintf(out, "%s%s:%.6f", c ? "," : "", json_string(classes[c]).c_str(),
-                     static_cast<double>(probs[c]));
+        std::fprintf(out, "%s%s:%s", c ? "," : "", json_string(classes[c]).c_str(), json_prob(probs[c]).c_str());
     std::fputs("}}\n", out);
 }
 
@@ -168,11 +177,7 @@ Result<std::map<std::string, size_t>> write_flows(const std::string& output, con
         print_flow(fp, i, s.rows[i], classes, p);
         per_class[classes[static_cast<size_t>(std::max_element(p, p + nc) - p)]]++;
     }
-    const bool write_failed = std::ferror(fp) != 0;
-    if (fp != stdout && std::fclose(fp) != 0 && !write_failed)
-        return make_error(ErrorKind::Io, errno, output, "close");
-    if (fp == stdout) std::fflush(stdout);
-    if (write_failed) return make_error(ErrorKind::Io, EIO, output, "write flows");
+    if (auto r = finish_output(fp, output == "-" ? "stdout" : output); !r) return r.error();
     return per_class;
 }
 
@@ -199,18 +204,19 @@ void add_classify_command(CLI::App& app, ClassifyCommand& c) {
         "then inference on the CPU or GPU); one JSON line per flow.\n"
         "Exit codes: 0 ok, 2 usage (e.g. --device gpu without a GPU), 4 model or capture "
         "unreadable, 5 malformed model or corrupt capture (flows read before it are printed)");
-    c.cmd->add_option("CAPTURE", c.capture, "pcap or pcapng file")->required();
-    c.cmd->add_option("-m,--model", c.model,
+    add_option(c.cmd, "CAPTURE", c.capture, "pcap or pcapng file")->required();
+    add_option(c.cmd, "-m,--model", c.model,
                       "ONNX model with etcpipe metadata (e.g. models/etc_app.onnx); its feature "
                       "spec decides what is extracted")
         ->required();
-    c.cmd->add_option("-o,--output", c.output, "JSON Lines file ('-' = stdout)")->capture_default_str();
+    add_option(c.cmd, "-o,--output", c.output, "JSON Lines file ('-' = stdout)")->capture_default_str();
     add_device_option(c.cmd, c.device,
                       "gpu, cpu or auto (the GPU when there is one) — for extraction and inference");
-    c.cmd->add_option("--batch", c.batch, "flows per inference batch")->capture_default_str();
-    c.cmd->add_option("--threads", c.threads, "CPU threads for extraction and inference (0: all)")
+    add_option(c.cmd, "--batch", c.batch, "flows per inference batch")->capture_default_str();
+    add_option(c.cmd, "--threads", c.threads, "CPU threads for extraction and inference (0: all)")
+        ->check(at_most(max_threads()))
         ->capture_default_str();
-    c.cmd->add_option("--packet-batch", c.packet_batch, "packets per extractor batch")
+    add_option(c.cmd, "--packet-batch", c.packet_batch, "packets per extractor batch")
         ->capture_default_str();
     c.cmd->add_flag("-q,--quiet", c.quiet, "no summary on stderr");
 }

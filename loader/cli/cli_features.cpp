@@ -18,22 +18,22 @@ namespace etcpipe::cli {
 void add_features_command(CLI::App& app, FeaturesCommand& c) {
     c.cmd = app.add_subcommand(
         "features", "per-flow tensors (.npy) and a flows index (CSV) from a capture, GPU or CPU");
-    c.cmd->add_option("CAPTURE", c.capture, "pcap or pcapng file")->required();
-    c.cmd->add_option("-o,--output", c.out_dir, "directory for the .npy files and flows.csv")
+    add_option(c.cmd, "CAPTURE", c.capture, "pcap or pcapng file")->required();
+    add_option(c.cmd, "-o,--output", c.out_dir, "directory for the .npy files and flows.csv")
         ->required();
-    c.cmd->add_option("--features", c.spec,
+    add_option(c.cmd, "--features", c.spec,
                       "payload:HxL (L4 payload bytes), packet:HxL (from the IP header, addresses "
                       "and ports zeroed), sizes:H (signed IP length), iat:H (µs); comma-separated")
         ->capture_default_str();
     add_device_option(c.cmd, c.device, "gpu, cpu or auto (the GPU when there is one)");
-    c.cmd->add_option("--threads", c.threads, "CPU threads (0: all)")->capture_default_str();
-    c.cmd->add_option("--select", c.select,
+    add_option(c.cmd, "--threads", c.threads, "CPU threads (0: all)")->check(at_most(max_threads()))->capture_default_str();
+    add_option(c.cmd, "--select", c.select,
                       "extractor: the first H payload packets of each flow, chosen by the "
                       "extractor; flowmgr: only the packets the FlowManager XDP program selects "
                       "(replayed through the kernel; its idle timeout applies)")
         ->check(CLI::IsMember({"extractor", "flowmgr"}))
         ->capture_default_str();
-    c.cmd->add_option("--batch", c.batch, "packets per batch")->capture_default_str();
+    add_option(c.cmd, "--batch", c.batch, "packets per batch")->capture_default_str();
     c.cmd->add_flag("-q,--quiet", c.quiet, "no progress and no summary");
 }
 

@@ -42,25 +42,25 @@ void add_load_options(CLI::App* load, LoadArgs& a) {
                                                {"skb", XdpMode::Skb},
                                                {"hw", XdpMode::Hw},
                                                {"unspecified", XdpMode::Unspecified}};
-    load->add_option("IFACE", a.iface, "interface to attach to")->required();
-    load->add_option("-m,--mode", a.mode,
+    add_option(load, "IFACE", a.iface, "interface to attach to")->required();
+    add_option(load, "-m,--mode", a.mode,
                      "XDP mode: native (driver), skb (generic, any device), hw (offload)")
         ->transform(CLI::CheckedTransformer(modes, CLI::ignore_case))
         ->default_str("native");
-    load->add_option("-p,--pin-path", a.flowmgr.pin_path,
+    add_option(load, "-p,--pin-path", a.flowmgr.pin_path,
                      "pin the flow table, counters, XSKMAP and ring buffer under this bpffs "
                      "directory (e.g. /sys/fs/bpf/etcpipe)");
-    load->add_option("--prog", a.prog,
+    add_option(load, "--prog", a.prog,
                      "flowmgr: the FlowManager; anova: the ANOVA state split (offloadable, -m hw)")
         ->check(CLI::IsMember({"flowmgr", "anova"}))
         ->capture_default_str();
     add_flowmgr_options(load, a.flowmgr);
     add_anova_params(load, a.anova);
-    load->add_option("--port", a.anova_port, "anova: UDP port of the requests")
+    add_option(load, "--port", a.anova_port, "anova: UDP port of the requests")
         ->capture_default_str()->group("Rule");
     const std::map<std::string, anova_reply> replies{{"pass", ANOVA_REPLY_PASS},
                                                      {"tx", ANOVA_REPLY_TX}};
-    load->add_option("--reply", a.reply,
+    add_option(load, "--reply", a.reply,
                      "anova: pass (verdict written, packet goes on) or tx (sent back to the sender)")
         ->transform(CLI::CheckedTransformer(replies, CLI::ignore_case))
         ->default_str("pass")->group("Rule");
@@ -95,6 +95,7 @@ int load_flowmgr(const LoadArgs& a) {
 }
 
 int run_load(const LoadArgs& a, const CLI::App&) {
+    if (auto c = require_capabilities("load", {Cap::Bpf, Cap::NetAdmin, Cap::Perfmon}); !c) return fail(c.error());
     return a.prog == "anova" ? load_anova(a) : load_flowmgr(a);
 }
 
@@ -107,10 +108,10 @@ struct UnloadArgs {
 };
 
 void add_unload_options(CLI::App* unload, UnloadArgs& a) {
-    unload->add_option("IFACE", a.iface, "interface")->required();
+    add_option(unload, "IFACE", a.iface, "interface")->required();
     unload->add_flag("-a,--all", a.detach.all, "detach every XDP program on the interface");
-    unload->add_option("-i,--id", a.id, "detach only the program with this id (see status)");
-    unload->add_option("-p,--pin-path", a.detach.pin_path,
+    add_option(unload, "-i,--id", a.id, "detach only the program with this id (see status)");
+    add_option(unload, "-p,--pin-path", a.detach.pin_path,
                        "remove the maps pinned there by `load -p`");
 }
 
@@ -134,14 +135,14 @@ struct ReplayArgs {
 
 void add_replay_options(CLI::App* rep, ReplayArgs& a) {
     a.flowmgr.delivery = ETC_DELIVERY_INLINE;  // no AF_XDP socket in a replay: use the ring buffer
-    rep->add_option("CAPTURE", a.opts.capture, "pcap or pcapng file (format from its magic)")
+    add_option(rep, "CAPTURE", a.opts.capture, "pcap or pcapng file (format from its magic)")
         ->required();
-    rep->add_option("-o,--output", a.opts.json_path,
+    add_option(rep, "-o,--output", a.opts.json_path,
                     "JSON Lines file for the flows ('-' = stdout, '' = none)")
         ->capture_default_str();
-    rep->add_option("-w,--write-pcap", a.opts.write_pcap,
+    add_option(rep, "-w,--write-pcap", a.opts.write_pcap,
                     "write the selected packets (as delivered) to this pcap");
-    rep->add_option("-c,--count", a.opts.max_frames, "stop after this many frames (0 = all)");
+    add_option(rep, "-c,--count", a.opts.max_frames, "stop after this many frames (0 = all)");
     rep->add_flag("-t,--table", a.table,
                   "print the flows as an aligned table on stdout instead of JSON Lines");
     rep->add_flag("-q,--quiet", a.quiet, "no progress bar and no counter summary");
@@ -198,6 +199,8 @@ void print_replay_summary(const ReplayOptions& opts, const ReplayStats& st, bool
 }
 
 int run_replay(const ReplayArgs& a, const CLI::App&) {
+    // BPF_PROG_TEST_RUN of an XDP program: loading it needs all three.
+    if (auto c = require_capabilities("replay", {Cap::Bpf, Cap::NetAdmin, Cap::Perfmon}); !c) return fail(c.error());
     auto fo = a.flowmgr.to_options();
     if (!fo) return fail(fo.error());
     ReplayOptions opts = a.opts;
@@ -224,59 +227,60 @@ struct RunArgs {
 
 void add_run_options(CLI::App* run, RunArgs& a) {
     RunOptions& o = a.opts;
-    run->add_option("IFACE", o.iface, "interface to capture on")->required();
+    add_option(run, "IFACE", o.iface, "interface to capture on")->required();
     // No hw: the FlowManager's maps cannot be offloaded (see `etcpipe check`).
     const std::map<std::string, XdpMode> run_modes{{"native", XdpMode::Native}, {"skb", XdpMode::Skb}};
-    run->add_option("-m,--xdp-mode", o.mode,
+    add_option(run, "-m,--xdp-mode", o.mode,
                     "XDP mode of the program: native (driver) or skb (generic, any device)")
         ->transform(CLI::CheckedTransformer(run_modes, CLI::ignore_case).description("native|skb"))
         ->default_str("native");
     run->add_flag("--attach-existing", o.attach_existing,
                   "use the FlowManager already attached to IFACE (`ip link … xdp obj "
                   "flowmgr.bpf.o sec xdp` or `etcpipe load`) instead of loading one");
-    run->add_option("-p,--pin-path", o.pin_path,
+    add_option(run, "-p,--pin-path", o.pin_path,
                     "--attach-existing: open the maps pinned here (ip link pins under "
                     "/sys/fs/bpf/xdp/globals; default: the program's own maps); --pin: pin here");
     run->add_flag("--pin", o.pin,
                   "leave the program attached when etcpipe run exits (default: detached on any "
                   "exit, even SIGKILL)");
-    run->add_option("-q,--queues", o.queues, "AF_XDP sockets on RX queues 0..Q-1 (0: all)")
+    add_option(run, "-q,--queues", o.queues, "AF_XDP sockets on RX queues 0..Q-1 (0: all)")
         ->capture_default_str();
-    run->add_option("--bind", a.bind,
+    add_option(run, "--bind", a.bind,
                     "AF_XDP bind: auto (zero-copy if the driver can, else copy), zerocopy, copy")
         ->check(CLI::IsMember({"auto", "zerocopy", "copy"}))
         ->capture_default_str();
-    run->add_option("--umem-frames", o.xsk.frames, "UMEM frames per socket (2048 B each)")
+    add_option(run, "--umem-frames", o.xsk.frames, "UMEM frames per socket (2048 B each)")
         ->capture_default_str();
-    run->add_option("--ring-size", o.xsk.ring_size, "RX and fill ring descriptors (power of 2)")
+    add_option(run, "--ring-size", o.xsk.ring_size, "RX and fill ring descriptors (power of 2)")
         ->capture_default_str();
-    run->add_option("--features", o.spec,
+    add_option(run, "--features", o.spec,
                     "payload:HxL, packet:HxL, sizes:H, iat:H (µs, live arrival time); H ≤ N")
         ->capture_default_str();
     add_device_option(run, o.device, "feature extractor: gpu, cpu or auto");
-    run->add_option("--threads", o.threads, "CPU extractor threads (0: all)")->capture_default_str();
-    run->add_option("--batch", o.batch_packets, "packets per extractor batch")->capture_default_str();
-    run->add_option("--batch-timeout", o.batch_timeout_ms,
+    add_option(run, "--threads", o.threads, "CPU extractor threads (0: all)")->check(at_most(max_threads()))->capture_default_str();
+    add_option(run, "--batch", o.batch_packets, "packets per extractor batch")->capture_default_str();
+    add_option(run, "--batch-timeout", o.batch_timeout_ms,
                     "ms a complete flow waits for its batch to fill")
         ->capture_default_str();
-    run->add_option("--flow-timeout", o.flow_timeout_s,
+    add_option(run, "--flow-timeout", o.flow_timeout_s,
                     "s of silence after which a flow with fewer than H packets is emitted as is "
                     "(must be < --idle-timeout)")
         ->capture_default_str();
-    run->add_option("--max-pending", o.max_pending,
+    add_option(run, "--max-pending", o.max_pending,
                     "flows waiting for packets; beyond it new flows are dropped (counted)")
         ->capture_default_str();
-    run->add_option("-o,--output", o.output,
+    add_option(run, "-o,--output", o.output,
                     "-: JSON Lines on stdout (one flow per line); DIR: rolling parts "
                     "DIR/part-NNNNNN/{<feature>.npy, flows.csv}")
         ->capture_default_str();
-    run->add_option("--rotate", o.rotate_flows, "flows per .npy part")->capture_default_str();
+    add_option(run, "--rotate", o.rotate_flows, "flows per .npy part")->capture_default_str();
     run->add_flag("--stats", o.stats, "a line of rates and losses on stderr every second");
-    run->add_option("-d,--duration", o.duration_s, "stop after this many seconds (0: on Ctrl-C)")
+    add_option(run, "-d,--duration", o.duration_s, "stop after this many seconds (0: on Ctrl-C)")
+        ->check(at_most(kMaxSeconds))
         ->capture_default_str();
-    run->add_option("--ready-file", o.ready_file,
+    add_option(run, "--ready-file", o.ready_file,
                     "write our pid here once the sockets are bound (for scripts)");
-    run->add_option("--model", o.model_path,
+    add_option(run, "--model", o.model_path,
                     "classify every emitted flow with this ONNX model (see classify); its "
                     "metadata sets the features; JSON Lines gain class/probability, .npy parts a "
                     "predictions.csv");
@@ -323,6 +327,9 @@ void print_run_summary(const std::string& iface, const RunSummary& r) {
 }
 
 int run_run(const RunArgs& a, const CLI::App& run) {
+    // AF_XDP sockets need CAP_NET_RAW besides the program's three.
+    if (auto c = require_capabilities("run", {Cap::Bpf, Cap::NetAdmin, Cap::Perfmon, Cap::NetRaw}); !c)
+        return fail(c.error());
     auto opts = run_options(a, run);
     if (!opts) return fail(opts.error());
     if (opts->pin)
@@ -342,16 +349,16 @@ struct SendArgs {
 };
 
 void add_send_options(CLI::App* send, SendArgs& a) {
-    send->add_option("CAPTURE", a.capture, "pcap or pcapng file")->required();
-    send->add_option("IFACE", a.iface, "interface to send from (e.g. one end of a veth pair)")
+    add_option(send, "CAPTURE", a.capture, "pcap or pcapng file")->required();
+    add_option(send, "IFACE", a.iface, "interface to send from (e.g. one end of a veth pair)")
         ->required();
-    send->add_option("--burst", a.opts.burst, "frames per burst")->capture_default_str();
-    send->add_option("--pause-us", a.opts.pause_us, "pause after each burst (0: none)")
+    add_option(send, "--burst", a.opts.burst, "frames per burst")->capture_default_str();
+    add_option(send, "--pause-us", a.opts.pause_us, "pause after each burst (0: none)")
         ->capture_default_str();
-    send->add_option("-c,--count", a.opts.max_frames, "stop after this many frames (0: all)")
+    add_option(send, "-c,--count", a.opts.max_frames, "stop after this many frames (0: all)")
         ->capture_default_str();
-    send->add_option("--loops", a.opts.loops, "send the capture this many times")->capture_default_str();
-    send->add_option("--max-seconds", a.opts.max_seconds, "stop after this long")->capture_default_str();
+    add_option(send, "--loops", a.opts.loops, "send the capture this many times")->capture_default_str();
+    add_option(send, "--max-seconds", a.opts.max_seconds, "stop after this long")->check(at_most(kMaxSeconds))->capture_default_str();
 }
 
 int run_send(const SendArgs& a, const CLI::App&) {

@@ -74,9 +74,9 @@ void add_feed_options(CLI::App* cmd, FeedArgs& a) {
                   "UDP datagrams start with a 4-byte big-endian sequence number (gaps counted "
                   "per channel)")
         ->group(g);
-    cmd->add_option("--buffer-kib", a.buffer_kib, "TCP reorder buffer per connection, KiB")
+    add_option(cmd, "--buffer-kib", a.buffer_kib, "TCP reorder buffer per connection, KiB")
         ->capture_default_str()->check(CLI::Range(size_t{1}, size_t{65536}))->group(g);
-    cmd->add_option("--max-connections", a.feed.reassembly.max_connections,
+    add_option(cmd, "--max-connections", a.feed.reassembly.max_connections,
                     "TCP connections tracked at once; the least recently used one is evicted")
         ->capture_default_str()->check(CLI::Range(size_t{1}, size_t{1} << 20))->group(g);
     cmd->add_option_function<std::string>(
@@ -118,15 +118,15 @@ struct DecodeArgs {
 };
 
 void add_decode(CLI::App* cmd, DecodeArgs& a) {
-    cmd->add_option("INPUT", a.o.inputs,
+    add_option(cmd, "INPUT", a.o.inputs,
                     "captures (pcap/pcapng: UDP per datagram, TCP reassembled as from a mirror "
                     "port) or raw FAST byte files")
         ->required()->check(CLI::ExistingFile);
-    cmd->add_option("-t,--templates", a.o.templates, kTemplatesHelp)->required();
-    cmd->add_option("-o,--output", a.o.output, "JSON Lines output file, - for stdout")
+    add_option(cmd, "-t,--templates", a.o.templates, kTemplatesHelp)->required();
+    add_option(cmd, "-o,--output", a.o.output, "JSON Lines output file, - for stdout")
         ->capture_default_str();
-    cmd->add_option("--udp-port", a.feed.udp_ports, "decode only UDP datagrams to these ports");
-    cmd->add_option("--tcp-server", a.feed.tcp_servers,
+    add_option(cmd, "--udp-port", a.feed.udp_ports, "decode only UDP datagrams to these ports");
+    add_option(cmd, "--tcp-server", a.feed.tcp_servers,
                     "decode only TCP data sent by these servers (ADDR:PORT)");
     cmd->add_flag("--no-ts", a.no_ts, "leave the \"ts\" key out (outputs of runs compare equal)");
     cmd->add_flag("-q,--quiet", a.o.quiet, "no counters on stderr");
@@ -163,27 +163,27 @@ struct ListenArgs {
 
 void add_listen(CLI::App* cmd, ListenArgs& a) {
     const std::map<std::string, XdpMode> modes{{"native", XdpMode::Native}, {"skb", XdpMode::Skb}};
-    cmd->add_option("IFACE", a.o.iface, "interface the feed arrives on (a mirror port, too)")
+    add_option(cmd, "IFACE", a.o.iface, "interface the feed arrives on (a mirror port, too)")
         ->required();
-    cmd->add_option("-t,--templates", a.o.templates, kTemplatesHelp)->required();
-    cmd->add_option("--udp", a.o.udp,
+    add_option(cmd, "-t,--templates", a.o.templates, kTemplatesHelp)->required();
+    add_option(cmd, "--udp", a.o.udp,
                     "UDP feed: PORT, GROUP:PORT or GROUP (IPv4/IPv6 multicast)");
-    cmd->add_option("--tcp-server", a.o.tcp_servers,
+    add_option(cmd, "--tcp-server", a.o.tcp_servers,
                     "mirrored TCP feed: the exchange's ADDR:PORT (its data is reassembled)");
     cmd->add_flag("--both-directions", a.o.tcp_both_directions,
                   "also take TCP segments sent to the servers");
-    cmd->add_option("-m,--mode", a.o.mode, "XDP mode: native (driver) or skb (generic)")
+    add_option(cmd, "-m,--mode", a.o.mode, "XDP mode: native (driver) or skb (generic)")
         ->transform(CLI::CheckedTransformer(modes, CLI::ignore_case).description("native|skb"))
         ->default_str("native");
-    cmd->add_option("-o,--output", a.o.output, "JSON Lines output file, - for stdout")
+    add_option(cmd, "-o,--output", a.o.output, "JSON Lines output file, - for stdout")
         ->capture_default_str();
-    cmd->add_option("-d,--seconds", a.o.seconds, "stop after this long (0: until Ctrl-C)")
+    add_option(cmd, "-d,--seconds", a.o.seconds, "stop after this long (0: until Ctrl-C)")->check(at_most(kMaxSeconds))
         ->check(CLI::Range(0.0, 1e7));
-    cmd->add_option("-c,--count", a.o.count, "stop after this many records (0: no limit)");
+    add_option(cmd, "-c,--count", a.o.count, "stop after this many records (0: no limit)");
     cmd->add_flag("--no-busy-poll", a.no_busy_poll,
                   "sleep in poll() between frames instead of spinning on the rings");
     cmd->add_flag("--stats", a.o.stats, "a counter line on stderr every second");
-    cmd->add_option("--ready-file", a.o.ready_file, "write this file once attached and ready");
+    add_option(cmd, "--ready-file", a.o.ready_file, "write this file once attached and ready");
     cmd->add_flag("--latency", a.o.latency,
                   "one-way latency from the records' SendTimeNs (md send) at the end");
     cmd->add_flag("--no-ts", a.no_ts, "leave the \"ts\" key out");
@@ -196,6 +196,8 @@ void add_listen(CLI::App* cmd, ListenArgs& a) {
 }
 
 int run_listen(const ListenArgs& args, const CLI::App&) {
+    if (auto c = require_capabilities("md listen", {Cap::Bpf, Cap::NetAdmin, Cap::Perfmon, Cap::NetRaw}); !c)
+        return fail(c.error());
     ListenArgs a = args;
     if (a.o.udp.empty() && a.o.tcp_servers.empty())
         return fail(Error{ErrorKind::Usage, 0, a.o.iface, "md listen", "nothing to listen to",
@@ -217,29 +219,29 @@ struct SendArgs {
 };
 
 void add_send(CLI::App* cmd, SendArgs& a) {
-    cmd->add_option("-t,--templates", a.o.templates, kTemplatesHelp)->required();
-    auto* udp = cmd->add_option("--udp", a.udp, "send UDP datagrams to ADDR:PORT");
-    auto* tcp = cmd->add_option("--tcp", a.tcp,
+    add_option(cmd, "-t,--templates", a.o.templates, kTemplatesHelp)->required();
+    auto* udp = add_option(cmd, "--udp", a.udp, "send UDP datagrams to ADDR:PORT");
+    auto* tcp = add_option(cmd, "--tcp", a.tcp,
                                 "listen on ADDR:PORT, accept one receiver, send STEP messages");
-    auto* file = cmd->add_option("--file", a.file, "write STEP messages to this file instead");
+    auto* file = add_option(cmd, "--file", a.file, "write STEP messages to this file instead");
     udp->excludes(tcp);
     file->excludes(udp)->excludes(tcp);
-    cmd->add_option("-c,--count", a.o.count, "messages to send (datagrams or STEP messages)")
+    add_option(cmd, "-c,--count", a.o.count, "messages to send (datagrams or STEP messages)")
         ->capture_default_str()->check(CLI::Range(uint64_t{1}, uint64_t{1} << 40));
-    cmd->add_option("--rate", a.o.rate, "messages per second (0: as fast as possible)")
+    add_option(cmd, "--rate", a.o.rate, "messages per second (0: as fast as possible)")
         ->capture_default_str()->check(CLI::Range(0.0, 1e8));
-    cmd->add_option("-d,--seconds", a.o.seconds, "stop after this long whatever the count")
+    add_option(cmd, "-d,--seconds", a.o.seconds, "stop after this long whatever the count")->check(at_most(kMaxSeconds))
         ->capture_default_str()->check(CLI::Range(0.001, 86400.0));
-    cmd->add_option("--size", a.o.size,
+    add_option(cmd, "--size", a.o.size,
                     "bytes per message: records are packed until it is reached (100 and 1408 "
                     "are the source document's sizes)")
         ->capture_default_str()->check(CLI::Range(size_t{16}, size_t{65000}));
-    cmd->add_option("--template-ids", a.o.template_ids, "templates to send, in turn")
+    add_option(cmd, "--template-ids", a.o.template_ids, "templates to send, in turn")
         ->capture_default_str()->delimiter(',');
-    cmd->add_option("--series", a.o.series, "prices: one per line")->capture_default_str()
+    add_option(cmd, "--series", a.o.series, "prices: one per line")->capture_default_str()
         ->check(CLI::ExistingFile);
     cmd->add_flag("--seq-preamble", a.o.seq_preamble, "UDP: a 4-byte sequence number first");
-    cmd->add_option("--seed", a.o.seed, "random seed of the quantities and ids")->capture_default_str();
+    add_option(cmd, "--seed", a.o.seed, "random seed of the quantities and ids")->capture_default_str();
     cmd->footer("\nExamples:\n"
                 "  etcpipe md send -t testdata/mdfeed/sse.xml --udp 10.79.0.2:5000 -c 1000\n"
                 "  etcpipe md send -t testdata/mdfeed/sse.xml --file feed.step -c 100 && \\\n"
@@ -275,16 +277,16 @@ struct RecvArgs {
 };
 
 void add_recv(CLI::App* cmd, RecvArgs& a) {
-    cmd->add_option("-t,--templates", a.o.templates, kTemplatesHelp)->required();
-    auto* udp = cmd->add_option("--udp", a.udp, "receive UDP on [ADDR:]PORT (a group is joined)");
-    auto* tcp = cmd->add_option("--tcp", a.tcp, "connect to the exchange at ADDR:PORT");
+    add_option(cmd, "-t,--templates", a.o.templates, kTemplatesHelp)->required();
+    auto* udp = add_option(cmd, "--udp", a.udp, "receive UDP on [ADDR:]PORT (a group is joined)");
+    auto* tcp = add_option(cmd, "--tcp", a.tcp, "connect to the exchange at ADDR:PORT");
     udp->excludes(tcp);
     cmd->add_flag("--busy-poll", a.busy_poll, "UDP: non-blocking spin with SO_BUSY_POLL");
-    cmd->add_option("-o,--output", a.o.output, "JSON Lines output, - for stdout")->capture_default_str();
-    cmd->add_option("-c,--count", a.o.count, "stop after this many records (0: no limit)");
-    cmd->add_option("-d,--seconds", a.o.seconds, "stop after this long (0: no limit)")
+    add_option(cmd, "-o,--output", a.o.output, "JSON Lines output, - for stdout")->capture_default_str();
+    add_option(cmd, "-c,--count", a.o.count, "stop after this many records (0: no limit)");
+    add_option(cmd, "-d,--seconds", a.o.seconds, "stop after this long (0: no limit)")->check(at_most(kMaxSeconds))
         ->check(CLI::Range(0.0, 1e7));
-    cmd->add_option("--ready-file", a.o.ready_file, "write this file once bound or connected");
+    add_option(cmd, "--ready-file", a.o.ready_file, "write this file once bound or connected");
     cmd->add_flag("--latency", a.o.latency, "one-way latency from SendTimeNs at the end");
     cmd->add_flag("--no-ts", a.no_ts, "leave the \"ts\" key out");
     cmd->add_flag("-q,--quiet", a.o.quiet, "no counters on stderr");
@@ -311,11 +313,11 @@ int run_recv(const RecvArgs& args, const CLI::App&) {
 // ---- bench -----------------------------------------------------------------
 
 void add_bench(CLI::App* cmd, md::BenchOptions& o) {
-    cmd->add_option("-t,--templates", o.templates, kTemplatesHelp)->capture_default_str();
+    add_option(cmd, "-t,--templates", o.templates, kTemplatesHelp)->capture_default_str();
     cmd->add_flag("--quick", o.quick, "fewer records and messages (a smoke run)");
-    cmd->add_option("--rows", o.rows, "decode, reassembly, latency (default: all)")->delimiter(',');
-    cmd->add_option("--messages", o.latency_messages, "messages per latency row")->capture_default_str();
-    cmd->add_option("--rate", o.latency_rate,
+    add_option(cmd, "--rows", o.rows, "decode, reassembly, latency (default: all)")->delimiter(',');
+    add_option(cmd, "--messages", o.latency_messages, "messages per latency row")->capture_default_str();
+    add_option(cmd, "--rate", o.latency_rate,
                     "100-byte messages per second in the latency rows (1408-byte: the same bytes/s)")
         ->capture_default_str();
 }

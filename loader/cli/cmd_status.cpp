@@ -18,7 +18,7 @@ struct StatusArgs {
 };
 
 void add_status_options(CLI::App* cmd, StatusArgs& a) {
-    cmd->add_option("IFACE", a.iface, "only this interface");
+    add_option(cmd, "IFACE", a.iface, "only this interface");
     cmd->add_flag("-a,--all-counters", a.all_counters, "list zero counters too");
 }
 

@@ -1,10 +1,13 @@
 // etcpipe: the command line, after xdp-loader's grammar. The commands and
 // their options are in the table (commands.cpp) and the cmd_*/cli_* files.
 #include <CLI/CLI.hpp>
+#include <exception>
+#include <new>
 
 #include "cli/commands.hpp"
 #include "cli/cmd_version.hpp"
 #include "common/log.hpp"
+#include "common/output_check.hpp"
 
 int main(int argc, char** argv) {
     using namespace etcpipe;
@@ -26,5 +29,22 @@ int main(int argc, char** argv) {
     log::set_verbosity(verbosity);
     log::install_library_bridges();
     if (show_version) return cli::print_version();
-    return cli::run_given(runners);
+    // An exception that escapes main would end in std::terminate without
+    // unwinding: the destructors that detach programs and delete network
+    // namespaces would not run. Catch it here, so they do.
+    try {
+        const int rc = cli::run_given(runners);
+        // Whatever a command printed to stdout: a failed write is exit 4.
+        if (auto r = finish_stdout(); !r) {
+            ETC_ERR("%s", r.error().message().c_str());
+            return rc ? rc : 4;
+        }
+        return rc;
+    } catch (const std::bad_alloc&) {
+        ETC_ERR("out of memory (a size given on the command line or read from the input is too "
+                "large)");
+    } catch (const std::exception& e) {
+        ETC_ERR("internal error: %s", e.what());
+    }
+    return 1;
 }

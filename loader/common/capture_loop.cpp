@@ -1,5 +1,6 @@
 #include "common/capture_loop.hpp"
 
+#include <string>
 #include <vector>
 
 namespace etcpipe {
@@ -16,6 +17,8 @@ CaptureLoopStats for_each_ethernet_frame(pcap::Reader& reader,
     pcap::Frame frame;
     EthernetFrame eth;
     eth.frame = &frame;
+    uint32_t first_linktype = 0;
+    std::string first_reason;
     while (!o.max_frames || st.frames < o.max_frames) {
         auto more = reader.next(frame);
         if (!more) {
@@ -26,7 +29,11 @@ CaptureLoopStats for_each_ethernet_frame(pcap::Reader& reader,
         ++st.frames;
         auto bytes = pcap::to_ethernet(frame, scratch);
         if (!bytes) {
-            if (st.not_ethernet++ == 0 && o.on_first_not_ethernet) o.on_first_not_ethernet(frame, bytes.error());
+            if (st.not_ethernet++ == 0) {
+                first_linktype = frame.linktype;
+                first_reason = bytes.error().message();
+                if (o.on_first_not_ethernet) o.on_first_not_ethernet(frame, bytes.error());
+            }
             continue;
         }
         if (bytes->size() < kEthHdr) {
@@ -40,6 +47,17 @@ CaptureLoopStats for_each_ethernet_frame(pcap::Reader& reader,
             break;
         }
     }
+    // Not one frame usable (an unsupported link type, typically): an error,
+    // so no command reports "0 flows" with exit 0 for a capture it could not read.
+    if (!st.capture_error && !st.stopped && st.frames > 0 && st.not_ethernet == st.frames)
+        st.capture_error = Error{ErrorKind::Data, 0, reader.path(), "read capture",
+                                 "none of its " + std::to_string(st.frames) +
+                                     " frames can be read as Ethernet (link type " +
+                                     std::to_string(first_linktype) + " " +
+                                     pcap::linktype_name(first_linktype) + "; first: " +
+                                     first_reason + ")",
+                                 "supported link types: ETHERNET, NULL, LOOP, RAW, IPV4, IPV6, "
+                                 "LINUX_SLL, LINUX_SLL2, PPP, C_HDLC"};
     return st;
 }
 

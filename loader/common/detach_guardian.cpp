@@ -77,6 +77,17 @@ void DetachGuardian::disarm() {
     pid_ = -1;
 }
 
+bool DetachGuardian::check_lost() {
+    if (pid_ <= 0) return false;
+    int st;
+    if (waitpid(pid_, &st, WNOHANG) != pid_) return false;
+    pid_ = -1;
+    ETC_WARN("detach guardian ended (%s %d): a SIGKILL of this process would now leave the "
+             "program attached; stop with Ctrl-C or SIGTERM (or `etcpipe unload IFACE` after)",
+             WIFSIGNALED(st) ? "signal" : "status", WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+    return true;
+}
+
 DetachOnExit::~DetachOnExit() {
     if (!armed_) return;
     DetachOptions d;

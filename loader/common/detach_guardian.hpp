@@ -25,6 +25,10 @@ class DetachGuardian {
     [[nodiscard]] Result<void> start(const std::string& iface, uint32_t prog_id);
     // After our own detach: let the child find nothing to do, and reap it.
     void disarm();
+    // Called from the run loop: true once, the first time the guardian is
+    // found dead (killed on its own); it warns that a SIGKILL of this process
+    // would now leave the program attached. Then the run detaches only itself.
+    bool check_lost();
 
   private:
     pid_t pid_ = -1;

@@ -58,13 +58,24 @@ Error data_error(const std::string& path, std::string detail) {
     return Error{ErrorKind::Data, 0, path, "read capture", std::move(detail), {}};
 }
 
+// Read whole when not mmappable (pipes, devices): the most we keep in memory.
+constexpr size_t kMaxStreamBytes = size_t{4} << 30;
+
+bool capture_magic(const uint8_t* p) {
+    uint32_t m;
+    std::memcpy(&m, p, 4);
+    const uint32_t sw = bswap32(m);
+    return m == kPcapMagicUs || m == kPcapMagicNs || sw == kPcapMagicUs || sw == kPcapMagicNs ||
+           m == kNgShb;
+}
+
 }  // namespace
 
 // ---- FileBytes --------------------------------------------------------------
 
 namespace detail {
 
-Result<FileBytes> FileBytes::load(const std::string& path) {
+Result<FileBytes> FileBytes::load(const std::string& path, bool captures_only) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         const int err = errno;
@@ -97,7 +108,21 @@ Result<FileBytes> FileBytes::load(const std::string& path) {
             return make_error(ErrorKind::Io, err, path, "read capture");
         }
         if (n == 0) break;
+        const bool had_magic = used >= 4;
         used += static_cast<size_t>(n);
+        // A device or FIFO that never ends (/dev/zero, a stuck writer): stop at
+        // the first bytes when they are no capture, and at a size limit otherwise.
+        if (captures_only && !had_magic && used >= 4 && !capture_magic(buf.data())) {
+            ::close(fd);
+            return data_error(path, "not a pcap or pcapng file (first bytes " +
+                                        hex32(load_be32(buf.data())) + ")");
+        }
+        if (used > kMaxStreamBytes) {
+            ::close(fd);
+            return data_error(path, "input is not a regular file and exceeds " +
+                                        std::to_string(kMaxStreamBytes >> 30) +
+                                        " GiB; save it to a file first");
+        }
     }
     ::close(fd);
     buf.resize(used);
@@ -387,8 +412,17 @@ Result<bool> Reader::read_packet(uint64_t at, uint32_t len, uint32_t type, Frame
         // rem < ups ≤ 2^63, so rem * 10^9 needs up to 93 bits.
         __extension__ using u128 = unsigned __int128;
         const auto frac_ns = static_cast<uint64_t>(u128{rem} * kNsPerSec / ups);
-        out.ts_ns = static_cast<uint64_t>(static_cast<int64_t>(secs) + itf.offset_s) * kNsPerSec +
-                    frac_ns;
+        // if_tsoffset is a signed 64-bit count of seconds: add and scale in
+        // 128 bits, and refuse a time that nanoseconds since 1970 cannot hold.
+        __extension__ using i128 = __int128;
+        const i128 ns = (static_cast<i128>(secs) + itf.offset_s) *
+                            static_cast<i128>(kNsPerSec) +
+                        frac_ns;
+        if (ns < 0 || ns > static_cast<i128>(UINT64_MAX))
+            return corrupt(what, at,
+                           "timestamp out of range (interface " + std::to_string(iface) +
+                               " if_tsoffset " + std::to_string(itf.offset_s) + " s)");
+        out.ts_ns = static_cast<uint64_t>(ns);
     }
     out.caplen = caplen;
     out.origlen = origlen;

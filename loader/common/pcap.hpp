@@ -48,7 +48,10 @@ namespace detail {
 // be mapped (pipes, /dev/stdin, procfs).
 class FileBytes {
   public:
-    static Result<FileBytes> load(const std::string& path);
+    // A file that is not mmappable is read whole, up to 4 GiB; with
+    // captures_only, reading stops at the first 4 bytes when they are no
+    // pcap/pcapng magic (so /dev/zero fails at once, not at the limit).
+    static Result<FileBytes> load(const std::string& path, bool captures_only = true);
 
     FileBytes() = default;
     FileBytes(FileBytes&& other) noexcept;

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <iterator>
 #include <string>
 #include <utility>
 #include <variant>
@@ -18,6 +19,25 @@ enum class ErrorKind {
     Io,     // files, captures, sockets
     Data,   // malformed input data (captures, series, ...)
 };
+
+// libbpf returns its own codes above errno's range (enum libbpf_errno,
+// 4000..4013), which strerror() calls "Unknown error 4001": name them here
+// (the same texts as libbpf_strerror, without linking libbpf).
+[[nodiscard]] inline const char* error_text(int code) {
+    static constexpr const char* kLibbpf[] = {
+        "something wrong in libelf",   "BPF object format invalid",
+        "incorrect or no 'version' section", "endian mismatch",
+        "internal error in libbpf",    "relocation failed",
+        "load program failure for unknown reason", "kernel verifier blocks program loading",
+        "program too big",             "incorrect kernel version",
+        "kernel doesn't support this program type", "wrong pid in netlink message",
+        "invalid netlink sequence",    "netlink parsing error",
+    };
+    constexpr int kLibbpfFirst = 4000;
+    if (code >= kLibbpfFirst && code < kLibbpfFirst + static_cast<int>(std::size(kLibbpf)))
+        return kLibbpf[code - kLibbpfFirst];
+    return std::strerror(code);
+}
 
 struct Error {
     ErrorKind kind = ErrorKind::Io;
@@ -35,7 +55,7 @@ struct Error {
         if (!detail.empty()) m += ": " + detail;
         if (code != 0) {
             m += detail.empty() ? ": " : " (";
-            m += std::strerror(code);
+            m += error_text(code);
             m += " [errno " + std::to_string(code) + "]";
             if (!detail.empty()) m += ")";
         }

@@ -65,7 +65,7 @@ Error xdp_error(int err, const std::string& iface, std::string operation, std::s
 std::string attach_hint(int err, XdpMode mode) {
     switch (err < 0 ? -err : err) {
         case EPERM:
-        case EACCES: return "attaching XDP needs CAP_BPF and CAP_NET_ADMIN (run as root)";
+        case EACCES: return "attaching XDP needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (run as root)";
         case EOPNOTSUPP:
             return mode == XdpMode::Native ? "the driver has no native XDP support; try skb mode (load: --mode skb, run: --xdp-mode skb)"
                                            : "the driver does not support this XDP mode";
@@ -185,6 +185,28 @@ Result<int> interface_index(const std::string& name) {
         return make_error(ErrorKind::Usage, errno, name, "look up interface", {},
                           "see `ip link` for the interfaces of this network namespace");
     return static_cast<int>(idx);
+}
+
+Result<void> check_pin_dir(const std::string& dir) {
+    const std::string hint = "pins live on bpffs: e.g. -p /sys/fs/bpf/etcpipe (see `mount -t bpf`)";
+    if (dir.empty() || dir[0] != '/')
+        return Error{ErrorKind::Usage, 0, dir, "check pin directory", "must be an absolute path", hint};
+    if (auto fs = ensure_bpffs(); !fs) return fs.error();
+    struct statfs sfs{};
+    std::string at = dir;
+    if (statfs(at.c_str(), &sfs) != 0) {
+        if (errno != ENOENT) return make_error(ErrorKind::Usage, errno, dir, "check pin directory", {}, hint);
+        // Not there yet: libbpf creates it, inside its parent, which must exist.
+        const auto slash = at.find_last_of('/', at.size() > 1 ? at.size() - 2 : 0);
+        at = slash == 0 ? "/" : at.substr(0, slash);
+        if (statfs(at.c_str(), &sfs) != 0)
+            return Error{ErrorKind::Usage, ENOENT, dir, "check pin directory",
+                         "neither it nor its parent " + at + " exists", hint};
+    }
+    if (sfs.f_type != BPF_FS_MAGIC)
+        return Error{ErrorKind::Usage, 0, dir, "check pin directory",
+                     at + " is not on a bpffs mount", hint};
+    return {};
 }
 
 Result<std::string> ensure_bpffs() {

@@ -47,6 +47,12 @@ struct ProgramKind {
 // its dispatcher state there). Returns the mount point.
 [[nodiscard]] Result<std::string> ensure_bpffs();
 
+// A directory for pinned maps (-p): it must be on a bpffs mount, or not
+// exist yet in a directory that is (libbpf creates that last level). Checked
+// before loading, so the error names the real cause (libbpf's own would be
+// ENOENT or EINVAL from deep inside the attach).
+[[nodiscard]] Result<void> check_pin_dir(const std::string& dir);
+
 struct AttachResult {
     uint32_t prog_id = 0;
     XdpMode mode = XdpMode::Native;

@@ -13,6 +13,7 @@
 
 #include "etcpipe/flowmgr.h"
 #include "common/fd.hpp"
+#include "common/xdp_attach.hpp"
 #include "flowmgr.skel.h"
 #include "common/skeleton.hpp"
 
@@ -122,8 +123,10 @@ Result<void> FlowMgrOptions::validate() const {
     if (flows == 0) return usage("--flows", "the flow table needs at least one entry");
     if (snap_len == 0 || snap_len > ETC_SNAP_MAX)
         return usage("--snap", "L must be 1.." + std::to_string(ETC_SNAP_MAX));
-    if (ringbuf_bytes < 4096 || (ringbuf_bytes & (ringbuf_bytes - 1)))
-        return usage("--ringbuf", "ring buffer size must be a power of two >= 4096");
+    if (ringbuf_bytes < 4096 || ringbuf_bytes > kMaxRingbufBytes || (ringbuf_bytes & (ringbuf_bytes - 1)))
+        return usage("--ringbuf-kib", "the ring buffer must be a power of two from 4 to " +
+                                          std::to_string(kMaxRingbufBytes >> 10) + " KiB (got " +
+                                          std::to_string(ringbuf_bytes) + " bytes)");
     if (ports.size() > 1024) return usage("--ports", "at most 1024 ports");
     if (allow.size() + deny.size() > 1024) return usage("--allow/--deny", "at most 1024 CIDR rules");
     return {};
@@ -276,6 +279,8 @@ Result<FlowManager> FlowManager::open(const FlowMgrOptions& o) {
     if (!err) err = bpf_map__set_max_entries(s->maps.etc_flows, o.flows);
     if (!err) err = bpf_map__set_max_entries(s->maps.etc_ringbuf, o.ringbuf_bytes);
     if (err) return make_error(ErrorKind::Bpf, err, kWhat, "size maps");
+    if (!o.pin_path.empty())
+        if (auto r = check_pin_dir(o.pin_path); !r) return r.error();
     if (auto r = configure_pins(s->obj, o.pin_path); !r) return r.error();
     if (auto r = prefill_filter_maps(s, o); !r) return r.error();
 

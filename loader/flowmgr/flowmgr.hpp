@@ -36,6 +36,10 @@ struct Cidr {
 // "443,8000-8100" → ports.
 [[nodiscard]] Result<std::vector<uint16_t>> parse_ports(const std::string& text);
 
+// The inline ring buffer's largest size (1 GiB: the kernel's own limit is
+// near 2^32 - but the memory is locked, memcg-charged kernel memory).
+inline constexpr uint32_t kMaxRingbufBytes = 1u << 30;
+
 struct FlowMgrOptions {
     uint32_t max_pkts = ETC_DEFAULT_MAX_PKTS;     // N
     uint32_t flows = ETC_DEFAULT_FLOWS;           // flow table entries

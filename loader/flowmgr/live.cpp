@@ -163,8 +163,28 @@ Result<void> LiveRun::check_options() {
     h_ = features::max_packets(spec_);
     if (o_.batch_packets == 0)
         return Error{ErrorKind::Usage, EINVAL, "--batch", "parse option", "must be > 0", {}};
-    if (o_.output != "-" && mkdir(o_.output.c_str(), 0755) && errno != EEXIST)
-        return make_error(ErrorKind::Io, errno, o_.output, "create output directory");
+    if (o_.output != "-") {
+        // Checked now, before the program is attached: a bad target found only
+        // at the first part file would lose every flow of the run.
+        if (mkdir(o_.output.c_str(), 0755) && errno != EEXIST)
+            return make_error(ErrorKind::Io, errno, o_.output, "create output directory");
+        struct stat st{};
+        if (stat(o_.output.c_str(), &st) != 0)
+            return make_error(ErrorKind::Io, errno, o_.output, "check output directory");
+        if (!S_ISDIR(st.st_mode))
+            return Error{ErrorKind::Io, ENOTDIR, o_.output, "check output directory",
+                         "exists and is not a directory",
+                         "-o names a directory for the part-NNNNNN files; '-' is stdout"};
+        if (access(o_.output.c_str(), W_OK | X_OK) != 0)
+            return make_error(ErrorKind::Io, errno, o_.output, "check output directory");
+    }
+    if (!o_.ready_file.empty()) {
+        // The same for the ready file's directory.
+        const auto slash = o_.ready_file.rfind('/');
+        const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : o_.ready_file.substr(0, slash);
+        if (access(dir.c_str(), W_OK | X_OK) != 0)
+            return make_error(ErrorKind::Io, errno, o_.ready_file, "check the ready file's directory");
+    }
     return {};
 }
 
@@ -402,7 +422,10 @@ Result<void> LiveRun::run() {
         if (assembler_->ready_packets() >= o_.batch_packets ||
             (assembler_->has_ready() && now - assembler_->oldest_ready_ns() >= batch_timeout_ns))
             if (auto r = dispatch(); !r) return r;
-        if (now - last_tick_ >= 1000000000ull) tick(now);
+        if (now - last_tick_ >= 1000000000ull) {
+            tick(now);
+            (void)guardian_.check_lost();
+        }
     }
 }
 

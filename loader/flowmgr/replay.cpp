@@ -12,7 +12,10 @@
 #include <memory>
 #include <unordered_map>
 
+#include <utility>
+
 #include "common/capture_loop.hpp"
+#include "common/output_check.hpp"
 #include "common/log.hpp"
 #include "common/pcap.hpp"
 
@@ -308,7 +311,10 @@ Result<ReplayStats> replay(const ReplayOptions& o, ReplayStats* partial) {
                 break;
             }
         }
-        std::fflush(json.f);
+        // finish_output closes it (unless stdout)
+        std::FILE* f = std::exchange(json.f, nullptr);
+        if (auto r = finish_output(f, o.json_path == "-" ? "stdout" : o.json_path); !r && !write_error)
+            write_error = r.error();
     }
     if (writer && !write_error)
         if (auto r = writer->close(); !r) write_error = r.error();

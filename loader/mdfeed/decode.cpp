@@ -29,9 +29,6 @@ Result<void> decode_capture(pcap::detail::FileBytes bytes, const std::string& pa
         return true;
     });
     if (st.capture_error) return *st.capture_error;
-    if (st.frames > 0 && st.not_ethernet == st.frames)
-        return Error{ErrorKind::Data, 0, path, "decode capture",
-                     "no frame has a link layer that can be read as Ethernet", ""};
     return {};
 }
 
@@ -47,7 +44,7 @@ Result<DecodeSummary> run_decode(const DecodeOptions& o) {
     JsonRecordSink sink(*out, so);
     DecodeSummary sum;
     for (const std::string& path : o.inputs) {
-        auto bytes = pcap::detail::FileBytes::load(path);
+        auto bytes = pcap::detail::FileBytes::load(path, /*captures_only=*/false);
         if (!bytes) return bytes.error();
         // Each input on its own: streams and dictionaries never span files.
         FeedOptions fo = o.feed;

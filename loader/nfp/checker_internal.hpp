@@ -28,6 +28,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -100,10 +101,21 @@ struct Func {
 struct Image {
     std::vector<Section> secs;  // by ELF section index
     std::vector<Func> funcs;
+    // What could not be read as it should (a truncated or misaligned code
+    // section, a function past its section, a relocation to no instruction or
+    // no symbol, ...): each one becomes a "cannot-prove-elf" violation, so an
+    // object the checker could not read in full is never offloadable.
+    std::vector<std::string> defects;
 };
 
-// Io error when the file cannot be opened, Data error when it is not a BPF ELF.
-[[nodiscard]] Result<Image> read_image(const std::string& path);
+// Data error when `bytes` are not a 64-bit little-endian BPF ELF with a symbol
+// table, or its .BTF is corrupt; `name` names the object in messages.
+[[nodiscard]] Result<Image> read_image(std::span<const uint8_t> bytes, const std::string& name);
+
+// What makes a .BTF section unsafe to hand to libbpf (btf_check.cpp): a type,
+// member, parameter or variable id past the last type, a name past the string
+// section, an unknown kind, a typedef/modifier/array loop; nullopt when none.
+[[nodiscard]] std::optional<std::string> btf_defect(std::span<const uint8_t> btf);
 
 // ---- 2. abstract domain (value_domain.cpp) -----------------------------------
 
@@ -133,7 +145,7 @@ struct Val {
 
     static Val scalar(uint64_t l, uint64_t h) { return Val{Kind::Scalar, l, h, 0, 0, 0}; }
     static Val konst(uint64_t c) { return scalar(c, c); }
-    static Val bits(int n) { return scalar(0, n >= 64 ? kTop : (1ULL << n) - 1); }
+    static Val bits(int n) { return scalar(0, n >= 64 ? kTop : n <= 0 ? 0 : (1ULL << n) - 1); }
     static Val top() { return Val{Kind::Top, 0, kTop, kNegInf, kPosInf, 0}; }
     static Val ptr(Kind k, int64_t o = 0) { return Val{k, 0, kTop, o, o, 0}; }
 
@@ -220,9 +232,14 @@ class Walker {
     // Input states per instruction, by loop context (see fixpoint()).
     using StatesByContext = std::vector<std::map<unsigned, State>>;
     using Edges = std::set<std::pair<size_t, size_t>>;
+    struct Cfg {
+        Edges back;                    // back edges of a DFS from instruction 0
+        std::vector<uint8_t> reached;  // statically reachable from instruction 0
+    };
 
     const Section& sec_;
     size_t start_, n_;
+    std::vector<uint8_t> imm_tail_;  // second halves of ld_imm64: no instruction
     bpf_prog_type type_;
     bool main_;
     std::string prog_;
@@ -237,12 +254,17 @@ class Walker {
         if (sink_) sink_->add(prog_, static_cast<int>(i), rule, std::move(msg), std::move(hint), unprovable);
     }
 
-    // walker.cpp: dispatch and fixpoint.
+    // walker.cpp: decoding checks, dispatch and fixpoint. The class walkers
+    // index s.r[in.dst] and s.r[in.src] freely: step() runs them only on
+    // instructions decodable() accepted (registers r0-r10, r10 never written,
+    // an ld_imm64 with its second half).
+    [[nodiscard]] bool decodable(size_t i, const Insn& in);
     void step(size_t i, const State& in, std::vector<Succ>& out);
     [[nodiscard]] State entry_state() const;
-    [[nodiscard]] Edges back_edges() const;
+    [[nodiscard]] Cfg cfg() const;
     bool fixpoint(const Edges& back, StatesByContext& in);  // false: gave up
     void replay(const StatesByContext& in);
+    void report_unreachable(const Cfg& g);
 
     // walker_alu.cpp
     void alu(size_t i, const Insn& in, State& s);

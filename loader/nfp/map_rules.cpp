@@ -19,11 +19,16 @@ void check_maps(bpf_object* obj, Sink& sink) {
                      false, name);
             continue;
         }
-        const auto type = bpf_map__type(m);
+        // The type comes from the object as written: any 32-bit number, so
+        // it is held as one (an enum variable outside the enumerators is UB)
+        // and named only when libbpf knows it.
+        const auto type = static_cast<uint32_t>(bpf_map__type(m));
         if (type != BPF_MAP_TYPE_ARRAY && type != BPF_MAP_TYPE_HASH) {
-            const char* tn = libbpf_bpf_map_type_str(type);
+            const char* tn = type <= BPF_MAP_TYPE_USER_RINGBUF
+                                 ? libbpf_bpf_map_type_str(static_cast<bpf_map_type>(type))
+                                 : nullptr;
             sink.add("", -1, "map-type",
-                     "map '" + name + "' is a " + (tn ? tn : "unknown") +
+                     "map '" + name + "' is a " + (tn ? tn : "unknown (" + std::to_string(type) + ")") +
                          " map; the NFP offloads only array and hash maps",
                      "use BPF_MAP_TYPE_ARRAY or BPF_MAP_TYPE_HASH (no per-CPU, LRU, LPM, "
                      "ring buffer or XSK maps)",

@@ -4,6 +4,8 @@
 #include "nfp/nfp_check.hpp"
 
 #include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -12,6 +14,7 @@
 #include <optional>
 #include <set>
 #include <tuple>
+#include <vector>
 
 #include "nfp/checker_internal.hpp"
 
@@ -89,6 +92,14 @@ ProgramEstimate check_program(const Image& im, bpf_program* prog, size_t nfp_lim
                  "rebuild the object with clang -g -O2 -target bpf", true);
         return est;
     }
+    // libbpf sized the program from the same symbol: if the two readings
+    // differ, one of them is wrong about what is being checked.
+    if (const size_t n = bpf_program__insn_cnt(prog); mainf->count != 0 && n != mainf->count) {
+        sink.add(name, -1, "cannot-prove-elf",
+                 "libbpf reads " + std::to_string(n) + " instructions, the ELF symbol " +
+                     std::to_string(mainf->count),
+                 "the object is corrupt: rebuild it with clang -g -O2 -target bpf", true);
+    }
     walk_program(im, *mainf, type, sink, est);
     if (est.nfp_insns > nfp_limit) {
         sink.add(name, -1, "insn-budget",
@@ -99,32 +110,86 @@ ProgramEstimate check_program(const Image& im, bpf_program* prog, size_t nfp_lim
     return est;
 }
 
+// The reader's findings, object-level; a corrupt object can have thousands.
+void report_defects(const Image& im, Sink& sink) {
+    constexpr size_t kShown = 20;
+    static constexpr const char* kHint =
+        "the object is corrupt or truncated: rebuild it with clang -g -O2 -target bpf";
+    for (size_t k = 0; k < im.defects.size() && k < kShown; ++k)
+        sink.add("", -1, "cannot-prove-elf", im.defects[k], kHint, true, im.defects[k]);
+    if (im.defects.size() > kShown)
+        sink.add("", -1, "cannot-prove-elf",
+                 std::to_string(im.defects.size() - kShown) + " more ELF defects not shown", kHint,
+                 true, "more");
+}
+
+// The object's name for libbpf, as bpf_object__open_file() derives it from
+// the path: the file name up to its first '.' (internal maps are named after
+// it, "flowmgr.rodata").
+std::string object_name(const std::string& name) {
+    const size_t slash = name.rfind('/');
+    std::string base = slash == std::string::npos ? name : name.substr(slash + 1);
+    base = base.substr(0, base.find('.'));
+    return base.empty() ? "object" : base;
+}
+
 }  // namespace
 
-Result<Report> check_object(const std::string& path, size_t nfp_limit) {
-    auto img = checker::read_image(path);
+Result<Report> check_object_mem(std::span<const uint8_t> bytes, const std::string& name,
+                                size_t nfp_limit) {
+    auto img = checker::read_image(bytes, name);
     if (!img) return img.error();
 
+    // libbpf keeps (and, through libelf, may write to) the buffer for the
+    // object's lifetime: its own copy, declared before the object.
+    std::vector<char> buf(bytes.begin(), bytes.end());
+    const std::string oname = object_name(name);
+    LIBBPF_OPTS(bpf_object_open_opts, opts);
+    opts.object_name = oname.c_str();
     errno = 0;
-    bpf_object* raw = bpf_object__open_file(path.c_str(), nullptr);
-    if (!raw) {
-        const int err = errno ? errno : EINVAL;
-        return make_error(ErrorKind::Bpf, err, path, "libbpf open", {},
+    bpf_object* raw = bpf_object__open_mem(buf.data(), buf.size(), &opts);
+    if (!raw)  // errno: an errno value or a libbpf code (4000 up), both named by Error
+        return make_error(ErrorKind::Bpf, errno ? errno : EINVAL, name, "libbpf open", {},
                           "is this a BPF object built by clang -target bpf?");
-    }
     std::unique_ptr<bpf_object, void (*)(bpf_object*)> obj(raw, bpf_object__close);
 
     Report rep;
-    rep.object = path;
+    rep.object = name;
     rep.nfp_limit = nfp_limit;
     Sink sink;
     sink.out = &rep.violations;
+    report_defects(*img, sink);
     checker::check_maps(obj.get(), sink);
     bpf_program* prog = nullptr;
     bpf_object__for_each_program(prog, obj.get()) {
         rep.programs.push_back(check_program(*img, prog, nfp_limit, sink));
     }
+    if (rep.programs.empty())
+        sink.add("", -1, "cannot-prove-elf", "the object has no program (no code section libbpf reads)",
+                 "pass the object that holds the SEC(\"xdp\") or SEC(\"tc\") program", true);
     return rep;
+}
+
+Result<Report> check_object(const std::string& path, size_t nfp_limit) {
+    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return make_error(ErrorKind::Io, errno, path, "open BPF object", {},
+                          "check the path (build it with make first)");
+    std::vector<uint8_t> bytes;
+    uint8_t chunk[1 << 16];
+    for (;;) {
+        const ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            const int err = errno;
+            close(fd);
+            return make_error(ErrorKind::Io, err, path, "read BPF object");
+        }
+        if (n == 0) break;
+        bytes.insert(bytes.end(), chunk, chunk + n);
+    }
+    close(fd);
+    return check_object_mem(bytes, path, nfp_limit);
 }
 
 }  // namespace etcpipe::nfp

@@ -16,11 +16,18 @@
 // helper-firmware, helper-arg, tail-call, map-type, map-flags, map-size,
 // map-write, map-variable-offset, global-data, ctx-field, stack-size,
 // stack-variable-offset, packet-offset, return-code, insn-budget, and
-// cannot-prove-{analysis,cfg,call,elf} when the checker itself gives up.
+// cannot-prove-{analysis,cfg,call,elf} when the checker itself gives up;
+// "malformed" is an instruction the kernel would refuse to decode (register
+// r11-r15, a write to r10, a cut or entered ld_imm64), "cannot-prove-elf"
+// also an object it could not read in full (truncated or misaligned code,
+// relocations to nothing, a program with no instructions) and
+// "cannot-prove-cfg" also dead code.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <cstdio>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -52,9 +59,17 @@ struct Report {
     [[nodiscard]] bool offloadable() const { return violations.empty(); }
 };
 
-// Io error when the file cannot be opened, Data error when it is not a BPF
-// ELF, Bpf error when libbpf cannot open it.
+// Io error when the file cannot be read, Data error when it is not a BPF
+// ELF, Bpf error when libbpf cannot open it. Any other object, however
+// corrupt, gives a Report; one the checker could not read or walk in full is
+// never offloadable ("malformed" and "cannot-prove-*" violations).
 [[nodiscard]] Result<Report> check_object(const std::string& path, size_t nfp_limit = 2560);
+
+// The same on an object in memory (check_object reads the file, then calls
+// this); `name` stands for the object in the report and in errors, and names
+// it for libbpf as its file name would.
+[[nodiscard]] Result<Report> check_object_mem(std::span<const uint8_t> bytes,
+                                              const std::string& name, size_t nfp_limit = 2560);
 
 // Each violation (program, insn, rule, message, hint), then one estimate line
 // per program, then a verdict line.

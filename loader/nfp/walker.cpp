@@ -8,8 +8,81 @@
 
 namespace etcpipe::nfp::checker {
 
+// ---- decoding ----------------------------------------------------------------
+
+namespace {
+
+bool writes_dst(const Insn& in) {
+    const uint8_t c = BPF_CLASS(in.code);
+    return c == BPF_ALU || c == BPF_ALU64 || c == BPF_LDX || in.code == kLdImm64;
+}
+
+bool known_alu_op(uint8_t op) { return op <= BPF_END; }  // ADD (0x00) .. END (0xd0)
+
+bool known_jmp_op(uint8_t cls, uint8_t op) {
+    switch (op) {
+        case BPF_CALL:
+        case BPF_EXIT: return cls == BPF_JMP;
+        case 0xe0:
+        case 0xf0: return false;
+        default: return true;  // JA, JEQ, JGT, JGE, JSET, JNE, JSGT, JSGE, JLT, JLE, JSLT, JSLE
+    }
+}
+
+}  // namespace
+
+// What the kernel's verifier rejects before it looks at values, and what the
+// class walkers must never see: register numbers 11-15 (the encoding has four
+// bits, the machine eleven registers), writes to the read-only frame pointer,
+// an ld_imm64 without its second half, a jump into that second half.
+bool Walker::decodable(size_t i, const Insn& in) {
+    static constexpr const char* kHint =
+        "the object is corrupt or not produced by clang -target bpf: rebuild it";
+    if (imm_tail_[i]) {
+        report(i, "malformed", "jumps into the second half of an ld_imm64", kHint, true);
+        return false;
+    }
+    if (in.dst > BPF_REG_10 || in.src > BPF_REG_10) {
+        report(i, "malformed",
+               "register r" + std::to_string(in.dst > BPF_REG_10 ? in.dst : in.src) +
+                   " does not exist (opcode " + std::to_string(in.code) + "; BPF has r0-r10)",
+               kHint, true);
+        return false;
+    }
+    const bool fetch_into_src = BPF_CLASS(in.code) == BPF_STX && BPF_MODE(in.code) == BPF_ATOMIC &&
+                                (in.imm & BPF_FETCH) && in.imm != BPF_CMPXCHG;
+    if ((writes_dst(in) && in.dst == BPF_REG_10) || (fetch_into_src && in.src == BPF_REG_10)) {
+        report(i, "malformed", "writes r10, the read-only frame pointer", kHint, true);
+        return false;
+    }
+    if (in.code == kLdImm64) {
+        if (i + 1 >= n_) {
+            report(i, "malformed", "ld_imm64 without its second half (last instruction)", kHint,
+                   true);
+            return false;
+        }
+        const Insn& hi = at(i + 1);
+        if (hi.code != 0 || hi.dst != 0 || hi.src != 0 || hi.off != 0) {
+            report(i, "malformed", "ld_imm64 whose second half is not a zero-opcode pseudo instruction",
+                   kHint, true);
+            return false;
+        }
+    }
+    const uint8_t c = BPF_CLASS(in.code);
+    const uint8_t op = BPF_OP(in.code);
+    if (((c == BPF_ALU || c == BPF_ALU64) && !known_alu_op(op)) ||
+        ((c == BPF_JMP || c == BPF_JMP32) && !known_jmp_op(c, op))) {
+        report(i, "opcode", "unknown opcode " + std::to_string(in.code), kHint);
+        return false;
+    }
+    return true;
+}
+
+// ---- dispatch -------------------------------------------------------------------
+
 void Walker::step(size_t i, const State& in_state, std::vector<Succ>& out) {
     const Insn& in = at(i);
+    if (!decodable(i, in)) return;  // no successor: the walk stops here, reported
     State s = in_state;
     const uint8_t cls_ = BPF_CLASS(in.code);
     switch (cls_) {
@@ -69,8 +142,9 @@ State Walker::entry_state() const {
     return entry;
 }
 
-// Back edges of a DFS over the static CFG close the (bounded) loops.
-Walker::Edges Walker::back_edges() const {
+// Back edges of a DFS over the static CFG close the (bounded) loops; what the
+// DFS never reaches is dead code, which the kernel rejects.
+Walker::Cfg Walker::cfg() const {
     std::vector<std::vector<size_t>> succ(n_);
     for (size_t i = 0; i < n_; ++i) {
         const Insn& x = at(i);
@@ -80,6 +154,7 @@ Walker::Edges Walker::back_edges() const {
             if (to >= 0 && to < static_cast<int64_t>(n_)) succ[i].push_back(static_cast<size_t>(to));
         };
         const auto si = static_cast<int64_t>(i);
+        if (imm_tail_[i]) continue;  // not an instruction: decodable() stops a walk here
         if (x.code == kLdImm64) {
             add(si + 2);
         } else if ((c == BPF_JMP || c == BPF_JMP32) && op != BPF_CALL) {
@@ -90,7 +165,8 @@ Walker::Edges Walker::back_edges() const {
             add(si + 1);
         }
     }
-    Edges back;
+    Cfg g;
+    Edges& back = g.back;
     std::vector<uint8_t> color(n_, 0);  // 0 new, 1 on the DFS stack, 2 done
     std::vector<std::pair<size_t, size_t>> dfs{{0, 0}};
     color[0] = 1;
@@ -109,7 +185,9 @@ Walker::Edges Walker::back_edges() const {
             dfs.pop_back();
         }
     }
-    return back;
+    g.reached.resize(n_);
+    for (size_t i = 0; i < n_; ++i) g.reached[i] = color[i] != 0;
+    return g;
 }
 
 // States are kept per (instruction, context), the context being the number
@@ -165,16 +243,41 @@ void Walker::replay(const StatesByContext& in) {
     }
 }
 
+// Code no path reaches is never walked, so it cannot be passed: one
+// violation per dead stretch, at its first instruction.
+void Walker::report_unreachable(const Cfg& g) {
+    bool dead = false;
+    for (size_t i = 0; i < n_; ++i) {
+        if (imm_tail_[i]) continue;
+        const bool was_dead = dead;
+        dead = !g.reached[i];
+        if (!dead || was_dead) continue;
+        report(i, "cannot-prove-cfg", "unreachable instructions from here on (no path reaches them)",
+               "the kernel rejects dead code: the object is corrupt or hand-written; rebuild it "
+               "with clang -O2 -target bpf", true);
+    }
+}
+
 void Walker::run(Sink& sink) {
-    if (n_ == 0) return;
+    callees.clear();
+    if (n_ == 0) {
+        sink.add(prog_, -1, "cannot-prove-elf", "function has no instructions",
+                 "the object is corrupt: rebuild it with clang -g -O2 -target bpf", true);
+        return;
+    }
+    imm_tail_.assign(n_, 0);
+    for (size_t i = 0; i + 1 < n_; ++i)
+        if (at(i).code == kLdImm64) imm_tail_[++i] = 1;
+    const Cfg g = cfg();
     StatesByContext in(n_);
     in[0].emplace(0, entry_state());
-    const bool converged = fixpoint(back_edges(), in);
+    const bool converged = fixpoint(g.back, in);
     sink_ = &sink;
     callees.clear();
     if (!converged)
         report(0, "cannot-prove-analysis", "the analysis did not converge",
                "simplify the control flow (unroll fewer loops)", true);
+    report_unreachable(g);
     replay(in);
     sink_ = nullptr;
 }

@@ -83,7 +83,7 @@ void Walker::byte_swap(size_t i, const Insn& in, Val& d) {
                                ") is not implemented by the NFP JIT",
                "mask with 0xffff/0xffffffff instead of bpf_cpu_to_le*");
     }
-    d = in.imm >= 64 ? Val::scalar(0, kTop) : Val::bits(in.imm);
+    d = in.imm == 16 || in.imm == 32 ? Val::bits(in.imm) : Val::scalar(0, kTop);
 }
 
 // The -mcpu=v4 signed forms (movsx, sdiv, smod) set the offset field.

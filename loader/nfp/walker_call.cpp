@@ -114,8 +114,11 @@ void Walker::check_stack_arg(size_t i, const std::string& name, const State& s, 
     const Val& a = s.r[reg];
     std::string why;
     if (a.kind != Kind::Stack) why = "is not a stack pointer";
-    else if (a.olo != a.ohi) why = "is a stack pointer at a variable offset";
-    else if ((-a.olo) % 4 != 0) why = "is a stack pointer not aligned to 4 B (fp" + signed_str(a.olo) + ")";
+    else if (a.olo != a.ohi || a.olo == kNegInf || a.olo == kPosInf)
+        why = "is a stack pointer at a variable offset";
+    else if (a.olo < -kStackMax || a.olo >= 0)
+        why = "points outside the 512-byte frame (fp" + signed_str(a.olo) + ")";
+    else if (a.olo % 4 != 0) why = "is a stack pointer not aligned to 4 B (fp" + signed_str(a.olo) + ")";
     if (!why.empty())
         report(i, "helper-arg", name + ": argument r" + std::to_string(reg) + " " + why,
                "copy the key/value into a 4-byte aligned local variable and pass its address",

@@ -107,8 +107,17 @@ void Walker::atomic(size_t i, const Insn& in, State& s) {
 
 // ---- memory -------------------------------------------------------------
 
+namespace {
+
+// A pointer offset that is one known number (an unbounded end is none).
+bool exact(const Val& p) { return p.olo == p.ohi && p.olo != kNegInf && p.olo != kPosInf; }
+
+}  // namespace
+
+// The slot `base + off` names, when the whole access [addr, addr + size) is
+// one constant stretch inside the frame [-512, 0); anything else is reported.
 bool Walker::stack_addr(size_t i, const Val& base, int16_t off, int size, int64_t& addr) {
-    if (base.olo != base.ohi) {
+    if (!exact(base)) {
         report(i, "stack-variable-offset",
                "stack access at a variable offset (fp" + signed_str(sat_add(base.olo, off)) + " .. fp" +
                    signed_str(sat_add(base.ohi, off)) + ")",
@@ -116,8 +125,8 @@ bool Walker::stack_addr(size_t i, const Val& base, int16_t off, int size, int64_
                "loop) or keep the array in the packet or a map value");
         return false;
     }
-    addr = base.olo + off;
-    if (addr < -kStackMax || addr + size > 0) {
+    addr = sat_add(base.olo, off);
+    if (addr < -kStackMax || addr > -static_cast<int64_t>(size)) {
         report(i, "stack-size",
                "stack access at fp" + signed_str(addr) + " (" + std::to_string(size) +
                    " B) is outside the 512-byte frame",
@@ -145,7 +154,7 @@ Val Walker::load(size_t i, State& s, const Val& base, int16_t off, int size) {
             return load_ctx(i, base, off, loaded);
         case Kind::MapValue:
         case Kind::MapOrNull:
-            if (base.olo != base.ohi)
+            if (!exact(base))
                 report(i, "map-variable-offset", "map value read at a variable offset",
                        "the NFP verifier needs constant offsets into map values: index "
                        "with constants or split the value", base.ohi == kPosInf);
@@ -160,12 +169,12 @@ Val Walker::load(size_t i, State& s, const Val& base, int16_t off, int size) {
 // Only data and data_end (and skb->len) exist on the NFP.
 Val Walker::load_ctx(size_t i, const Val& base, int16_t off, const Val& loaded) {
     if (!xdp() && !cls()) return loaded;
-    if (base.olo != base.ohi) {
+    if (!exact(base)) {
         report(i, "ctx-field", "context read at a variable offset",
                "read ctx->data and ctx->data_end only, at constant offsets");
         return loaded;
     }
-    const int64_t f = base.olo + off;
+    const int64_t f = sat_add(base.olo, off);
     if (xdp()) {
         if (f == 0) return Val::ptr(Kind::Packet);
         if (f == 4) return Val::ptr(Kind::PacketEnd);
@@ -192,20 +201,29 @@ Val Walker::load_ctx(size_t i, const Val& base, int16_t off, const Val& loaded) 
 }
 
 void Walker::check_packet_access(size_t i, const Val& base, int16_t off, int size) {
+    const int64_t first = sat_add(base.olo, off);             // lowest byte touched
+    const int64_t end_lo = sat_add(first, size);              // end of the access, at olo
+    const int64_t end_hi = sat_add(sat_add(base.ohi, off), size);  // ... at ohi
+    if (first < 0) {
+        report(i, "packet-offset",
+               first == kNegInf ? std::string("packet access at an offset with no lower bound")
+                                : "packet access at byte " + std::to_string(first) +
+                                      ", before the start of the packet",
+               "access the packet only at data + 0 and beyond", first == kNegInf);
+    }
     if (base.ohi == kPosInf) {
         report(i, "packet-offset", "packet access at an offset that cannot be bounded",
                "bound the offset with a constant check (e.g. `if (off > 1800) goto drop`) "
                "before using it; the NFP reads at most 1888 B into the packet",
                true);
-    } else if (base.olo + off + size > kPacketMax) {
+    } else if (end_lo > kPacketMax) {
         report(i, "packet-offset",
-               "packet access up to byte " + std::to_string(base.olo + off + size) +
-                   " > 1888",
+               "packet access up to byte " + std::to_string(end_lo) + " > 1888",
                "keep every packet access within the first 1888 B");
-    } else if (base.ohi + off + size > kPacketMax) {
+    } else if (end_hi > kPacketMax) {
         report(i, "packet-offset",
-               "cannot prove packet access ≤ 1888 B (offset " + std::to_string(base.olo + off) +
-                   ".." + std::to_string(base.ohi + off) + ")",
+               "cannot prove packet access ≤ 1888 B (offset " + std::to_string(first) + ".." +
+                   std::to_string(sat_add(base.ohi, off)) + ")",
                "bound the variable part of the offset with a constant check before the "
                "access; the NFP reads at most 1888 B into the packet",
                true);
@@ -217,7 +235,7 @@ void Walker::store(size_t i, State& s, const Val& base, int16_t off, int size, c
         case Kind::Stack: {
             int64_t a = 0;
             if (!stack_addr(i, base, off, size, a)) {
-                if (base.olo != base.ohi) s.stack.clear();  // might have hit anything
+                if (!exact(base)) s.stack.clear();  // might have hit anything
                 return;
             }
             for (auto it = s.stack.begin(); it != s.stack.end();) {

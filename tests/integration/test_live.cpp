@@ -183,12 +183,15 @@ class LiveVeth : public ::testing::Test {
 
     // `etcpipe run` in the background in namespace b; returns its pid once
     // its sockets are bound (or -1).
-    pid_t start_run(const std::string& args, const std::string& tag) {
+    pid_t start_run(const std::string& args, const std::string& tag, bool own_group = false) {
         const std::string ready = tmp_ + "/" + tag + ".ready";
         const std::string err = tmp_ + "/" + tag + ".err";
         unlink(ready.c_str());
         const pid_t pid = fork();
         if (pid == 0) {
+            // own_group: the run leads a process group of its own (as under a
+            // service manager), so the test can kill that whole group.
+            if (own_group) setpgid(0, 0);
             const std::string cmd = "exec " + in_b(etcpipe_bin() + " run veth-b --ready-file " + ready + " " + args) +
                                     " >" + tmp_ + "/" + tag + ".out 2>" + err;
             execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
@@ -412,6 +415,48 @@ TEST_F(LiveVeth, KilledRunLeavesNothingAttached) {
     EXPECT_EQ(u.status, 0) << u.err;
     EXPECT_FALSE(attached());
     sh("umount " + pins);
+}
+
+// kill -9 -PGID (systemd's control-group kill, a container stop) takes the
+// run's whole process group; the guardian has a session of its own, so it
+// survives and detaches. 20 rounds: a race would show.
+TEST_F(LiveVeth, ProcessGroupKillLeavesNothingAttached) {
+    for (int round = 0; round < 20; ++round) {
+        SCOPED_TRACE("round " + std::to_string(round));
+        const pid_t pid = start_run("-o " + tmp_ + "/group --device cpu", "group", true);
+        ASSERT_GT(pid, 0) << slurp(tmp_ + "/group.err");
+        ASSERT_EQ(getpgid(pid), pid);
+        uint32_t id = 0;
+        ASSERT_TRUE(attached(&id));
+        ASSERT_EQ(kill(-pid, SIGKILL), 0);
+        waitpid(pid, nullptr, 0);
+        bool gone = false;
+        for (int i = 0; i < 50 && !gone; ++i) {  // bounded: 5 s
+            gone = !attached() && sh("bpftool prog show id " + std::to_string(id)).status != 0;
+            if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+        ASSERT_TRUE(gone) << "program " << id << " still attached after kill -9 -" << pid;
+    }
+}
+
+// The guardian killed first: the run says so, and still detaches itself on
+// SIGTERM (a SIGKILL after that is the one case not covered: README).
+TEST_F(LiveVeth, GuardianKilledFirstRunStillDetachesOnSigterm) {
+    const pid_t pid = start_run("-o " + tmp_ + "/gfirst --device cpu", "gfirst");
+    ASSERT_GT(pid, 0) << slurp(tmp_ + "/gfirst.err");
+    ASSERT_TRUE(attached());
+    // The guardian is the run's only child process.
+    auto kids = sh("cat /proc/" + std::to_string(pid) + "/task/*/children");
+    std::istringstream is(kids.out);
+    pid_t guardian = 0;
+    ASSERT_TRUE(is >> guardian) << "no guardian child of " << pid;
+    ASSERT_EQ(kill(guardian, SIGKILL), 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    EXPECT_TRUE(attached());
+    EXPECT_EQ(stop_run(pid, SIGTERM), 0) << slurp(tmp_ + "/gfirst.err");
+    EXPECT_FALSE(attached());
+    EXPECT_NE(slurp(tmp_ + "/gfirst.err").find("guardian"), std::string::npos)
+        << slurp(tmp_ + "/gfirst.err");
 }
 
 // --model: every emitted flow gets a class of the model and probabilities

@@ -8,12 +8,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <string>
 #include <regex>
 #include <sstream>
@@ -264,6 +266,21 @@ TEST_F(ShippedModel, GpuMatchesCpu) {
 
 // ---------------------------------------------------- malformed models --
 
+// A serialised proto through the loader.
+Result<Model> parse_proto(const onnx::ModelProto& m, const std::string& subject) {
+    std::string s;
+    EXPECT_TRUE(m.SerializeToString(&s));
+    return Model::parse(std::span(reinterpret_cast<const uint8_t*>(s.data()), s.size()), subject);
+}
+
+// The load error of an edited model ("" = loaded).
+std::string load_error(const onnx::ModelProto& m) {
+    auto r = parse_proto(m, "edited.onnx");
+    if (r.ok()) return "";
+    EXPECT_EQ(r.error().kind, ErrorKind::Data) << r.error().message();
+    return r.error().message();
+}
+
 class Malformed : public ::testing::Test {
   protected:
     void SetUp() override {
@@ -272,11 +289,20 @@ class Malformed : public ::testing::Test {
         ASSERT_TRUE(proto_.ParseFromString(bytes_));
     }
     // Serialises the edited proto and returns the load error ("" = loaded).
-    std::string error_of(const onnx::ModelProto& m) {
-        std::string s;
-        EXPECT_TRUE(m.SerializeToString(&s));
-        auto r = Model::parse(std::span(reinterpret_cast<const uint8_t*>(s.data()), s.size()), "edited.onnx");
-        return r.ok() ? "" : r.error().message();
+    std::string error_of(const onnx::ModelProto& m) { return load_error(m); }
+    // The first node of op type `op` (test fails without one).
+    onnx::NodeProto* first(const std::string& op) {
+        for (auto& n : *proto_.mutable_graph()->mutable_node())
+            if (n.op_type() == op) return &n;
+        ADD_FAILURE() << "the shipped model has no " << op;
+        static onnx::NodeProto none;
+        return &none;
+    }
+    // The initializer named `name`, or nullptr.
+    onnx::TensorProto* initializer(const std::string& name) {
+        for (auto& t : *proto_.mutable_graph()->mutable_initializer())
+            if (t.name() == name) return &t;
+        return nullptr;
     }
     void set_meta(onnx::ModelProto& m, const std::string& key, const std::string* value) {
         for (int i = 0; i < m.metadata_props_size(); ++i)
@@ -393,49 +419,86 @@ void add_input(onnx::GraphProto* g, const std::string& name, std::vector<int64_t
     for (auto d : dims) tt->mutable_shape()->add_dim()->set_dim_value(d);
 }
 
-// sizes:2,iat:2 → Concat → MatMul(W) → Add(b) → Relu → Softmax, checked
-// against the same arithmetic written out here.
-TEST(HandBuilt, MatMulAddConcatSoftmax) {
+onnx::NodeProto* add_node(onnx::GraphProto* g, const std::string& op, std::vector<std::string> in,
+                          const std::string& out) {
+    auto* n = g->add_node();
+    n->set_op_type(op);
+    n->set_name("n_" + out);
+    for (auto& i : in) n->add_input(i);
+    n->add_output(out);
+    return n;
+}
+
+void set_attr(onnx::NodeProto* n, const std::string& name, std::vector<int64_t> ints) {
+    auto* a = n->add_attribute();
+    a->set_name(name);
+    a->set_type(onnx::AttributeProto::INTS);
+    for (auto v : ints) a->add_ints(v);
+}
+
+void set_attr(onnx::NodeProto* n, const std::string& name, int64_t i) {
+    auto* a = n->add_attribute();
+    a->set_name(name);
+    a->set_type(onnx::AttributeProto::INT);
+    a->set_i(i);
+}
+
+// A model of `spec` with its metadata and inputs, no nodes yet.
+onnx::ModelProto empty_model(const std::string& spec, const std::string& classes) {
     onnx::ModelProto m;
     m.set_ir_version(8);
     m.add_opset_import()->set_version(15);
-    auto meta = [&](const char* k, const char* v) {
+    auto meta = [&](const char* k, const std::string& v) {
         auto* p = m.add_metadata_props();
         p->set_key(k);
         p->set_value(v);
     };
-    meta("etcpipe.features", "sizes:2,iat:2");
-    meta("etcpipe.classes", "[\"x\",\"y\",\"z\"]");
+    meta("etcpipe.features", spec);
+    meta("etcpipe.classes", classes);
     meta("etcpipe.preprocess", kPreprocess);
-    auto* g = m.mutable_graph();
-    add_input(g, "sizes_2", {2});
-    add_input(g, "iat_2", {2});
-    const std::vector<float> w = {0.5f, -1.f, 2.f, 1.f, 0.25f, -0.5f, -2.f, 3.f, 1.f, 0.1f, 0.2f, 0.3f};  // [4, 3]
-    const std::vector<float> b = {0.1f, -0.2f, 0.3f};
-    *g->add_initializer() = float_tensor("W", {4, 3}, w);
-    *g->add_initializer() = float_tensor("b", {3}, b);
-    auto node = [&](const char* op, std::vector<std::string> in, const char* out) {
-        auto* n = g->add_node();
-        n->set_op_type(op);
-        n->set_name(std::string("n_") + out);
-        for (auto& i : in) n->add_input(i);
-        n->add_output(out);
-        return n;
-    };
-    auto* cat = node("Concat", {"sizes_2", "iat_2"}, "cat");
-    auto* ax = cat->add_attribute();
-    ax->set_name("axis");
-    ax->set_type(onnx::AttributeProto::INT);
-    ax->set_i(1);
-    node("MatMul", {"cat", "W"}, "mm");
-    node("Add", {"mm", "b"}, "add");
-    node("Relu", {"add"}, "relu");
-    node("Softmax", {"relu"}, "prob");
-    g->add_output()->set_name("prob");
+    auto parsed = features::parse_spec(spec);
+    EXPECT_TRUE(parsed.ok()) << spec;
+    if (parsed.ok())
+        for (const auto& f : *parsed) {
+            std::vector<int64_t> dims = {f.h};
+            if (f.kind == features::Kind::Payload || f.kind == features::Kind::Packet) dims.push_back(f.l);
+            add_input(m.mutable_graph(), f.name(), dims);
+        }
+    return m;
+}
 
-    std::string s;
-    ASSERT_TRUE(m.SerializeToString(&s));
-    auto model = Model::parse(std::span(reinterpret_cast<const uint8_t*>(s.data()), s.size()), "hand.onnx");
+const std::vector<float> kHandW = {0.5f, -1.f, 2.f, 1.f, 0.25f, -0.5f, -2.f, 3.f, 1.f, 0.1f, 0.2f, 0.3f};  // [4, 3]
+const std::vector<float> kHandB = {0.1f, -0.2f, 0.3f};
+
+// sizes:2,iat:2 → Concat → MatMul(W) → Add(b) → Relu → Softmax; nodes
+// n_cat, n_mm, n_add, n_relu, n_prob.
+onnx::ModelProto hand_model() {
+    onnx::ModelProto m = empty_model("sizes:2,iat:2", "[\"x\",\"y\",\"z\"]");
+    auto* g = m.mutable_graph();
+    *g->add_initializer() = float_tensor("W", {4, 3}, kHandW);
+    *g->add_initializer() = float_tensor("b", {3}, kHandB);
+    set_attr(add_node(g, "Concat", {"sizes_2", "iat_2"}, "cat"), "axis", int64_t{1});
+    add_node(g, "MatMul", {"cat", "W"}, "mm");
+    add_node(g, "Add", {"mm", "b"}, "add");
+    add_node(g, "Relu", {"add"}, "relu");
+    add_node(g, "Softmax", {"relu"}, "prob");
+    g->add_output()->set_name("prob");
+    return m;
+}
+
+onnx::TensorProto* hand_initializer(onnx::ModelProto& m, const std::string& name) {
+    for (auto& t : *m.mutable_graph()->mutable_initializer())
+        if (t.name() == name) return &t;
+    ADD_FAILURE() << "no initializer " << name;
+    return m.mutable_graph()->add_initializer();
+}
+
+// Checked against the same arithmetic written out here.
+TEST(HandBuilt, MatMulAddConcatSoftmax) {
+    const onnx::ModelProto m = hand_model();
+    const std::vector<float>& w = kHandW;
+    const std::vector<float>& b = kHandB;
+    auto model = parse_proto(m, "hand.onnx");
     ASSERT_TRUE(model.ok()) << model.error().message();
     auto be = make_cpu_backend(std::make_shared<const Model>(std::move(*model)), {});
     ASSERT_TRUE(be.ok());
@@ -467,6 +530,292 @@ TEST(HandBuilt, MatMulAddConcatSoftmax) {
     }
 }
 
+// ------------------------------------------------- hostile model files --
+// Each case below crashed, hung or printed "nan" before the loader checked
+// it (heap overflow, SIGFPE, bad_alloc, uncaught ios_base::failure); now each
+// is a Data (or Io) error naming what is wrong.
+
+// Sets an int64 constant (initializer or Constant node value) to `v`, shape [v.size()].
+void set_int64(onnx::TensorProto* t, const std::vector<int64_t>& v) {
+    t->clear_raw_data();
+    t->clear_int64_data();
+    t->clear_dims();
+    t->add_dims(static_cast<int64_t>(v.size()));
+    t->set_data_type(onnx::TensorProto::INT64);
+    for (auto x : v) t->add_int64_data(x);
+}
+
+// The float at `index` of a float tensor, whichever field holds the data.
+void poke_float(onnx::TensorProto* t, size_t index, float v) {
+    if (!t->raw_data().empty()) {
+        ASSERT_LE((index + 1) * 4, t->raw_data().size());
+        std::memcpy(t->mutable_raw_data()->data() + index * 4, &v, 4);
+    } else {
+        ASSERT_LT(index, static_cast<size_t>(t->float_data_size()));
+        t->set_float_data(static_cast<int>(index), v);
+    }
+}
+
+void expect_has(const std::string& e, std::initializer_list<const char*> parts) {
+    EXPECT_NE(e, "") << "loaded";
+    for (const char* p : parts) EXPECT_NE(e.find(p), std::string::npos) << "want '" << p << "' in: " << e;
+}
+
+// 4·2^62 wraps to 0: the weights "held" their 0 values and the Gemm
+// transposition wrote 2^64 floats into an empty vector.
+TEST(HandBuiltMalformed, WeightDimsWhoseProductWraps) {
+    onnx::ModelProto m = hand_model();
+    onnx::TensorProto* w = hand_initializer(m, "W");
+    w->clear_float_data();
+    w->clear_dims();
+    w->add_dims(4);
+    w->add_dims(int64_t{1} << 62);
+    const std::string e = load_error(m);
+    std::printf("%s\n", e.c_str());
+    expect_has(e, {"constant 'W'", "[4, 4611686018427387904]", "kMaxParameters"});
+
+    m = hand_model();  // 2^32 × 2^32 = 2^64: the same through raw_data
+    w = hand_initializer(m, "W");
+    w->clear_float_data();
+    w->clear_dims();
+    w->add_dims(int64_t{1} << 32);
+    w->add_dims(int64_t{1} << 32);
+    w->set_raw_data(std::string(48, '\0'));
+    expect_has(load_error(m), {"constant 'W'", "kMaxParameters"});
+}
+
+TEST(HandBuiltMalformed, DataLengthDisagreesWithDims) {
+    onnx::ModelProto m = hand_model();
+    hand_initializer(m, "W")->mutable_float_data()->RemoveLast();  // 11 values for [4, 3]
+    expect_has(load_error(m), {"constant 'W'", "holds 11 values", "[4, 3] needs 12"});
+
+    m = hand_model();  // raw_data one float short
+    onnx::TensorProto* w = hand_initializer(m, "W");
+    w->clear_float_data();
+    w->set_raw_data(std::string(44, '\0'));
+    expect_has(load_error(m), {"constant 'W'", "raw data holds 44 bytes", "needs 48"});
+
+    m = hand_model();
+    w = hand_initializer(m, "W");
+    w->set_dims(1, -3);
+    expect_has(load_error(m), {"constant 'W'", "negative dimension"});
+}
+
+// A [4, 0] weight made a [N, 0] tensor: Softmax divided by its width 0, an
+// Add with an empty constant took it for tensor + tensor and read a second
+// input that does not exist.
+TEST(HandBuiltMalformed, ZeroSizedWeightsAndConstants) {
+    onnx::ModelProto m = hand_model();
+    onnx::TensorProto* w = hand_initializer(m, "W");
+    w->clear_float_data();
+    w->set_dims(1, 0);
+    expect_has(load_error(m), {"node 'n_mm' (MatMul)", "[4, 0] have a zero dimension"});
+
+    m = hand_model();
+    onnx::TensorProto* b = hand_initializer(m, "b");
+    b->clear_float_data();
+    b->set_dims(0, 0);
+    expect_has(load_error(m), {"node 'n_add' (Add)", "constant 'b' [0] is empty"});
+
+    // Softmax over a tensor without a feature dimension (Reshape to [-1]).
+    m = empty_model("sizes:3", "[\"a\",\"b\",\"c\"]");
+    auto* g = m.mutable_graph();
+    onnx::TensorProto shape;
+    shape.set_name("flat");
+    set_int64(&shape, {-1});
+    *g->add_initializer() = shape;
+    add_node(g, "Reshape", {"sizes_3", "flat"}, "r");
+    add_node(g, "Softmax", {"r"}, "prob");
+    g->add_output()->set_name("prob");
+    expect_has(load_error(m), {"node 'n_prob' (Softmax)", "batch axis"});
+}
+
+// Stride 0 divided by zero (SIGFPE) computing the output length.
+TEST_F(Malformed, StridesKernelsAndPads) {
+    const auto edit = [&](const char* op, const char* name, std::vector<int64_t> v) {
+        SetUp();
+        onnx::NodeProto* n = first(op);
+        for (int i = 0; i < n->attribute_size(); ++i)
+            if (n->attribute(i).name() == name) n->mutable_attribute()->DeleteSubrange(i--, 1);
+        set_attr(n, name, v);
+        const std::string e = error_of(proto_);
+        std::printf("%s %s %s: %s\n", op, name, ::testing::PrintToString(v).c_str(), e.c_str());
+        EXPECT_NE(e.find("node '" + n->name() + "' (" + op + ")"), std::string::npos) << e;
+        return e;
+    };
+    expect_has(edit("Conv", "strides", {0}), {"stride 0 must be at least 1"});
+    expect_has(edit("Conv", "strides", {-2}), {"stride -2 must be at least 1"});
+    expect_has(edit("Conv", "pads", {-300, 0}), {"pads [-300, 0]"});
+    expect_has(edit("Conv", "pads", {int64_t{1} << 62, 0}), {"pads [4611686018427387904, 0]"});
+    expect_has(edit("Conv", "strides", {1, 1}), {"expected 1 stride"});
+    expect_has(edit("MaxPool", "strides", {0}), {"stride 0 must be at least 1"});
+    expect_has(edit("MaxPool", "kernel_shape", {0}), {"kernel size 0 must be at least 1"});
+    expect_has(edit("MaxPool", "kernel_shape", {int64_t{1} << 40}), {"longer than the padded input"});
+    expect_has(edit("MaxPool", "pads", {1, 5}), {"less than the kernel"});
+    expect_has(edit("MaxPool", "pads", {1}), {"expected 2 pads"});
+}
+
+// 2^32 · 2^32 wrapped to 0 and `total % known` divided by zero (SIGFPE).
+TEST_F(Malformed, ReshapeWhoseProductOverflows) {
+    onnx::NodeProto* r = first("Reshape");
+    const std::string target = r->input(1);
+    onnx::TensorProto* t = initializer(target);
+    for (auto& n : *proto_.mutable_graph()->mutable_node())
+        if (n.op_type() == "Constant" && n.output(0) == target) t = n.mutable_attribute(0)->mutable_t();
+    ASSERT_NE(t, nullptr) << "no constant " << target;
+    set_int64(t, {-1, int64_t{1} << 32, int64_t{1} << 32});
+    const std::string e = error_of(proto_);
+    std::printf("%s\n", e.c_str());
+    expect_has(e, {("node '" + r->name() + "' (Reshape)").c_str(), "cannot reshape"});
+}
+
+// payload:65536x65536 is 4 GiB per flow: the extractor and the backend's
+// scratch died of bad_alloc.
+TEST_F(Malformed, InputSpecOverTheLimits) {
+    const std::string spec = "payload:65536x65536,sizes:10,iat:10";
+    set_meta(proto_, "etcpipe.features", &spec);
+    auto* in = proto_.mutable_graph()->mutable_input(0);
+    in->set_name("payload_65536x65536");
+    auto* shape = in->mutable_type()->mutable_tensor_type()->mutable_shape();
+    for (int d = 1; d <= 2; ++d) shape->mutable_dim(d)->set_dim_value(65536);
+    const std::string e = error_of(proto_);
+    std::printf("%s\n", e.c_str());
+    expect_has(e, {"metadata", "payload_65536x65536", "4194304 bytes (kMaxInputBytesPerFlow)"});
+}
+
+// Within the input limit, the tensors the graph makes of it are held too:
+// per tensor, all tensors together, and a Conv's im2col matrix.
+TEST(HandBuiltMalformed, ActivationsOverTheLimits) {
+    onnx::ModelProto m = empty_model("payload:4096x1024", "[\"a\"]");  // 4 MiB: at the limit
+    auto* g = m.mutable_graph();
+    set_attr(add_node(g, "Concat", {"payload_4096x1024", "payload_4096x1024"}, "twice"), "axis", int64_t{1});
+    expect_has(load_error(m), {"node 'n_twice' (Concat)", "kMaxValueElems"});
+
+    m = empty_model("payload:4096x1024", "[\"a\"]");
+    g = m.mutable_graph();
+    std::string prev = "payload_4096x1024";
+    for (int i = 0; i < 5; ++i) {
+        const std::string out = "r" + std::to_string(i);
+        add_node(g, "Relu", {prev}, out);
+        prev = out;
+    }
+    expect_has(load_error(m), {"node 'n_r3' (Relu)", "kMaxScratchElems"});
+
+    m = empty_model("payload:16x4096", "[\"a\"]");
+    g = m.mutable_graph();
+    *g->add_initializer() = float_tensor("k", {1, 16, 1024}, std::vector<float>(16 * 1024, 0.f));
+    add_node(g, "Conv", {"payload_16x4096", "k"}, "conv");
+    expect_has(load_error(m), {"node 'n_conv' (Conv)", "im2col", "kMaxScratchElems"});
+}
+
+// NaN weights gave "probability":nan on every flow (not JSON).
+TEST_F(Malformed, NonFiniteWeights) {
+    const onnx::NodeProto* conv = first("Conv");
+    const std::string w = conv->input(1);
+    for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                      -std::numeric_limits<float>::infinity()}) {
+        SetUp();
+        poke_float(initializer(w), 7, bad);
+        const std::string e = error_of(proto_);
+        std::printf("%s\n", e.c_str());
+        expect_has(e, {("constant '" + w + "'").c_str(), "element 7 is", std::isnan(bad) ? "NaN" : "infinite"});
+    }
+    // A BatchNormalization variance that is negative: sqrt of a negative.
+    SetUp();
+    const onnx::NodeProto* bn = first("BatchNormalization");
+    poke_float(initializer(bn->input(4)), 0, -1.f);
+    expect_has(error_of(proto_),
+               {("node '" + bn->name() + "'").c_str(), "variance + epsilon of channel 0", "not positive"});
+    // Finite parameters whose folding overflows float32.
+    SetUp();
+    bn = first("BatchNormalization");
+    for (int k : {1, 2}) poke_float(initializer(bn->input(k)), 0, 3e38f);  // scale, bias
+    poke_float(initializer(bn->input(4)), 0, 0.f);
+    expect_has(error_of(proto_), {"not finite after folding"});
+    // Gemm alpha = inf.
+    SetUp();
+    onnx::NodeProto* gemm = first("Gemm");
+    for (int i = 0; i < gemm->attribute_size(); ++i)
+        if (gemm->attribute(i).name() == "alpha") gemm->mutable_attribute()->DeleteSubrange(i--, 1);
+    auto* a = gemm->add_attribute();
+    a->set_name("alpha");
+    a->set_type(onnx::AttributeProto::FLOAT);
+    a->set_f(std::numeric_limits<float>::infinity());
+    expect_has(error_of(proto_), {"(Gemm)", "must be finite"});
+}
+
+// Names from the file reach the terminal: control characters escaped, a
+// megabyte name cut short.
+TEST(HandBuiltMalformed, NamesInMessagesArePrintable) {
+    onnx::ModelProto m = hand_model();
+    m.mutable_graph()->mutable_node(1)->set_name("evil\x1b[2J\x07");
+    m.mutable_graph()->mutable_node(1)->set_op_type("Gelu");
+    std::string e = load_error(m);
+    expect_has(e, {"node 'evil\\x1b[2J\\x07' (Gelu)"});
+    EXPECT_EQ(e.find('\x1b'), std::string::npos) << e;
+
+    m = hand_model();
+    m.mutable_graph()->mutable_node(1)->set_name(std::string(1 << 20, 'n'));
+    m.mutable_graph()->mutable_node(1)->set_op_type("Gelu");
+    e = load_error(m);
+    expect_has(e, {"... (", "bytes)", "unsupported operator 'Gelu'"});
+    EXPECT_LT(e.size(), 4000u);
+}
+
+// Finite weights can still overflow on an input: an error, not nan.
+TEST(HandBuilt, OverflowingOutputIsAnError) {
+    onnx::ModelProto m = hand_model();
+    onnx::TensorProto* w = hand_initializer(m, "W");
+    for (int i = 0; i < w->float_data_size(); ++i) w->set_float_data(i, 3e38f);
+    auto model = parse_proto(m, "huge.onnx");
+    ASSERT_TRUE(model.ok()) << model.error().message();
+    auto be = make_cpu_backend(std::make_shared<const Model>(std::move(*model)), {});
+    ASSERT_TRUE(be.ok());
+    const std::vector<int32_t> sizes = {1500, 1500};
+    const std::vector<int64_t> iat = {1000000, 1000000};
+    HostBatch hb;
+    hb.rows = 1;
+    hb.tensors.emplace_back(reinterpret_cast<const uint8_t*>(sizes.data()), sizes.size() * 4);
+    hb.tensors.emplace_back(reinterpret_cast<const uint8_t*>(iat.data()), iat.size() * 8);
+    std::vector<float> probs(3);
+    auto r = (*be)->infer(hb, probs);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().kind, ErrorKind::Data);
+    std::printf("%s\n", r.error().message().c_str());
+    EXPECT_NE(r.error().message().find("model output for row 0 of the batch, class 0 is NaN"), std::string::npos)
+        << r.error().message();
+}
+
+// A directory died of an uncaught std::ios_base::failure; /dev/zero was read forever.
+TEST_F(Malformed, ModelPathThatIsNotAModelFile) {
+    const std::string dir = temp_dir("model-dir");
+    auto d = Model::load(dir);
+    ASSERT_FALSE(d.ok());
+    EXPECT_EQ(d.error().kind, ErrorKind::Io);
+    EXPECT_NE(d.error().message().find("Is a directory"), std::string::npos) << d.error().message();
+    fs::remove_all(dir);
+
+    // Unreadable: reading /proc/self/mem at offset 0 fails with EIO, root or not.
+    auto u = Model::load("/proc/self/mem");
+    ASSERT_FALSE(u.ok());
+    EXPECT_EQ(u.error().kind, ErrorKind::Io) << u.error().message();
+    EXPECT_NE(u.error().message().find("read model"), std::string::npos) << u.error().message();
+
+    const auto t0 = std::chrono::steady_clock::now();
+    auto z = Model::load("/dev/zero");
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ASSERT_FALSE(z.ok());
+    std::printf("/dev/zero in %.2f s: %s\n", s, z.error().message().c_str());
+    EXPECT_NE(z.error().message().find("kMaxModelBytes"), std::string::npos) << z.error().message();
+    EXPECT_LT(s, 20.0);
+
+    // The in-memory entry point takes no more than the file one.
+    const std::vector<uint8_t> big(kMaxModelBytes + 1);
+    auto b = Model::parse(big, "big.onnx");
+    ASSERT_FALSE(b.ok());
+    EXPECT_NE(b.error().message().find("kMaxModelBytes"), std::string::npos) << b.error().message();
+}
+
 // ------------------------------------------------------ etcpipe classify --
 
 TEST(Classify, CaptureToJsonLines) {
@@ -495,6 +844,8 @@ TEST(Classify, CaptureToJsonLines) {
     EXPECT_EQ(run(bin + " classify testdata/ndpi/pcap/skype.pcap --model /nonexistent.onnx", &out), 4) << out;
     EXPECT_EQ(run(bin + " classify testdata/ndpi/pcap/skype.pcap --model testdata/ndpi/pcap/skype.pcap", &out), 5) << out;
     EXPECT_NE(out.find("not a valid ONNX protobuf"), std::string::npos) << out;
+    EXPECT_EQ(run(bin + " classify testdata/ndpi/pcap/skype.pcap --model models", &out), 4) << out;
+    EXPECT_NE(out.find("models: open model: Is a directory"), std::string::npos) << out;
     if (fs::exists("testdata/ndpi/pcap/fuzz-2021-10-13.pcap")) {
         EXPECT_EQ(run(bin + " classify testdata/ndpi/pcap/fuzz-2021-10-13.pcap --model " + kModel + " --device cpu", &out), 5) << out;
         EXPECT_NE(out.find("corrupt record"), std::string::npos) << out;

@@ -403,6 +403,28 @@ TEST_F(PcapTest, PcapngStructuralErrors) {
     }
 }
 
+// if_tsoffset is a signed 64-bit count of seconds from the file: near its
+// limits the sum with the packet's seconds, or its scaling to nanoseconds,
+// used to overflow a signed add (UBSan) and give wrong timestamps with exit 0.
+TEST_F(PcapTest, PcapngTsoffsetAtTheLimitsIsADataErrorNotWrappedTime) {
+    for (const int64_t off : {INT64_MAX, INT64_MAX - 5, INT64_MIN, int64_t{-100}}) {
+        SCOPED_TRACE(off);
+        NgBuilder b;
+        b.shb(false).idb(kLinktypeEthernet, 0, off).epb(0, 5, payload(60, 1));
+        auto all = read_all(write_file("tsoffset.pcapng", b.o.b));
+        ASSERT_TRUE(all.error);
+        EXPECT_TRUE(contains(all.error->detail, "timestamp out of range")) << all.error->message();
+        EXPECT_TRUE(all.frames.empty());
+    }
+    // Still fine where the time fits: 5 s + 100 s.
+    NgBuilder ok;
+    ok.shb(false).idb(kLinktypeEthernet, 0, int64_t{100}).epb(0, 5, payload(60, 1));
+    auto all = read_all(write_file("tsoffset_ok.pcapng", ok.o.b));
+    ASSERT_FALSE(all.error) << all.error->message();
+    ASSERT_EQ(all.frames.size(), 1u);
+    EXPECT_EQ(all.frames[0].ts_ns, 105'000'000'000ull);
+}
+
 // ---- to_ethernet ---------------------------------------------------------------------------
 
 struct LinkCase {
