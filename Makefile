@@ -224,8 +224,10 @@ $(BUILD)/fuzzobj/%.o: %.cpp $(DEPS_STAMP)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CLANG)++ $(FUZZ_CXXFLAGS) -c $< -o $@
 
+# (No literal % in the second expansion: the pattern's stem would replace it.)
+fuzz_objs_of = $(patsubst %.cpp,$(BUILD)/fuzzobj/%.o,$(FUZZ_LIB_$(1)))
 .SECONDEXPANSION:
-$(BUILD)/fuzz_%: $(BUILD)/fuzzobj/tests/fuzz/fuzz_%.o $$(patsubst %.cpp,$(BUILD)/fuzzobj/%.o,$$(FUZZ_LIB_$$*))
+$(BUILD)/fuzz_%: $(BUILD)/fuzzobj/tests/fuzz/fuzz_%.o $$(call fuzz_objs_of,$$*)
 	$(call msg,LD,$@)
 	$(Q)$(CLANG)++ -fsanitize=fuzzer,address,undefined $^ -o $@ $(FUZZ_LDLIBS_$*)
 

@@ -235,11 +235,13 @@ class Walker {
     struct Cfg {
         Edges back;                    // back edges of a DFS from instruction 0
         std::vector<uint8_t> reached;  // statically reachable from instruction 0
+        std::vector<uint8_t> exits;    // statically reaches an exit
     };
 
     const Section& sec_;
     size_t start_, n_;
     std::vector<uint8_t> imm_tail_;  // second halves of ld_imm64: no instruction
+    bool exit_walked_ = false;       // the replay walked an exit
     bpf_prog_type type_;
     bool main_;
     std::string prog_;
@@ -264,7 +266,7 @@ class Walker {
     [[nodiscard]] Cfg cfg() const;
     bool fixpoint(const Edges& back, StatesByContext& in);  // false: gave up
     void replay(const StatesByContext& in);
-    void report_unreachable(const Cfg& g);
+    void report_cfg(const Cfg& g);
 
     // walker_alu.cpp
     void alu(size_t i, const Insn& in, State& s);

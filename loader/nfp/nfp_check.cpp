@@ -41,6 +41,18 @@ std::optional<Func> find_func(const Image& im, size_t sec, int64_t at) {
     return Func{"subprog@" + im.secs[sec].name + "+" + std::to_string(idx), sec, idx, end - idx};
 }
 
+// The function (a symbol, or the program itself) whose code `callee` starts
+// inside of rather than at: the kernel refuses overlapping functions.
+const Func* enclosing(const Image& im, const Func& mainf, const Func& callee) {
+    auto inside = [&](const Func& f) {
+        return f.sec == callee.sec && f.start < callee.start && callee.start - f.start < f.count;
+    };
+    if (inside(mainf)) return &mainf;
+    for (const Func& f : im.funcs)
+        if (inside(f)) return &f;
+    return nullptr;
+}
+
 // Walks the program `mainf` and, breadth first, every BPF-to-BPF callee, each
 // once; adds their code to the estimate.
 void walk_program(const Image& im, const Func& mainf, bpf_prog_type type, Sink& sink,
@@ -63,6 +75,13 @@ void walk_program(const Image& im, const Func& mainf, bpf_prog_type type, Sink& 
             if (!cf) {
                 sink.add(label, -1, "cannot-prove-call", "BPF-to-BPF call target not found",
                          "mark helper functions static __always_inline", true);
+                continue;
+            }
+            if (const Func* outer = enclosing(im, mainf, *cf)) {
+                sink.add(label, -1, "cannot-prove-call",
+                         "BPF-to-BPF call into the middle of " + outer->name + " (instruction " +
+                             std::to_string(cf->start - outer->start) + ")",
+                         "the object is corrupt: a call must target the start of a function", true);
                 continue;
             }
             if (done.emplace(cf->sec, cf->start).second)

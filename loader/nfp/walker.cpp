@@ -3,6 +3,7 @@
 // replayed once to report.
 #include <algorithm>
 #include <deque>
+#include <string>
 
 #include "nfp/checker_internal.hpp"
 
@@ -29,12 +30,63 @@ bool known_jmp_op(uint8_t cls, uint8_t op) {
     }
 }
 
+// Fields an instruction does not use must be zero (the kernel's "uses
+// reserved fields"); a nonzero one means the bytes are not what they seem.
+// What is not checked here the walker reads as it is (-mcpu=v4 offsets).
+const char* reserved_field(const Insn& in) {
+    const uint8_t c = BPF_CLASS(in.code);
+    const uint8_t op = BPF_OP(in.code);
+    const bool k = BPF_SRC(in.code) == BPF_K;
+    switch (c) {
+        case BPF_ALU:
+        case BPF_ALU64:
+            if (op == BPF_END) return in.src != 0 ? "byte swap with a source register" : nullptr;
+            if (op == BPF_NEG) return in.src != 0 || in.imm != 0 || !k ? "neg with an operand" : nullptr;
+            if (k && in.src != 0) return "immediate ALU operation with a source register";
+            if (!k && in.imm != 0) return "register ALU operation with an immediate";
+            return nullptr;
+        case BPF_LD:
+            if (in.code == kLdImm64) return in.off != 0 ? "ld_imm64 with an offset" : nullptr;
+            if (in.dst != 0 || in.off != 0 || BPF_SIZE(in.code) == BPF_DW ||
+                (BPF_MODE(in.code) == BPF_ABS && in.src != 0))
+                return "legacy packet load with reserved fields set";
+            return nullptr;
+        case BPF_LDX: return in.imm != 0 ? "load with an immediate" : nullptr;
+        case BPF_ST: return in.src != 0 ? "immediate store with a source register" : nullptr;
+        case BPF_STX:
+            return BPF_MODE(in.code) == BPF_MEM && in.imm != 0 ? "register store with an immediate"
+                                                               : nullptr;
+        default: break;  // BPF_JMP, BPF_JMP32
+    }
+    const bool j32 = c == BPF_JMP32;
+    switch (op) {
+        case BPF_EXIT:
+            return !k || in.imm != 0 || in.src != 0 || in.dst != 0 || in.off != 0
+                       ? "exit with operands"
+                       : nullptr;
+        case BPF_CALL:
+            return !k || in.dst != 0 || (in.src != BPF_PSEUDO_KFUNC_CALL && in.off != 0) ||
+                           (in.src != 0 && in.src != BPF_PSEUDO_CALL &&
+                            in.src != BPF_PSEUDO_KFUNC_CALL)
+                       ? "call with reserved fields set"
+                       : nullptr;
+        case BPF_JA:
+            return !k || in.src != 0 || in.dst != 0 || (j32 ? in.off != 0 : in.imm != 0)
+                       ? "goto with reserved fields set"
+                       : nullptr;
+        default:
+            return (k ? in.src != 0 : in.imm != 0) ? "conditional jump with reserved fields set"
+                                                   : nullptr;
+    }
+}
+
 }  // namespace
 
 // What the kernel's verifier rejects before it looks at values, and what the
 // class walkers must never see: register numbers 11-15 (the encoding has four
 // bits, the machine eleven registers), writes to the read-only frame pointer,
-// an ld_imm64 without its second half, a jump into that second half.
+// an ld_imm64 without its second half, a jump into that second half, unknown
+// opcodes, nonzero unused fields.
 bool Walker::decodable(size_t i, const Insn& in) {
     static constexpr const char* kHint =
         "the object is corrupt or not produced by clang -target bpf: rebuild it";
@@ -72,7 +124,12 @@ bool Walker::decodable(size_t i, const Insn& in) {
     const uint8_t op = BPF_OP(in.code);
     if (((c == BPF_ALU || c == BPF_ALU64) && !known_alu_op(op)) ||
         ((c == BPF_JMP || c == BPF_JMP32) && !known_jmp_op(c, op))) {
-        report(i, "opcode", "unknown opcode " + std::to_string(in.code), kHint);
+        report(i, "malformed", "unknown opcode " + std::to_string(in.code), kHint, true);
+        return false;
+    }
+    if (const char* why = reserved_field(in)) {
+        report(i, "malformed", std::string(why) + " (opcode " + std::to_string(in.code) + ")", kHint,
+               true);
         return false;
     }
     return true;
@@ -111,6 +168,7 @@ void Walker::step(size_t i, const State& in_state, std::vector<Succ>& out) {
         case BPF_JMP32: {
             const uint8_t op = BPF_OP(in.code);
             if (cls_ == BPF_JMP && op == BPF_EXIT) {
+                if (sink_) exit_walked_ = true;
                 check_exit(i, s);
                 return;
             }
@@ -187,6 +245,26 @@ Walker::Cfg Walker::cfg() const {
     }
     g.reached.resize(n_);
     for (size_t i = 0; i < n_; ++i) g.reached[i] = color[i] != 0;
+    // Backwards from the exits: which instructions can still end.
+    std::vector<std::vector<size_t>> pred(n_);
+    std::vector<size_t> todo;
+    g.exits.assign(n_, 0);
+    for (size_t i = 0; i < n_; ++i) {
+        for (size_t w : succ[i]) pred[w].push_back(i);
+        if (!imm_tail_[i] && at(i).code == (BPF_JMP | BPF_EXIT)) {
+            g.exits[i] = 1;
+            todo.push_back(i);
+        }
+    }
+    while (!todo.empty()) {
+        const size_t w = todo.back();
+        todo.pop_back();
+        for (size_t v : pred[w])
+            if (!g.exits[v]) {
+                g.exits[v] = 1;
+                todo.push_back(v);
+            }
+    }
     return g;
 }
 
@@ -244,8 +322,10 @@ void Walker::replay(const StatesByContext& in) {
 }
 
 // Code no path reaches is never walked, so it cannot be passed: one
-// violation per dead stretch, at its first instruction.
-void Walker::report_unreachable(const Cfg& g) {
+// violation per dead stretch, at its first instruction. Code from which no
+// path reaches an exit (an endless loop) is refused by the kernel: one
+// violation, at the first such instruction.
+void Walker::report_cfg(const Cfg& g) {
     bool dead = false;
     for (size_t i = 0; i < n_; ++i) {
         if (imm_tail_[i]) continue;
@@ -255,6 +335,12 @@ void Walker::report_unreachable(const Cfg& g) {
         report(i, "cannot-prove-cfg", "unreachable instructions from here on (no path reaches them)",
                "the kernel rejects dead code: the object is corrupt or hand-written; rebuild it "
                "with clang -O2 -target bpf", true);
+    }
+    for (size_t i = 0; i < n_; ++i) {
+        if (imm_tail_[i] || !g.reached[i] || g.exits[i]) continue;
+        report(i, "cannot-prove-cfg", "no path from here reaches an exit (endless loop)",
+               "every loop needs a way out the verifier can see", true);
+        break;
     }
 }
 
@@ -277,8 +363,13 @@ void Walker::run(Sink& sink) {
     if (!converged)
         report(0, "cannot-prove-analysis", "the analysis did not converge",
                "simplify the control flow (unroll fewer loops)", true);
-    report_unreachable(g);
+    report_cfg(g);
+    exit_walked_ = false;
     replay(in);
+    if (!exit_walked_)
+        sink.add(prog_, -1, "cannot-prove-cfg", "the walk reached no exit (every path ends in an "
+                 "endless loop or in code it could not decode)",
+                 "every path must end in an exit", true);
     sink_ = nullptr;
 }
 

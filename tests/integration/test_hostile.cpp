@@ -173,11 +173,11 @@ TEST_F(Hostile, MissingCapabilitiesAreNamed) {
     if (geteuid() != 0) GTEST_SKIP() << "needs root to drop capabilities";
     if (sh("command -v setpriv").status != 0) GTEST_SKIP() << "setpriv missing";
     const std::string cap = "testdata/ndpi/pcap/http_ipv6.pcap";
-    struct Case {
+    struct CapCase {
         std::string args;
         std::vector<std::string> needs;
     };
-    const std::vector<Case> cases = {
+    const std::vector<CapCase> cases = {
         {"replay " + cap + " -q", {"bpf", "net_admin", "perfmon"}},
         {"load etcpipe-nosuch0", {"bpf", "net_admin", "perfmon"}},
         {"run etcpipe-nosuch0 -d 1", {"bpf", "net_admin", "perfmon", "net_raw"}},

@@ -451,7 +451,8 @@ TEST_F(LiveVeth, GuardianKilledFirstRunStillDetachesOnSigterm) {
     pid_t guardian = 0;
     ASSERT_TRUE(is >> guardian) << "no guardian child of " << pid;
     ASSERT_EQ(kill(guardian, SIGKILL), 0);
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    // The run looks at its guardian once a second (with its statistics tick).
+    std::this_thread::sleep_for(std::chrono::milliseconds(2500));
     EXPECT_TRUE(attached());
     EXPECT_EQ(stop_run(pid, SIGTERM), 0) << slurp(tmp_ + "/gfirst.err");
     EXPECT_FALSE(attached());
