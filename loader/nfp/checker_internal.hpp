@@ -236,6 +236,7 @@ class Walker {
         Edges back;                    // back edges of a DFS from instruction 0
         std::vector<uint8_t> reached;  // statically reachable from instruction 0
         std::vector<uint8_t> exits;    // statically reaches an exit
+        std::vector<size_t> leaves;    // instructions with a jump or fall-through out of range
     };
 
     const Section& sec_;

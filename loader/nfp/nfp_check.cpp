@@ -163,7 +163,8 @@ Result<Report> check_object_mem(std::span<const uint8_t> bytes, const std::strin
     // object's lifetime: its own copy, declared before the object.
     std::vector<char> buf(bytes.begin(), bytes.end());
     const std::string oname = object_name(name);
-    LIBBPF_OPTS(bpf_object_open_opts, opts);
+    bpf_object_open_opts opts{};  // what LIBBPF_OPTS does, without its GNU statement expression
+    opts.sz = sizeof opts;
     opts.object_name = oname.c_str();
     errno = 0;
     bpf_object* raw = bpf_object__open_mem(buf.data(), buf.size(), &opts);

@@ -13,6 +13,10 @@ namespace etcpipe::nfp::checker {
 
 namespace {
 
+constexpr const char* kLeaves =
+    "every jump must land inside its function and the last instruction must be an exit or a "
+    "goto: the object is corrupt or hand-written";
+
 bool writes_dst(const Insn& in) {
     const uint8_t c = BPF_CLASS(in.code);
     return c == BPF_ALU || c == BPF_ALU64 || c == BPF_LDX || in.code == kLdImm64;
@@ -127,6 +131,13 @@ bool Walker::decodable(size_t i, const Insn& in) {
         report(i, "malformed", "unknown opcode " + std::to_string(in.code), kHint, true);
         return false;
     }
+    if ((c == BPF_ALU || c == BPF_ALU64) && BPF_SRC(in.code) == BPF_K &&
+        (op == BPF_LSH || op == BPF_RSH || op == BPF_ARSH) &&
+        (in.imm < 0 || in.imm >= (c == BPF_ALU64 ? 64 : 32))) {
+        report(i, "malformed", "shift by " + std::to_string(in.imm) + " (the kernel's \"invalid shift\")",
+               kHint, true);
+        return false;
+    }
     if (const char* why = reserved_field(in)) {
         report(i, "malformed", std::string(why) + " (opcode " + std::to_string(in.code) + ")", kHint,
                true);
@@ -203,6 +214,7 @@ State Walker::entry_state() const {
 // Back edges of a DFS over the static CFG close the (bounded) loops; what the
 // DFS never reaches is dead code, which the kernel rejects.
 Walker::Cfg Walker::cfg() const {
+    Cfg g;
     std::vector<std::vector<size_t>> succ(n_);
     for (size_t i = 0; i < n_; ++i) {
         const Insn& x = at(i);
@@ -210,6 +222,7 @@ Walker::Cfg Walker::cfg() const {
         const uint8_t op = BPF_OP(x.code);
         auto add = [&](int64_t to) {
             if (to >= 0 && to < static_cast<int64_t>(n_)) succ[i].push_back(static_cast<size_t>(to));
+            else g.leaves.push_back(i);
         };
         const auto si = static_cast<int64_t>(i);
         if (imm_tail_[i]) continue;  // not an instruction: decodable() stops a walk here
@@ -223,7 +236,6 @@ Walker::Cfg Walker::cfg() const {
             add(si + 1);
         }
     }
-    Cfg g;
     Edges& back = g.back;
     std::vector<uint8_t> color(n_, 0);  // 0 new, 1 on the DFS stack, 2 done
     std::vector<std::pair<size_t, size_t>> dfs{{0, 0}};
@@ -316,7 +328,7 @@ void Walker::replay(const StatesByContext& in) {
             for (const auto& sc : out)
                 if (sc.to >= n_)
                     report(i, "cannot-prove-cfg", "jump or fall-through leaves the function",
-                           "", true);
+                           kLeaves, true);
         }
     }
 }
@@ -336,6 +348,10 @@ void Walker::report_cfg(const Cfg& g) {
                "the kernel rejects dead code: the object is corrupt or hand-written; rebuild it "
                "with clang -O2 -target bpf", true);
     }
+    // The kernel checks every jump statically, taken or not (check_cfg).
+    for (size_t i : g.leaves)
+        if (g.reached[i])
+            report(i, "cannot-prove-cfg", "jump or fall-through leaves the function", kLeaves, true);
     for (size_t i = 0; i < n_; ++i) {
         if (imm_tail_[i] || !g.reached[i] || g.exits[i]) continue;
         report(i, "cannot-prove-cfg", "no path from here reaches an exit (endless loop)",

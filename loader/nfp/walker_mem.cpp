@@ -36,9 +36,13 @@ void Walker::ld_imm64(size_t i, const Insn& in, State& s) {
 void Walker::ld_packet(size_t i, const Insn& in, State& s) {
     const uint8_t mode = BPF_MODE(in.code);
     if (mode != BPF_ABS && mode != BPF_IND) {
-        report(i, "opcode", "unsupported BPF_LD form (opcode " + std::to_string(in.code) + ")", "");
+        report(i, "opcode", "unsupported BPF_LD form (opcode " + std::to_string(in.code) + ")",
+               "the only BPF_LD forms are ld_imm64 and the legacy packet loads");
         return;
     }
+    if (!cls())  // the kernel allows them in socket filters and TC programs only
+        report(i, "opcode", "legacy packet load (LD_ABS/LD_IND) outside a TC program",
+               "read the packet through ctx->data and ctx->data_end");
     const int size = access_size(in.code);
     const Val& x = s.r[in.src];
     const uint64_t hi = mode == BPF_ABS ? 0 : x.umax();
