@@ -130,8 +130,9 @@ Result<ListenSummary> run_listen(const ListenOptions& o) {
             next_tick = now + 1'000'000;
             if (deadline && now >= deadline) break;
         }
-        if (o.stats && now >= next_stats) {
-            print_stats_line(feed, frames);
+        if (now >= next_stats) {
+            if (o.stats) print_stats_line(feed, frames);
+            (void)guardian.check_lost();  // once a second, as `run` does
             next_stats = now + 1'000'000'000;
         }
     }
