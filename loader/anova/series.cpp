@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "anova/anova.hpp"
+#include "common/shown.hpp"
 
 namespace etcpipe::anova {
 
@@ -45,12 +46,6 @@ Parsed parse_field(std::string_view s) {
     return {v};
 }
 std::optional<double> parse_number(std::string_view s) { return parse_field(s).value; }
-
-// A field or line as shown in an error: at most 40 characters of it.
-std::string shown(std::string_view s) {
-    if (s.size() <= 40) return "'" + std::string(s) + "'";
-    return "'" + std::string(s.substr(0, 40)) + "...' (" + std::to_string(s.size()) + " characters)";
-}
 
 // Lines longer than this are refused (a series line is a number or a CSV
 // record), so a file without newlines (/dev/zero) fails at once.

@@ -17,6 +17,7 @@
 #include "cli/cli_common.hpp"
 #include "gpu/features.hpp"
 #include "gpu/infer.hpp"
+#include "common/json_text.hpp"
 #include "common/pcap.hpp"
 
 namespace etcpipe::cli {
@@ -28,38 +29,12 @@ double seconds_since(Clock::time_point t) {
     return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-std::string json_string(const std::string& s) {
-    std::string o = "\"";
-    for (const char ch : s) {
-        const auto c = static_cast<unsigned char>(ch);
-        if (c == '"' || c == '\\') {
-            o += '\\';
-            o += ch;
-        } else if (c < 0x20) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\u%04x", c);
-            o += buf;
-        } else {
-            o += ch;
-        }
-    }
-    return o + "\"";
-}
-
 std::string addr(const uint8_t* a, uint8_t family) {
     char buf[INET6_ADDRSTRLEN] = {};
     if (!inet_ntop(family == 6 ? AF_INET6 : AF_INET, a, buf, sizeof buf)) return "?";
     return buf;
 }
 
-// A probability as a JSON number; JSON has no NaN or Inf, so those are null
-// (the CPU backend refuses them; this keeps any backend's output valid JSON).
-std::string json_prob(float p) {
-    if (!std::isfinite(p)) return "null";
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.6f", static_cast<double>(p));
-    return buf;
-}
 
 // One JSON object per flow: the flow as the extractor saw it (initiator
 // first) and the model's answer.
@@ -77,9 +52,9 @@ void print_flow(std::FILE* out, size_t index, const features::FlowRow& r,
                  index, unsigned{k.proto}, addr(a ? k.addr_a : k.addr_b, k.family).c_str(),
                  unsigned{a ? k.port_a : k.port_b}, addr(a ? k.addr_b : k.addr_a, k.family).c_str(),
                  unsigned{a ? k.port_b : k.port_a}, unsigned{k.vlan[0]}, unsigned{k.vlan[1]}, r.packets,
-                 r.selected, json_string(classes[best]).c_str(), json_prob(probs[best]).c_str());
+                 r.selected, json::string(classes[best]).c_str(), json::probability(probs[best]).c_str());
     for (size_t c = 0; c < classes.size(); ++c)
-        std::fprintf(out, "%s%s:%s", c ? "," : "", json_string(classes[c]).c_str(), json_prob(probs[c]).c_str());
+        std::fprintf(out, "%s%s:%s", c ? "," : "", json::string(classes[c]).c_str(), json::probability(probs[c]).c_str());
     std::fputs("}}\n", out);
 }
 

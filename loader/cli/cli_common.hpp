@@ -18,6 +18,7 @@
 #include "common/capabilities.hpp"
 #include "common/log.hpp"
 #include "common/output_check.hpp"
+#include "common/shown.hpp"
 #include "gpu/features.hpp"
 #include "common/result.hpp"
 
@@ -59,10 +60,7 @@ struct element<std::vector<T, A>> {
     using type = T;
 };
 
-// The first 40 characters of a bad value, so a 10 MB argument is not echoed.
-inline std::string shown(const std::string& s) {
-    return s.size() <= 40 ? "'" + s + "'" : "'" + s.substr(0, 40) + "...' (" + std::to_string(s.size()) + " characters)";
-}
+using etcpipe::shown;
 
 template <class T>
 std::string check_number(const std::string& s) {
@@ -86,17 +84,21 @@ std::string check_number(const std::string& s) {
         if constexpr (!std::is_signed_v<T>)
             if (!s.empty() && s[0] == '-')
                 return shown(s) + " is negative: expected a whole number in " + limits;
-        int base = 10;
+        // from_chars takes no sign but '-' and no base prefix: strip "0x"
+        // ourselves and keep the sign separate, so "+-5" and "-+5" fail.
         const bool neg = !s.empty() && s[0] == '-';
-        std::string digits = neg ? s.substr(1) : s;
+        std::string_view digits = std::string_view(s).substr(neg ? 1 : 0);
+        int base = 10;
         if (digits.size() > 2 && digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X')) {
             base = 16;
-            digits = digits.substr(2);
+            digits.remove_prefix(2);
         }
         if (digits.empty() || !std::isxdigit(static_cast<unsigned char>(digits[0])))
             return shown(s) + " is not a whole number";
+        // Put the sign back in front of the bare digits (from_chars reads
+        // it for signed types, so the most negative value still parses).
+        const std::string text = (neg ? "-" : "") + std::string(digits);
         Wide v{};
-        const std::string text = (neg ? "-" : "") + digits;
         auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v, base);
         if (end != text.data() + text.size())
             return shown(s) + " is not a whole number";

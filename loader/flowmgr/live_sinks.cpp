@@ -1,5 +1,7 @@
 #include "flowmgr/live_sinks.hpp"
 
+#include "common/json_text.hpp"
+
 #include <arpa/inet.h>
 #include <sys/stat.h>
 
@@ -46,21 +48,14 @@ void append_flow(std::string& s, const features::FlowRow& row, uint64_t id, bool
     s += std::string(",\"complete\":") + (complete ? "true" : "false");
 }
 
-// A probability as a JSON number: NaN/Inf (which JSON lacks) as null.
-std::string json_prob(float p) {
-    if (!std::isfinite(p)) return "null";
-    char num[32];
-    std::snprintf(num, sizeof num, "%.6g", static_cast<double>(p));
-    return num;
-}
 
 // The model's class for row r, its probability, and every class's.
 void append_prediction(std::string& s, const Predictions& pred, size_t r) {
     const size_t nc = pred.classes->size(), b = pred.best(r);
-    s += ",\"class\":\"" + (*pred.classes)[b] + "\",\"probability\":" + json_prob(pred.probs[r * nc + b]) +
-         ",\"probabilities\":{";
+    s += ",\"class\":" + json::string((*pred.classes)[b]) +
+         ",\"probability\":" + json::probability(pred.probs[r * nc + b]) + ",\"probabilities\":{";
     for (size_t c = 0; c < nc; ++c)
-        s += (c ? ",\"" : "\"") + (*pred.classes)[c] + "\":" + json_prob(pred.probs[r * nc + c]);
+        s += (c ? "," : "") + json::string((*pred.classes)[c]) + ":" + json::probability(pred.probs[r * nc + c]);
     s += '}';
 }
 
