@@ -43,6 +43,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <span>
 #include <string>
@@ -183,5 +184,40 @@ struct GpuOptions {
 [[nodiscard]] Result<void> write_npy(const std::string& path, const Feature& f,
                                      const std::vector<uint8_t>& tensor, size_t rows);
 [[nodiscard]] Result<void> write_flows_csv(const std::string& path, const Output& out);
+
+// A dataset written as it comes, capture after capture: one .npy per
+// feature (rows appended; the row count is patched into each header by
+// close(), which leaves room for any count) and flows.csv, whose rows are
+// numbered across captures and end with a `capture` column (the path the
+// flow came from). Memory: one capture's Output at a time.
+class DatasetWriter {
+  public:
+    // Creates `dir` when missing; the files are truncated.
+    [[nodiscard]] static Result<DatasetWriter> create(const std::string& dir, const std::vector<Feature>& spec);
+
+    DatasetWriter() = default;
+    DatasetWriter(DatasetWriter&&) noexcept;
+    DatasetWriter& operator=(DatasetWriter&&) noexcept;
+    DatasetWriter(const DatasetWriter&) = delete;
+    DatasetWriter& operator=(const DatasetWriter&) = delete;
+    ~DatasetWriter();  // without close(): files closed, headers left at 0 rows
+
+    // `out.spec` must equal the writer's spec.
+    [[nodiscard]] Result<void> append(const Output& out, const std::string& capture);
+    // Patches the headers and checks every write (a full disk is an error
+    // naming the file).
+    [[nodiscard]] Result<void> close();
+    [[nodiscard]] size_t rows() const { return rows_; }
+    [[nodiscard]] const std::string& dir() const { return dir_; }
+
+  private:
+    void close_files();
+
+    std::string dir_;
+    std::vector<Feature> spec_;
+    std::vector<std::FILE*> npy_;
+    std::FILE* csv_ = nullptr;
+    size_t rows_ = 0;
+};
 
 }  // namespace etcpipe::features

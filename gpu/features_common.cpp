@@ -1,5 +1,6 @@
 // Shared pieces of the feature extractors: the spec, batches, writers.
 #include <arpa/inet.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -7,6 +8,8 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <optional>
+#include <utility>
 #include <sstream>
 
 #include "features.hpp"
@@ -119,12 +122,11 @@ void Batch::clear() {
     ts_ns.clear();
 }
 
-Result<void> write_npy(const std::string& path, const Feature& f,
-                       const std::vector<uint8_t>& tensor, size_t rows) {
-    if (tensor.size() != rows * f.row_bytes())
-        return make_error(ErrorKind::Data, 0, path, "write npy",
-                          "tensor holds " + std::to_string(tensor.size()) + " bytes, expected " +
-                              std::to_string(rows * f.row_bytes()));
+namespace {
+
+// The .npy preamble and header for `rows` rows of f, padded with spaces to
+// `total` bytes (0: the next multiple of 64, as numpy writes it).
+std::string npy_header(const Feature& f, size_t rows, size_t total = 0) {
     const char* descr = f.elem_size() == 1 ? "|u1" : f.elem_size() == 4 ? "<i4" : "<i8";
     std::string shape = "(" + std::to_string(rows) + ", " + std::to_string(f.h);
     if (f.kind == Kind::Payload || f.kind == Kind::Packet) shape += ", " + std::to_string(f.l);
@@ -133,16 +135,30 @@ Result<void> write_npy(const std::string& path, const Feature& f,
                          "', 'fortran_order': False, 'shape': " + shape + ", }";
     // magic(6) + version(2) + header_len(2) + header + '\n' ≡ 0 (mod 64)
     const size_t unpadded = 10 + header.size() + 1;
-    header.append((64 - unpadded % 64) % 64, ' ');
+    const size_t want = total ? total : unpadded + (64 - unpadded % 64) % 64;
+    header.append(want - unpadded, ' ');
     header += '\n';
     std::string pre("\x93NUMPY\x01\x00", 8);
     pre += static_cast<char>(header.size() & 0xff);
     pre += static_cast<char>((header.size() >> 8) & 0xff);
+    return pre + header;
+}
 
+// Room for a header with any row count (20 digits): 128 bytes.
+constexpr size_t kStreamedNpyHeader = 128;
+
+}  // namespace
+
+Result<void> write_npy(const std::string& path, const Feature& f,
+                       const std::vector<uint8_t>& tensor, size_t rows) {
+    if (tensor.size() != rows * f.row_bytes())
+        return make_error(ErrorKind::Data, 0, path, "write npy",
+                          "tensor holds " + std::to_string(tensor.size()) + " bytes, expected " +
+                              std::to_string(rows * f.row_bytes()));
+    const std::string pre = npy_header(f, rows);
     std::FILE* fp = std::fopen(path.c_str(), "wb");
     if (!fp) return make_error(ErrorKind::Io, errno, path, "open for writing");
     bool ok = std::fwrite(pre.data(), 1, pre.size(), fp) == pre.size() &&
-              std::fwrite(header.data(), 1, header.size(), fp) == header.size() &&
               (tensor.empty() || std::fwrite(tensor.data(), 1, tensor.size(), fp) == tensor.size());
     const int err = ok ? 0 : errno;
     if (std::fclose(fp) != 0 && ok) return make_error(ErrorKind::Io, errno, path, "close");
@@ -158,21 +174,39 @@ std::string addr_str(const uint8_t* a, uint8_t family) {
     return buf;
 }
 
+// One flows.csv line: the flow as its initiator sent it.
+void csv_row(std::ostream& os, size_t row, const FlowRow& r) {
+    const etc_flow_key& k = r.key;
+    const bool a = r.initiator_is_a != 0;
+    os << row << ',' << unsigned{k.proto} << ','
+       << addr_str(a ? k.addr_a : k.addr_b, k.family) << ','
+       << (a ? k.port_a : k.port_b) << ','
+       << addr_str(a ? k.addr_b : k.addr_a, k.family) << ','
+       << (a ? k.port_b : k.port_a) << ',' << k.vlan[0] << ',' << k.vlan[1] << ','
+       << r.first_ns << ',' << r.packets << ',' << r.selected;
+}
+
+constexpr const char* kCsvColumns = "row,proto,src,sport,dst,dport,vlan0,vlan1,first_ns,packets,selected";
+
+// A CSV field: quoted when it holds a comma, quote or line break.
+std::string csv_field(const std::string& s) {
+    if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
+    std::string o = "\"";
+    for (char c : s) {
+        if (c == '"') o += '"';
+        o += c;
+    }
+    return o + "\"";
+}
+
 }  // namespace
 
 Result<void> write_flows_csv(const std::string& path, const Output& out) {
     std::ostringstream os;
-    os << "row,proto,src,sport,dst,dport,vlan0,vlan1,first_ns,packets,selected\n";
+    os << kCsvColumns << '\n';
     for (size_t i = 0; i < out.rows.size(); ++i) {
-        const FlowRow& r = out.rows[i];
-        const etc_flow_key& k = r.key;
-        const bool a = r.initiator_is_a != 0;
-        os << i << ',' << unsigned{k.proto} << ','
-           << addr_str(a ? k.addr_a : k.addr_b, k.family) << ','
-           << (a ? k.port_a : k.port_b) << ','
-           << addr_str(a ? k.addr_b : k.addr_a, k.family) << ','
-           << (a ? k.port_b : k.port_a) << ',' << k.vlan[0] << ',' << k.vlan[1] << ','
-           << r.first_ns << ',' << r.packets << ',' << r.selected << '\n';
+        csv_row(os, i, out.rows[i]);
+        os << '\n';
     }
     std::ofstream f(path, std::ios::binary | std::ios::trunc);
     if (!f) return make_error(ErrorKind::Io, errno, path, "open for writing");
@@ -180,6 +214,105 @@ Result<void> write_flows_csv(const std::string& path, const Output& out) {
     f.write(s.data(), static_cast<std::streamsize>(s.size()));
     f.close();
     if (!f) return make_error(ErrorKind::Io, errno ? errno : EIO, path, "write flows csv");
+    return {};
+}
+
+// ---- DatasetWriter ----------------------------------------------------------
+
+Result<DatasetWriter> DatasetWriter::create(const std::string& dir, const std::vector<Feature>& spec) {
+    if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
+        return make_error(ErrorKind::Io, errno, dir, "create output directory");
+    DatasetWriter w;
+    w.dir_ = dir;
+    w.spec_ = spec;
+    for (const Feature& f : spec) {
+        const std::string path = dir + "/" + f.name() + ".npy";
+        std::FILE* fp = std::fopen(path.c_str(), "wb");
+        if (!fp) return make_error(ErrorKind::Io, errno, path, "open for writing");
+        w.npy_.push_back(fp);
+        const std::string h = npy_header(f, 0, kStreamedNpyHeader);
+        if (std::fwrite(h.data(), 1, h.size(), fp) != h.size())
+            return make_error(ErrorKind::Io, errno ? errno : EIO, path, "write npy");
+    }
+    const std::string csv = dir + "/flows.csv";
+    w.csv_ = std::fopen(csv.c_str(), "wb");
+    if (!w.csv_) return make_error(ErrorKind::Io, errno, csv, "open for writing");
+    if (std::fprintf(w.csv_, "%s,capture\n", kCsvColumns) < 0)
+        return make_error(ErrorKind::Io, errno ? errno : EIO, csv, "write flows csv");
+    return w;
+}
+
+DatasetWriter::DatasetWriter(DatasetWriter&& o) noexcept { *this = std::move(o); }
+
+DatasetWriter& DatasetWriter::operator=(DatasetWriter&& o) noexcept {
+    if (this != &o) {
+        close_files();
+        dir_ = std::move(o.dir_);
+        spec_ = std::move(o.spec_);
+        npy_ = std::move(o.npy_);
+        csv_ = std::exchange(o.csv_, nullptr);
+        rows_ = std::exchange(o.rows_, 0);
+        o.npy_.clear();
+    }
+    return *this;
+}
+
+DatasetWriter::~DatasetWriter() { close_files(); }
+
+void DatasetWriter::close_files() {
+    for (std::FILE* fp : npy_)
+        if (fp) std::fclose(fp);
+    npy_.clear();
+    if (csv_) std::fclose(csv_);
+    csv_ = nullptr;
+}
+
+Result<void> DatasetWriter::append(const Output& out, const std::string& capture) {
+    if (!csv_) return make_error(ErrorKind::Usage, 0, dir_, "append to dataset", "the writer is closed");
+    if (out.spec.size() != spec_.size() || out.tensors.size() != spec_.size())
+        return make_error(ErrorKind::Usage, 0, dir_, "append to dataset", "feature spec differs");
+    for (size_t f = 0; f < spec_.size(); ++f) {
+        const std::vector<uint8_t>& t = out.tensors[f];
+        const std::string path = dir_ + "/" + spec_[f].name() + ".npy";
+        if (out.spec[f].name() != spec_[f].name() || t.size() != out.rows.size() * spec_[f].row_bytes())
+            return make_error(ErrorKind::Usage, 0, path, "append to dataset", "tensor does not match the spec");
+        if (!t.empty() && std::fwrite(t.data(), 1, t.size(), npy_[f]) != t.size())
+            return make_error(ErrorKind::Io, errno ? errno : EIO, path, "write npy");
+    }
+    std::ostringstream os;
+    const std::string cap = csv_field(capture);
+    for (size_t i = 0; i < out.rows.size(); ++i) {
+        csv_row(os, rows_ + i, out.rows[i]);
+        os << ',' << cap << '\n';
+    }
+    const std::string s = os.str();
+    if (std::fwrite(s.data(), 1, s.size(), csv_) != s.size())
+        return make_error(ErrorKind::Io, errno ? errno : EIO, dir_ + "/flows.csv", "write flows csv");
+    rows_ += out.rows.size();
+    return {};
+}
+
+Result<void> DatasetWriter::close() {
+    if (!csv_) return make_error(ErrorKind::Usage, 0, dir_, "close dataset", "already closed");
+    std::optional<Error> failed;
+    for (size_t f = 0; f < spec_.size(); ++f) {
+        const std::string path = dir_ + "/" + spec_[f].name() + ".npy";
+        const std::string h = npy_header(spec_[f], rows_, kStreamedNpyHeader);
+        std::FILE* fp = npy_[f];
+        npy_[f] = nullptr;
+        const bool ok = std::fseek(fp, 0, SEEK_SET) == 0 && std::fwrite(h.data(), 1, h.size(), fp) == h.size() &&
+                        std::fflush(fp) == 0;
+        const int err = errno ? errno : EIO;
+        if (std::fclose(fp) != 0 || !ok)
+            if (!failed) failed = make_error(ErrorKind::Io, ok ? (errno ? errno : EIO) : err, path, "write npy");
+    }
+    const std::string csv = dir_ + "/flows.csv";
+    const bool csv_ok = std::fflush(csv_) == 0 && !std::ferror(csv_);
+    const int err = errno ? errno : EIO;
+    if (std::fclose(csv_) != 0 || !csv_ok)
+        if (!failed) failed = make_error(ErrorKind::Io, csv_ok ? (errno ? errno : EIO) : err, csv, "write flows csv");
+    csv_ = nullptr;
+    if (failed) return *failed;
     return {};
 }
 

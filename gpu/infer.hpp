@@ -146,6 +146,11 @@ class Backend {
     // GPU when there is one, else the CPU).
     [[nodiscard]] static Result<std::unique_ptr<Backend>> load(const std::string& model_path,
                                                                const BackendOptions& opts);
+    // The same for a model already loaded (shared: one parse for several
+    // backends, e.g. one per worker thread); `subject` names it in errors.
+    [[nodiscard]] static Result<std::unique_ptr<Backend>> make(std::shared_ptr<const Model> model,
+                                                               const BackendOptions& opts,
+                                                               const std::string& subject);
     // probs: rows × num_classes, row-major, on the host.
     [[nodiscard]] virtual Result<void> infer(const HostBatch& batch, std::span<float> probs) = 0;
     // probs_device: rows × num_classes on the device. CPU backend: an error.

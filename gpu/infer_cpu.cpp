@@ -301,12 +301,16 @@ Result<std::unique_ptr<Backend>> Backend::load(const std::string& model_path,
                                                const BackendOptions& opts) {
     auto m = Model::load(model_path);
     if (!m) return m.error();
-    auto model = std::make_shared<const Model>(std::move(*m));
+    return make(std::make_shared<const Model>(std::move(*m)), opts, model_path);
+}
+
+Result<std::unique_ptr<Backend>> Backend::make(std::shared_ptr<const Model> model, const BackendOptions& opts,
+                                               const std::string& subject) {
     std::string why;
     const bool gpu = gpu_available(&why);
     if (opts.device == Device::Gpu || (opts.device == Device::Auto && gpu)) {
         if (!gpu)
-            return make_error(ErrorKind::Usage, 0, model_path, "GPU inference", why,
+            return make_error(ErrorKind::Usage, 0, subject, "GPU inference", why,
                               "use --device cpu (or auto)");
         return make_gpu_backend(std::move(model), opts);
     }

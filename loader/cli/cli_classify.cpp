@@ -10,11 +10,16 @@
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <span>
 #include <vector>
 
 #include "flowmgr/capture_features.hpp"
 #include "cli/cli_common.hpp"
+#include "cli/many_inputs.hpp"
+#include "common/ordered_jobs.hpp"
+#include "common/progress.hpp"
 #include "gpu/features.hpp"
 #include "gpu/infer.hpp"
 #include "common/json_text.hpp"
@@ -36,46 +41,28 @@ std::string addr(const uint8_t* a, uint8_t family) {
 }
 
 
-// One JSON object per flow: the flow as the extractor saw it (initiator
-// first) and the model's answer.
-void print_flow(std::FILE* out, size_t index, const features::FlowRow& r,
+// One JSON object per flow: the capture, the flow as the extractor saw it
+// (initiator first) and the model's answer.
+void print_flow(std::string& line, const std::string& capture_json, size_t index, const features::FlowRow& r,
                 const std::vector<std::string>& classes, const float* probs) {
     const etc_flow_key& k = r.key;
     const bool a = r.initiator_is_a != 0;
     size_t best = 0;
     for (size_t c = 1; c < classes.size(); ++c)
         if (probs[c] > probs[best]) best = c;
-    std::fprintf(out,
-                 "{\"flow\":%zu,\"proto\":%u,\"src\":\"%s\",\"sport\":%u,\"dst\":\"%s\",\"dport\":%u,"
-                 "\"vlan\":[%u,%u],\"packets\":%u,\"selected\":%u,\"class\":%s,\"probability\":%s,"
-                 "\"probabilities\":{",
-                 index, unsigned{k.proto}, addr(a ? k.addr_a : k.addr_b, k.family).c_str(),
-                 unsigned{a ? k.port_a : k.port_b}, addr(a ? k.addr_b : k.addr_a, k.family).c_str(),
-                 unsigned{a ? k.port_b : k.port_a}, unsigned{k.vlan[0]}, unsigned{k.vlan[1]}, r.packets,
-                 r.selected, json::string(classes[best]).c_str(), json::probability(probs[best]).c_str());
+    char head[512];
+    std::snprintf(head, sizeof head,
+                  ",\"flow\":%zu,\"proto\":%u,\"src\":\"%s\",\"sport\":%u,\"dst\":\"%s\",\"dport\":%u,"
+                  "\"vlan\":[%u,%u],\"packets\":%u,\"selected\":%u,\"class\":",
+                  index, unsigned{k.proto}, addr(a ? k.addr_a : k.addr_b, k.family).c_str(),
+                  unsigned{a ? k.port_a : k.port_b}, addr(a ? k.addr_b : k.addr_a, k.family).c_str(),
+                  unsigned{a ? k.port_b : k.port_a}, unsigned{k.vlan[0]}, unsigned{k.vlan[1]}, r.packets,
+                  r.selected);
+    line = "{\"capture\":" + capture_json + head + json::string(classes[best]) +
+           ",\"probability\":" + json::probability(probs[best]) + ",\"probabilities\":{";
     for (size_t c = 0; c < classes.size(); ++c)
-        std::fprintf(out, "%s%s:%s", c ? "," : "", json::string(classes[c]).c_str(), json::probability(probs[c]).c_str());
-    std::fputs("}}\n", out);
-}
-
-// The classify run's extractor: on the GPU its features stay there for the
-// engine (no round trip through the host).
-Result<std::unique_ptr<features::Extractor>> make_classify_extractor(const ClassifyCommand& c,
-                                                                    const infer::Model& model,
-                                                                    bool on_gpu) {
-    if (on_gpu) {
-        features::GpuOptions go;
-        go.device_output = true;
-        return features::make_gpu_extractor(model.spec, go);
-    }
-    if (c.device == Device::Auto) {
-        std::string why;
-        (void)infer::gpu_available(&why);
-        ETC_INFO("no GPU (%s): classifying on the CPU", why.c_str());
-    }
-    features::CpuOptions co;
-    co.threads = c.threads;
-    return std::unique_ptr<features::Extractor>(features::make_cpu_extractor(model.spec, co));
+        line += (c ? "," : "") + json::string(classes[c]) + ":" + json::probability(probs[c]);
+    line += "}}\n";
 }
 
 // Every flow's features and the model's probabilities for it, with the time
@@ -140,46 +127,36 @@ Result<Scored> score_on_cpu(features::Extractor& ex, infer::Backend& backend, si
     return s;
 }
 
-// One JSON line per flow to `output` ('-': stdout); the flows per class.
-Result<std::map<std::string, size_t>> write_flows(const std::string& output, const Scored& s,
-                                                  const std::vector<std::string>& classes) {
-    const size_t nc = classes.size();
-    std::FILE* fp = output == "-" ? stdout : std::fopen(output.c_str(), "w");
-    if (!fp) return make_error(ErrorKind::Io, errno, output, "open for writing");
-    std::map<std::string, size_t> per_class;
-    for (size_t i = 0; i < s.rows.size(); ++i) {
-        const float* p = s.probs.data() + i * nc;
-        print_flow(fp, i, s.rows[i], classes, p);
-        per_class[classes[static_cast<size_t>(std::max_element(p, p + nc) - p)]]++;
-    }
-    if (auto r = finish_output(fp, output == "-" ? "stdout" : output); !r) return r.error();
-    return per_class;
-}
+// One capture's flows, scored (or why it failed: `error`, with the flows
+// read before a corrupt record kept).
+struct CaptureScored {
+    uint64_t frames = 0;
+    Scored scored;
+    std::optional<Error> error;
+};
 
-void print_summary(const ClassifyCommand& c, uint64_t frames, const Scored& s,
-                   const char* backend, const char* extractor,
-                   const std::map<std::string, size_t>& per_class) {
-    const size_t rows = s.rows.size();
-    std::fprintf(stderr,
-                 "%s: %" PRIu64 " frames, %zu flows classified on the %s (%s extractor %.3f s, "
-                 "inference %.3f s = %.0f flows/s)",
-                 c.capture.c_str(), frames, rows, backend, extractor, s.extract_s, s.infer_s,
-                 s.infer_s > 0 ? static_cast<double>(rows) / s.infer_s : 0.0);
-    std::string counts;
-    for (const auto& [name, n] : per_class) counts += (counts.empty() ? "" : ", ") + name + " " + std::to_string(n);
-    std::fprintf(stderr, "%s%s\n", counts.empty() ? "" : ": ", counts.c_str());
-}
+// What each worker keeps from capture to capture: its backend (CPU: its
+// own, single-threaded; GPU: none, the shared one is used under a lock) and,
+// on the GPU, its extractor (device tables are costly to make).
+struct ClassifyWorker {
+    std::unique_ptr<infer::Backend> backend;
+    std::unique_ptr<features::Extractor> gpu_extractor;
+};
 
 }  // namespace
 
 void add_classify_command(CLI::App& app, ClassifyCommand& c) {
     c.cmd = app.add_subcommand(
         "classify",
-        "classify every flow of a capture with an ONNX model (features as `etcpipe features`, "
-        "then inference on the CPU or GPU); one JSON line per flow.\n"
-        "Exit codes: 0 ok, 2 usage (e.g. --device gpu without a GPU), 4 model or capture "
-        "unreadable, 5 malformed model or corrupt capture (flows read before it are printed)");
-    add_option(c.cmd, "CAPTURE", c.capture, "pcap or pcapng file")->required();
+        "classify every flow of one or many captures with an ONNX model (features as `etcpipe "
+        "features`, then inference on the CPU or GPU); one JSON line per flow, with its capture.\n"
+        "Many captures run in one process, --jobs at a time, the model loaded once; the output "
+        "is in input order whatever --jobs. A capture that fails is named on stderr and the "
+        "others go on.\n"
+        "Exit codes: 0 ok, 2 usage (e.g. --device gpu without a GPU), 4 model or a capture "
+        "unreadable, 5 malformed model or a corrupt/unsupported capture (the first failure's "
+        "code; flows read before the damage are printed)");
+    add_capture_inputs(c.cmd, c.inputs, c.jobs);
     add_option(c.cmd, "-m,--model", c.model,
                       "ONNX model with etcpipe metadata (e.g. models/etc_app.onnx); its feature "
                       "spec decides what is extracted")
@@ -188,12 +165,13 @@ void add_classify_command(CLI::App& app, ClassifyCommand& c) {
     add_device_option(c.cmd, c.device,
                       "gpu, cpu or auto (the GPU when there is one) — for extraction and inference");
     add_option(c.cmd, "--batch", c.batch, "flows per inference batch")->capture_default_str();
-    add_option(c.cmd, "--threads", c.threads, "CPU threads for extraction and inference (0: all)")
+    add_option(c.cmd, "--threads", c.threads,
+               "CPU threads per capture for extraction and inference (0: the cores shared among the jobs)")
         ->check(at_most(max_threads()))
         ->capture_default_str();
     add_option(c.cmd, "--packet-batch", c.packet_batch, "packets per extractor batch")
         ->capture_default_str();
-    c.cmd->add_flag("-q,--quiet", c.quiet, "no summary on stderr");
+    c.cmd->add_flag("-q,--quiet", c.quiet, "no progress bar and no summary on stderr");
 }
 
 std::optional<int> run_classify_command(const ClassifyCommand& c) {
@@ -202,33 +180,136 @@ std::optional<int> run_classify_command(const ClassifyCommand& c) {
         return fail(Error{ErrorKind::Usage, 0, "--batch", "parse option", "must be > 0", {}});
     const auto t0 = Clock::now();
 
+    // The model is read and checked once; every worker's backend shares it.
+    auto model_loaded = infer::Model::load(c.model);
+    if (!model_loaded) return fail(model_loaded.error());
+    const auto model_ptr = std::make_shared<const infer::Model>(std::move(*model_loaded));
+    const infer::Model& model = *model_ptr;
+    auto inputs = resolve_captures(c.inputs, c.quiet);
+    if (!inputs) return fail(inputs.error());
+    const std::vector<std::string>& captures = inputs->captures;
+    const unsigned jobs = jobs_for(c.jobs, captures.size());
+    const unsigned threads = threads_per_job(c.threads, jobs);
+
     infer::BackendOptions bo;
     bo.device = c.device;
-    bo.threads = c.threads;
-    auto backend = infer::Backend::load(c.model, bo);
-    if (!backend) return fail(backend.error());
-    const infer::Model& model = (*backend)->model();
-    const bool on_gpu = std::string((*backend)->name()) == "gpu";
+    bo.threads = threads;
+    auto shared_backend = infer::Backend::make(model_ptr, bo, c.model);
+    if (!shared_backend) return fail(shared_backend.error());
+    const bool on_gpu = std::string((*shared_backend)->name()) == "gpu";
+    if (!on_gpu && c.device == Device::Auto) {
+        std::string why;
+        (void)infer::gpu_available(&why);
+        ETC_INFO("no GPU (%s): classifying on the CPU", why.c_str());
+    }
+    std::mutex gpu_mu;  // the GPU backend serves one capture at a time
+    std::vector<ClassifyWorker> workers(jobs);
+    if (!on_gpu) {
+        workers[0].backend = std::move(*shared_backend);
+        for (unsigned w = 1; w < jobs; ++w) {
+            auto b = infer::Backend::make(model_ptr, bo, c.model);
+            if (!b) return fail(b.error());
+            workers[w].backend = std::move(*b);
+        }
+    }
 
-    auto reader = pcap::Reader::open(c.capture);
-    if (!reader) return fail(reader.error());
-    auto ex = make_classify_extractor(c, model, on_gpu);
-    if (!ex) return fail(ex.error());
+    const std::function<CaptureScored(size_t, unsigned)> work = [&](size_t i, unsigned w) {
+        CaptureScored out;
+        ClassifyWorker& me = workers[w];
+        auto reader = pcap::Reader::open(captures[i]);
+        if (!reader) return out.error = reader.error(), out;
+        std::unique_ptr<features::Extractor> cpu_extractor;
+        features::Extractor* ex = nullptr;
+        if (on_gpu) {
+            if (!me.gpu_extractor) {
+                features::GpuOptions go;
+                go.device_output = true;
+                auto made = features::make_gpu_extractor(model.spec, go);
+                if (!made) return out.error = made.error(), out;
+                me.gpu_extractor = std::move(*made);
+            }
+            ex = me.gpu_extractor.get();
+        } else {
+            features::CpuOptions co;
+            co.threads = threads;
+            cpu_extractor = features::make_cpu_extractor(model.spec, co);
+            ex = cpu_extractor.get();
+        }
+        FeedOptions fo;
+        fo.batch = c.packet_batch;
+        const auto t_capture = Clock::now();
+        auto fed = feed_capture(*reader, *ex, fo);
+        if (!fed) return out.error = fed.error(), out;
+        out.frames = fed->frames;
+        Result<Scored> scored = Error{};
+        if (on_gpu) {
+            std::lock_guard lock(gpu_mu);
+            scored = score_on_gpu(*ex, **shared_backend, c.batch, t_capture);
+        } else {
+            scored = score_on_cpu(*ex, *me.backend, c.batch, t_capture);
+        }
+        if (!scored) return out.error = scored.error(), out;
+        out.scored = std::move(*scored);
+        if (fed->capture_error) out.error = *fed->capture_error;
+        return out;
+    };
 
-    // Capture → extractor, batch by batch.
-    FeedOptions fo;
-    fo.batch = c.packet_batch;
-    auto fed = feed_capture(*reader, **ex, fo);
-    if (!fed) return fail(fed.error());
-    auto scored = on_gpu ? score_on_gpu(**ex, **backend, c.batch, t0)
-                         : score_on_cpu(**ex, **backend, c.batch, t0);
-    if (!scored) return fail(scored.error());
-    auto per_class = write_flows(c.output, *scored, model.classes);
-    if (!per_class) return fail(per_class.error());
-    if (!c.quiet) print_summary(c, fed->frames, *scored, (*backend)->name(), (**ex).name(), *per_class);
-    // The flows read before a corrupt record were printed; now the error.
-    if (fed->capture_error) return fail(*fed->capture_error);
-    return kOk;
+    std::FILE* fp = c.output == "-" ? stdout : std::fopen(c.output.c_str(), "w");
+    if (!fp) return fail(make_error(ErrorKind::Io, errno, c.output, "open for writing"));
+    const std::string out_name = c.output == "-" ? "stdout" : c.output;
+    std::map<std::string, size_t> per_class;
+    uint64_t frames = 0;
+    size_t flows = 0;
+    double extract_s = 0, infer_s = 0;
+    CaptureFailures failures;
+    std::optional<Error> write_error;
+    ProgressBar bar(captures.size(), "flows", !c.quiet && captures.size() > 1);
+    const size_t nc = model.num_classes();
+    std::string line;
+    const std::function<bool(size_t, CaptureScored&&)> commit = [&](size_t i, CaptureScored&& r) {
+        const std::string capture_json = json::string(captures[i]);
+        const Scored& s = r.scored;
+        for (size_t f = 0; f < s.rows.size(); ++f) {
+            const float* p = s.probs.data() + f * nc;
+            print_flow(line, capture_json, f, s.rows[f], model.classes, p);
+            if (std::fwrite(line.data(), 1, line.size(), fp) != line.size()) {
+                write_error = make_error(ErrorKind::Io, errno ? errno : EIO, out_name, "write");
+                return false;
+            }
+            per_class[model.classes[static_cast<size_t>(std::max_element(p, p + nc) - p)]]++;
+        }
+        frames += r.frames;
+        flows += s.rows.size();
+        extract_s += s.extract_s;
+        infer_s += s.infer_s;
+        if (r.error) {
+            bar.clear();
+            failures.add(*r.error);
+        }
+        bar.item_done(s.rows.size(), r.error.has_value());
+        return true;
+    };
+    run_ordered<CaptureScored>(captures.size(), jobs, work, commit);
+    bar.clear();
+    if (auto r = finish_output(fp, out_name); !r && !write_error) write_error = r.error();
+    if (write_error) return fail(*write_error);
+
+    if (!c.quiet) {
+        const double wall = seconds_since(t0);
+        const std::string what = captures.size() == 1 ? captures[0]
+                                                      : std::to_string(captures.size()) + " captures";
+        std::fprintf(stderr,
+                     "%s: %" PRIu64 " frames, %zu flows classified on the %s (jobs %u; extractor %.3f s, "
+                     "inference %.3f s, wall %.3f s = %.0f flows/s)",
+                     what.c_str(), frames, flows, on_gpu ? "gpu" : "cpu", jobs, extract_s, infer_s, wall,
+                     wall > 0 ? static_cast<double>(flows) / wall : 0.0);
+        std::string counts;
+        for (const auto& [name, n] : per_class) counts += (counts.empty() ? "" : ", ") + name + " " + std::to_string(n);
+        std::fprintf(stderr, "%s%s\n", counts.empty() ? "" : ": ", counts.c_str());
+        if (failures.count())
+            std::fprintf(stderr, "%zu of %zu captures failed (named above)\n", failures.count(), captures.size());
+    }
+    return failures.exit_code_or(kOk);
 }
 
 }  // namespace etcpipe::cli

@@ -1,11 +1,12 @@
-// `etcpipe classify CAPTURE --model M`: capture → per-flow features → ONNX
-// model on the CPU or GPU → one JSON line per flow (class, probabilities,
-// 5-tuple).
+// `etcpipe classify CAPTURE... --model M`: captures → per-flow features →
+// ONNX model on the CPU or GPU → one JSON line per flow (capture, 5-tuple,
+// class, probabilities), many captures in one process.
 #pragma once
 
 #include <CLI/CLI.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "gpu/features.hpp"
 
@@ -13,9 +14,11 @@ namespace etcpipe::cli {
 
 struct ClassifyCommand {
     CLI::App* cmd = nullptr;
-    std::string capture, model, output = "-";
+    std::vector<std::string> inputs;  // captures and directories
+    std::string model, output = "-";
     Device device = Device::Auto;
-    unsigned threads = 0;
+    unsigned jobs = 0;     // captures at once (0: the cores)
+    unsigned threads = 0;  // per capture (0: the cores shared among the jobs)
     size_t batch = 1024;          // flows per inference call
     size_t packet_batch = 65536;  // packets per extractor batch
     bool quiet = false;

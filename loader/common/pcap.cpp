@@ -71,6 +71,10 @@ bool capture_magic(const uint8_t* p) {
 
 }  // namespace
 
+bool has_capture_magic(std::span<const uint8_t> first_bytes) {
+    return first_bytes.size() >= 4 && capture_magic(first_bytes.data());
+}
+
 // ---- FileBytes --------------------------------------------------------------
 
 namespace detail {

@@ -42,6 +42,9 @@ struct Frame {
     std::span<const uint8_t> data;  // valid while the Reader (or its moved-to self) lives
 };
 
+// The first 4 bytes are a pcap (either byte order, µs or ns) or pcapng magic.
+[[nodiscard]] bool has_capture_magic(std::span<const uint8_t> first_bytes);
+
 namespace detail {
 
 // Owns a file's bytes: an mmap'ed region, or a heap copy when the file cannot

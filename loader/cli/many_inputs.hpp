@@ -1,0 +1,78 @@
+// What `features`, `classify` and `replay` share when they read many
+// captures in one process: the CAPTURE... and --jobs options, the capture
+// list, and how failed captures are reported and turned into an exit code.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cli/cli_common.hpp"
+#include "common/capture_inputs.hpp"
+
+namespace etcpipe::cli {
+
+inline void add_capture_inputs(CLI::App* cmd, std::vector<std::string>& inputs, unsigned& jobs) {
+    add_option(cmd, "CAPTURE", inputs,
+               "pcap/pcapng files and directories (searched recursively; files in them are "
+               "recognised by their magic, others skipped and counted)")
+        ->required();
+    add_option(cmd, "-j,--jobs", jobs,
+               "captures processed at once (0: one per core); the output order is the input "
+               "order whatever the number")
+        ->check(at_most(max_threads()))
+        ->capture_default_str();
+}
+
+// The captures `inputs` name; an error when a path is missing or none is found.
+[[nodiscard]] inline Result<CaptureInputs> resolve_captures(const std::vector<std::string>& inputs,
+                                                            bool quiet) {
+    auto in = find_captures(inputs);
+    if (!in) return in.error();
+    if (!quiet && (in->skipped || in->unreadable))
+        ETC_WARN("%zu files skipped (no pcap/pcapng magic)%s", in->skipped,
+                 in->unreadable ? (", " + std::to_string(in->unreadable) + " unreadable").c_str() : "");
+    if (in->captures.empty())
+        return make_error(ErrorKind::Usage, 0, inputs.front(), "find captures",
+                          "no pcap or pcapng file in " + std::to_string(inputs.size()) + " path(s)",
+                          "name capture files or directories holding them");
+    return in;
+}
+
+// Workers for n captures: --jobs (0: the cores), never more than n.
+[[nodiscard]] inline unsigned jobs_for(unsigned jobs, size_t n) {
+    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+    return static_cast<unsigned>(std::clamp<size_t>(jobs ? jobs : cores, 1, std::max<size_t>(n, 1)));
+}
+
+// Per-job threads inside one capture's work: --threads when given, else the
+// cores shared out among the jobs.
+[[nodiscard]] inline unsigned threads_per_job(unsigned threads, unsigned jobs) {
+    if (threads) return threads;
+    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+    return std::max(1u, cores / std::max(1u, jobs));
+}
+
+// Failed captures: each named as it happens; the exit code is the first
+// one's (4: unreadable, 5: corrupt or unsupported), so a single capture
+// exits as it always has.
+class CaptureFailures {
+  public:
+    void add(const Error& e) {
+        ETC_ERR("%s", e.message().c_str());
+        if (!first_) first_ = e;
+        ++count_;
+    }
+    [[nodiscard]] size_t count() const { return count_; }
+    [[nodiscard]] int exit_code_or(int ok) const { return first_ ? exit_code(*first_) : ok; }
+
+  private:
+    std::optional<Error> first_;
+    size_t count_ = 0;
+};
+
+}  // namespace etcpipe::cli
