@@ -47,7 +47,7 @@ Bytes step_raw(std::string body, long body_len = -1, int checksum = -1) {
                     std::to_string(body_len >= 0 ? static_cast<size_t>(body_len) : body.size()) + "\x01" + body;
     unsigned sum = 0;
     for (unsigned char ch : m) sum += ch;
-    char ck[8];
+    char ck[16];
     std::snprintf(ck, sizeof ck, "%03u", checksum >= 0 ? static_cast<unsigned>(checksum) : sum % 256);
     m += "10=";
     m += ck;
