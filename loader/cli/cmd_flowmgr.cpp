@@ -5,15 +5,23 @@
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
+#include <functional>
 #include <map>
+#include <optional>
+#include <vector>
 #include <string>
 
 #include "anova/anova_attach.hpp"
 #include "cli/cli_anova.hpp"
 #include "cli/cli_common.hpp"
+#include "cli/many_inputs.hpp"
 #include "cli/cmd_status.hpp"
 #include "cli/flowmgr_args.hpp"
+#include "common/json_text.hpp"
+#include "common/ordered_jobs.hpp"
+#include "common/pcap.hpp"
 #include "common/pcap_send.hpp"
+#include "common/progress.hpp"
 #include "common/signals.hpp"
 #include "common/xdp_attach.hpp"
 #include "flowmgr/flowmgr.hpp"
@@ -128,21 +136,24 @@ int run_unload(const UnloadArgs& a, const CLI::App& unload) {
 // ---- replay --------------------------------------------------------------
 
 struct ReplayArgs {
-    ReplayOptions opts;
+    std::vector<std::string> inputs;
+    std::string json_path = "-", write_pcap;
+    uint64_t max_frames = 0;
+    unsigned jobs = 0;
     FlowMgrArgs flowmgr;
     bool quiet = false, all_counters = false, table = false;
 };
 
 void add_replay_options(CLI::App* rep, ReplayArgs& a) {
     a.flowmgr.delivery = ETC_DELIVERY_INLINE;  // no AF_XDP socket in a replay: use the ring buffer
-    add_option(rep, "CAPTURE", a.opts.capture, "pcap or pcapng file (format from its magic)")
-        ->required();
-    add_option(rep, "-o,--output", a.opts.json_path,
-                    "JSON Lines file for the flows ('-' = stdout, '' = none)")
+    add_capture_inputs(rep, a.inputs, a.jobs);
+    add_option(rep, "-o,--output", a.json_path,
+                    "JSON Lines file for the flows, each with its capture ('-' = stdout, '' = none)")
         ->capture_default_str();
-    add_option(rep, "-w,--write-pcap", a.opts.write_pcap,
-                    "write the selected packets (as delivered) to this pcap");
-    add_option(rep, "-c,--count", a.opts.max_frames, "stop after this many frames (0 = all)");
+    add_option(rep, "-w,--write-pcap", a.write_pcap,
+                    "write the selected packets to this pcap, whole (as read, whatever --snap), "
+                    "in input order");
+    add_option(rep, "-c,--count", a.max_frames, "stop after this many frames of each capture (0 = all)");
     rep->add_flag("-t,--table", a.table,
                   "print the flows as an aligned table on stdout instead of JSON Lines");
     rep->add_flag("-q,--quiet", a.quiet, "no progress bar and no counter summary");
@@ -175,12 +186,12 @@ void print_flow_table(const std::vector<ReplayFlow>& flows) {
 }
 
 // The summary on stderr: what was read, run and selected, then the counters.
-void print_replay_summary(const ReplayOptions& opts, const ReplayStats& st, bool all_counters) {
+void print_replay_summary(const std::string& what, const std::string& write_pcap, const ReplayStats& st,
+                          size_t flows, bool all_counters) {
     std::fprintf(stderr,
                  "%s: %" PRIu64 " frames read, %" PRIu64 " run through %s, %zu flows, %" PRIu64
                  " packets selected",
-                 opts.capture.c_str(), st.frames, st.ran, ETC_PROG_FLOWMGR, st.flows.size(),
-                 st.selected);
+                 what.c_str(), st.frames, st.ran, ETC_PROG_FLOWMGR, flows, st.selected);
     if (st.seconds > 0)
         std::fprintf(stderr, " in %.3f s (%.0f frames/s)", st.seconds,
                      static_cast<double>(st.frames) / st.seconds);
@@ -191,30 +202,147 @@ void print_replay_summary(const ReplayOptions& opts, const ReplayStats& st, bool
         std::fprintf(stderr,
                      "  %" PRIu64 " frames skipped: link layer not convertible to Ethernet\n",
                      st.not_convertible);
-    if (!opts.write_pcap.empty())
+    if (!write_pcap.empty())
         std::fprintf(stderr, "  %" PRIu64 " selected packets written to %s\n", st.pcap_written,
-                     opts.write_pcap.c_str());
+                     write_pcap.c_str());
     std::fprintf(stderr, "counters:\n");
     print_counters(stderr, st.counters, all_counters);
 }
+
+// One capture's replay as the workers hand it on: its stats and flows, the
+// selected frames (buffered when they go to a pcap, so the file is in input
+// order), and why it failed, if it did.
+struct ReplayedCapture {
+    ReplayStats st;
+    struct Frame {
+        uint64_t ts_ns;
+        uint32_t origlen;
+        std::vector<uint8_t> bytes;
+    };
+    std::vector<Frame> selected;
+    std::optional<Error> error;
+};
 
 int run_replay(const ReplayArgs& a, const CLI::App&) {
     // BPF_PROG_TEST_RUN of an XDP program: loading it needs all three.
     if (auto c = require_capabilities("replay", {Cap::Bpf, Cap::NetAdmin, Cap::Perfmon}); !c) return fail(c.error());
     auto fo = a.flowmgr.to_options();
     if (!fo) return fail(fo.error());
-    ReplayOptions opts = a.opts;
-    opts.flowmgr = *fo;
-    opts.progress = !a.quiet;
-    if (a.table && opts.json_path == "-") opts.json_path.clear();
-    ReplayStats partial;
-    auto r = replay(opts, &partial);
-    // A failed replay still reports the flows and counters read before it.
-    const ReplayStats& st = r ? *r : partial;
-    if (a.table) print_flow_table(st.flows);
-    if (!a.quiet || !r) print_replay_summary(opts, st, a.all_counters);
-    if (!r) return fail(r.error());
-    return st.table_mismatches ? kGeneral : kOk;
+    auto inputs = resolve_captures(a.inputs, a.quiet);
+    if (!inputs) return fail(inputs.error());
+    const std::vector<std::string>& captures = inputs->captures;
+    const bool single = captures.size() == 1;
+    const unsigned jobs = jobs_for(a.jobs, captures.size());
+    std::string json_path = a.json_path;
+    if (a.table && json_path == "-") json_path.clear();
+
+    // Outputs first, so a bad path fails before any work; then one loaded
+    // program per worker, reset between its captures.
+    std::FILE* json = nullptr;
+    if (json_path == "-") {
+        json = stdout;
+    } else if (!json_path.empty()) {
+        json = std::fopen(json_path.c_str(), "w");
+        if (!json) return fail(make_error(ErrorKind::Io, errno, json_path, "create JSON output"));
+    }
+    const std::string json_name = json_path == "-" ? "stdout" : json_path;
+    std::optional<pcap::Writer> writer;
+    if (!a.write_pcap.empty()) {
+        auto w = pcap::Writer::create(a.write_pcap);
+        if (!w) return fail(w.error());
+        writer.emplace(std::move(*w));
+    }
+    if (single) {
+        // A capture the reader refuses fails before the program loads.
+        auto probe = pcap::Reader::open(captures[0]);
+        if (!probe) return fail(probe.error());
+    }
+    std::vector<FlowManager> programs;
+    for (unsigned w = 0; w < jobs; ++w) {
+        auto fm = FlowManager::load(*fo);
+        if (!fm) return fail(fm.error());
+        programs.push_back(std::move(*fm));
+    }
+
+    const bool keep_frames = writer.has_value();
+    const std::function<ReplayedCapture(size_t, unsigned)> work = [&](size_t i, unsigned w) {
+        ReplayedCapture r;
+        SelectedSink sink;
+        if (keep_frames)
+            sink = [&r](uint64_t ts, std::span<const uint8_t> frame, uint32_t origlen) -> Result<void> {
+                r.selected.push_back({ts, origlen, std::vector<uint8_t>(frame.begin(), frame.end())});
+                return {};
+            };
+        auto done = replay_capture(programs[w], captures[i], a.max_frames, single && !a.quiet, sink, &r.st);
+        if (!done) r.error = done.error();
+        return r;
+    };
+
+    ReplayStats total;  // summed over the captures (flows counted, not kept)
+    size_t flows = 0;
+    uint64_t mismatches = 0;
+    CaptureFailures failures;
+    std::optional<Error> write_error;
+    ProgressBar bar(captures.size(), "flows", !a.quiet && !single);
+    const std::function<bool(size_t, ReplayedCapture&&)> commit = [&](size_t i, ReplayedCapture&& r) {
+        const ReplayStats& st = r.st;
+        if (json) {
+            const std::string head = "{\"capture\":" + json::string(captures[i]) + ",";
+            for (const auto& f : st.flows) {
+                const std::string line = head + flow_json(f).substr(1) + "\n";
+                if (std::fwrite(line.data(), 1, line.size(), json) != line.size()) {
+                    write_error = make_error(ErrorKind::Io, errno ? errno : EIO, json_name, "write JSON");
+                    return false;
+                }
+            }
+        }
+        if (a.table) print_flow_table(st.flows);
+        if (writer)
+            for (const auto& f : r.selected) {
+                if (auto w = writer->write(f.ts_ns, f.bytes, f.origlen); !w) {
+                    write_error = w.error();
+                    return false;
+                }
+                ++total.pcap_written;
+            }
+        if (single) {
+            ReplayStats shown_st = st;
+            shown_st.pcap_written = writer ? r.selected.size() : 0;
+            // A failed replay still reports the flows and counters read before it.
+            if (!a.quiet || r.error) print_replay_summary(captures[i], a.write_pcap, shown_st, st.flows.size(), a.all_counters);
+        }
+        total.frames += st.frames;
+        total.ran += st.ran;
+        total.too_short += st.too_short;
+        total.not_convertible += st.not_convertible;
+        total.selected += st.selected;
+        total.seconds += st.seconds;
+        for (size_t c = 0; c < total.counters.size(); ++c) total.counters[c] += st.counters[c];
+        flows += st.flows.size();
+        mismatches += st.table_mismatches;
+        if (r.error) {
+            bar.clear();
+            failures.add(*r.error);
+        }
+        bar.item_done(st.flows.size(), r.error.has_value());
+        return true;
+    };
+    run_ordered<ReplayedCapture>(captures.size(), jobs, work, commit);
+    bar.clear();
+    if (json) {
+        if (auto r = finish_output(json, json_name); !r && !write_error) write_error = r.error();
+    }
+    if (writer && !write_error)
+        if (auto r = writer->close(); !r) write_error = r.error();
+    if (write_error) return fail(*write_error);
+    if (!single && !a.quiet) {
+        print_replay_summary(std::to_string(captures.size()) + " captures (jobs " + std::to_string(jobs) + ")",
+                             a.write_pcap, total, flows, a.all_counters);
+        if (failures.count())
+            std::fprintf(stderr, "%zu of %zu captures failed (named above)\n", failures.count(), captures.size());
+    }
+    if (failures.count()) return failures.exit_code_or(kOk);
+    return mismatches ? kGeneral : kOk;
 }
 
 // ---- run -----------------------------------------------------------------
@@ -388,8 +516,9 @@ Entry unload_command() {
 Entry replay_command() {
     return entry(Command<ReplayArgs>{
         "replay",
-        "run a capture (pcap/pcapng) through the FlowManager with BPF_PROG_TEST_RUN and "
-        "print one JSON line per flow",
+        "run captures (pcap/pcapng files or directories of them) through the FlowManager with "
+        "BPF_PROG_TEST_RUN and print one JSON line per flow; the program is loaded once per job "
+        "and reset between captures, the output is in input order whatever --jobs",
         add_replay_options, run_replay});
 }
 

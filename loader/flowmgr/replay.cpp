@@ -181,57 +181,30 @@ void print_counters(std::FILE* out, const Counters& c, bool all) {
     }
 }
 
-// ~140 lines: the per-frame bookkeeping is a lambda over the shared capture
-// loop (common/capture_loop) and shares the function's outputs and flow
-// index; it is the next candidate to become a class.
-Result<ReplayStats> replay(const ReplayOptions& o, ReplayStats* partial) {
-    auto reader = pcap::Reader::open(o.capture);
+Result<ReplayStats> replay_capture(FlowManager& fm, const std::string& capture, uint64_t max_frames,
+                                   bool progress, const SelectedSink& on_selected, ReplayStats* partial) {
+    auto reader = pcap::Reader::open(capture);
     if (!reader) return reader.error();
-
-    // Open outputs before the long part, so a bad path fails at once.
-    JsonSink json;
-    if (o.json_path == "-") {
-        json.f = stdout;
-    } else if (!o.json_path.empty()) {
-        json.f = std::fopen(o.json_path.c_str(), "w");
-        if (!json.f) return make_error(ErrorKind::Io, errno, o.json_path, "create JSON output");
-        json.owned = true;
-    }
-    std::optional<pcap::Writer> writer;
-    if (!o.write_pcap.empty()) {
-        auto w = pcap::Writer::create(o.write_pcap);
-        if (!w) return w.error();
-        writer.emplace(std::move(w.value()));
-    }
-
-    auto fm = FlowManager::load(o.flowmgr);
-    if (!fm) return fm.error();
+    if (auto r = fm.reset(); !r) return r.error();
 
     ReplayStats st;
     std::unordered_map<uint64_t, size_t> by_id;  // flow_id → index in st.flows
-    std::optional<Error> write_error;
-    const bool inline_mode = o.flowmgr.delivery == ETC_DELIVERY_INLINE;
-    auto on_ring = [&](const etc_ring_hdr& hdr, std::span<const uint8_t> data) {
-        ++st.ring_records;
-        if (writer && !write_error) {
-            if (auto r = writer->write(hdr.meta.ts_ns, data, hdr.meta.orig_len); !r)
-                write_error = r.error();
-            else
-                ++st.pcap_written;
-        }
-    };
+    std::optional<Error> write_error, run_error;
+    const bool inline_mode = fm.options().delivery == ETC_DELIVERY_INLINE;
+    // Inline delivery: the ring must be drained (or it fills); its records
+    // are counted, the packet itself is taken whole from the capture.
+    auto on_ring = [&](const etc_ring_hdr&, std::span<const uint8_t>) { ++st.ring_records; };
 
-    Progress bar(o.progress, o.capture);
-    std::optional<Error> run_error;
+    Progress bar(progress, capture);
     const auto t0 = std::chrono::steady_clock::now();
     CaptureLoopOptions lo;
-    lo.max_frames = o.max_frames;
+    lo.max_frames = max_frames;
     lo.on_first_not_ethernet = [&](const pcap::Frame& frame, const Error& e) {
-        ETC_INFO("%s: frame %" PRIu64 " skipped: %s (further ones counted)", o.capture.c_str(),
+        ETC_INFO("%s: frame %" PRIu64 " skipped: %s (further ones counted)", capture.c_str(),
                  frame.index + 1, e.message().c_str());
     };
     const auto loop = for_each_ethernet_frame(*reader, [&](const EthernetFrame& ef) {
-        auto res = fm->test_run(ef.bytes, ef.ts_ns);
+        auto res = fm.test_run(ef.bytes, ef.ts_ns);
         if (!res) {
             run_error = res.error();
             return false;
@@ -258,12 +231,13 @@ Result<ReplayStats> replay(const ReplayOptions& o, ReplayStats* partial) {
                 ++f.selected;
                 ++st.selected;
                 if (inline_mode) {
-                    if (auto d = fm->drain_ring(on_ring); !d) {
+                    if (auto d = fm.drain_ring(on_ring); !d) {
                         run_error = d.error();
                         return false;
                     }
-                } else if (writer && !write_error) {
-                    if (auto r = writer->write(m.ts_ns, ef.bytes, ef.frame->origlen); !r)
+                }
+                if (on_selected && !write_error) {
+                    if (auto r = on_selected(m.ts_ns, ef.bytes, ef.frame->origlen); !r)
                         write_error = r.error();
                     else
                         ++st.pcap_written;
@@ -276,31 +250,67 @@ Result<ReplayStats> replay(const ReplayOptions& o, ReplayStats* partial) {
     st.frames = loop.frames;
     st.not_convertible = loop.not_ethernet;
     st.too_short = loop.too_short;
-    const std::optional<Error>& capture_error = loop.capture_error;
     bar.update(reader->offset(), st.frames, st.flows.size(), true);
     bar.finish();
     st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-    if (auto c = fm->counters()) st.counters = *c;
+    if (auto c = fm.counters()) st.counters = *c;
     // The flow table must agree with what the metadata said about each flow
     // still in it (expired or evicted flows are gone from the table).
-    auto check = fm->for_each_flow([&](const etc_flow_key&, const etc_flow_value& v) {
+    auto check = fm.for_each_flow([&](const etc_flow_key&, const etc_flow_value& v) {
         auto it = by_id.find(v.flow_id);
         if (it == by_id.end()) return;
         const ReplayFlow& f = st.flows[it->second];
         if (v.packets != f.packets || v.selected != f.selected) {
             if (st.table_mismatches++ < 5)
-                ETC_WARN("flow %" PRIu64 ": table says %u packets/%u selected, metadata %" PRIu64
+                ETC_WARN("%s: flow %" PRIu64 ": table says %u packets/%u selected, metadata %" PRIu64
                          "/%" PRIu64,
-                         f.flow_id, v.packets, v.selected, f.packets, f.selected);
+                         capture.c_str(), f.flow_id, v.packets, v.selected, f.packets, f.selected);
         }
     });
     if (!check) ETC_WARN("%s", check.error().message().c_str());
     if (inline_mode && st.ring_records != st.selected)
-        ETC_WARN("ring buffer gave %" PRIu64 " records for %" PRIu64
+        ETC_WARN("%s: ring buffer gave %" PRIu64 " records for %" PRIu64
                  " selected packets (see ringbuf_full)",
-                 st.ring_records, st.selected);
+                 capture.c_str(), st.ring_records, st.selected);
+    if (partial) *partial = st;
+    if (run_error) return *run_error;
+    if (loop.capture_error) return *loop.capture_error;
+    if (write_error) return *write_error;
+    return st;
+}
 
+Result<ReplayStats> replay(const ReplayOptions& o, ReplayStats* partial) {
+    // Open outputs before the long part, so a bad path fails at once.
+    {
+        auto probe = pcap::Reader::open(o.capture);
+        if (!probe) return probe.error();
+    }
+    JsonSink json;
+    if (o.json_path == "-") {
+        json.f = stdout;
+    } else if (!o.json_path.empty()) {
+        json.f = std::fopen(o.json_path.c_str(), "w");
+        if (!json.f) return make_error(ErrorKind::Io, errno, o.json_path, "create JSON output");
+        json.owned = true;
+    }
+    std::optional<pcap::Writer> writer;
+    if (!o.write_pcap.empty()) {
+        auto w = pcap::Writer::create(o.write_pcap);
+        if (!w) return w.error();
+        writer.emplace(std::move(w.value()));
+    }
+    auto fm = FlowManager::load(o.flowmgr);
+    if (!fm) return fm.error();
+
+    SelectedSink sink;
+    if (writer)
+        sink = [&](uint64_t ts, std::span<const uint8_t> frame, uint32_t origlen) {
+            return writer->write(ts, frame, origlen);
+        };
+    ReplayStats st;
+    auto r = replay_capture(*fm, o.capture, o.max_frames, o.progress, sink, &st);
+    std::optional<Error> write_error;
     if (json.f) {
         for (const auto& f : st.flows) {
             std::string line = flow_json(f);
@@ -313,15 +323,13 @@ Result<ReplayStats> replay(const ReplayOptions& o, ReplayStats* partial) {
         }
         // finish_output closes it (unless stdout)
         std::FILE* f = std::exchange(json.f, nullptr);
-        if (auto r = finish_output(f, o.json_path == "-" ? "stdout" : o.json_path); !r && !write_error)
-            write_error = r.error();
+        if (auto c = finish_output(f, o.json_path == "-" ? "stdout" : o.json_path); !c && !write_error)
+            write_error = c.error();
     }
     if (writer && !write_error)
-        if (auto r = writer->close(); !r) write_error = r.error();
-
+        if (auto c = writer->close(); !c) write_error = c.error();
     if (partial) *partial = st;
-    if (run_error) return *run_error;
-    if (capture_error) return *capture_error;
+    if (!r) return r.error();
     if (write_error) return *write_error;
     return st;
 }

@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <functional>
+#include <span>
 #include <map>
 #include <string>
 #include <vector>
@@ -48,7 +50,7 @@ struct ReplayStats {
     uint64_t not_convertible = 0; // link layer we cannot turn into Ethernet
     uint64_t selected = 0;        // from per-packet metadata
     uint64_t ring_records = 0;    // inline delivery: records drained
-    uint64_t pcap_written = 0;
+    uint64_t pcap_written = 0;    // selected packets the sink took
     uint64_t table_mismatches = 0;// flows whose table entry disagrees with the metadata
     double seconds = 0;
     Counters counters{};
@@ -59,6 +61,20 @@ struct ReplayStats {
 // replayed and reported (stats, JSON) before the error is returned, with
 // `partial` holding what was read.
 [[nodiscard]] Result<ReplayStats> replay(const ReplayOptions& opts, ReplayStats* partial = nullptr);
+
+// Each selected packet of a replay, whole, as read from the capture (never
+// cut at the program's snap length), with its time and original length.
+using SelectedSink =
+    std::function<Result<void>(uint64_t ts_ns, std::span<const uint8_t> frame, uint32_t origlen)>;
+
+// One capture through a FlowManager that is already loaded (reset first: an
+// empty flow table and zero counters, so one load serves many captures).
+// The same stats as replay(); errors as replay(), with `partial` holding
+// what was read before them.
+[[nodiscard]] Result<ReplayStats> replay_capture(FlowManager& fm, const std::string& capture,
+                                                 uint64_t max_frames, bool progress,
+                                                 const SelectedSink& on_selected,
+                                                 ReplayStats* partial = nullptr);
 
 // One JSON object (no newline) for a flow.
 [[nodiscard]] std::string flow_json(const ReplayFlow& f);

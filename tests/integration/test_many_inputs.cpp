@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "common/pcap.hpp"
 #include "tests/common/shell.hpp"
 
 namespace fs = std::filesystem;
@@ -200,6 +201,65 @@ TEST_F(ManyInputs, FeaturesIsOneDatasetEqualToThePerCaptureOnes) {
     }
     fs::remove_all(ds1);
     fs::remove_all(ds2);
+}
+
+}  // namespace
+
+namespace {
+
+using namespace etcpipe::testing;
+
+// Every frame of a pcap, as bytes.
+std::vector<std::string> frames_of(const std::string& path) {
+    std::vector<std::string> out;
+    auto reader = etcpipe::pcap::Reader::open(path);
+    if (!reader) return out;
+    etcpipe::pcap::Frame f;
+    for (;;) {
+        auto more = reader->next(f);
+        if (!more || !*more) break;
+        out.emplace_back(reinterpret_cast<const char*>(f.data.data()), f.data.size());
+    }
+    return out;
+}
+
+TEST_F(ManyInputs, ReplayLoadsOnceAndEqualsPerCaptureRuns) {
+    if (geteuid() != 0) GTEST_SKIP() << "BPF_PROG_TEST_RUN needs root";
+    const std::string sel = dir_ + "-sel.pcap";
+    auto one = sh(etcpipe_bin() + " replay " + dir_ + " -q --jobs 1 --snap 128 -w " + sel);
+    auto two = sh(etcpipe_bin() + " replay " + dir_ + " -q --jobs 2 --snap 128");
+    EXPECT_EQ(one.status, 5) << one.err;
+    EXPECT_NE(one.err.find(corrupt_), std::string::npos) << one.err;
+    EXPECT_EQ(one.out, two.out);
+    const std::vector<std::string> all = lines_of(one.out);
+    size_t expected = 0;
+    std::vector<std::string> selected_whole;  // per-capture runs' selected frames, in order
+    size_t longer_than_snap = 0;
+    for (const std::string& cap : captures_) {
+        if (cap == corrupt_) continue;
+        const std::string mine_pcap = dir_ + "-mine.pcap";
+        auto single = sh(etcpipe_bin() + " replay " + cap + " -q --snap 128 -w " + mine_pcap);
+        ASSERT_EQ(single.status, 0) << cap << "\n" << single.err;
+        const std::vector<std::string> mine = lines_of(single.out);
+        std::vector<std::string> from_all;
+        const std::string key = "{\"capture\":\"" + cap + "\",";
+        for (const std::string& l : all)
+            if (l.rfind(key, 0) == 0) from_all.push_back(l);
+        EXPECT_EQ(from_all, mine) << cap;
+        expected += mine.size();
+        // Selected frames are whole: each is a frame of the capture, byte for byte.
+        const std::vector<std::string> src = frames_of(cap);
+        for (const std::string& f : frames_of(mine_pcap)) {
+            selected_whole.push_back(f);
+            if (f.size() > 128) ++longer_than_snap;
+            EXPECT_NE(std::find(src.begin(), src.end(), f), src.end()) << cap << ": a selected frame was cut";
+        }
+        unlink(mine_pcap.c_str());
+    }
+    EXPECT_EQ(all.size(), expected);
+    EXPECT_GT(longer_than_snap, 0u) << "no selected frame longer than --snap: the test shows nothing";
+    EXPECT_EQ(frames_of(sel), selected_whole) << "one pcap over all captures, in input order";
+    unlink(sel.c_str());
 }
 
 }  // namespace
