@@ -2,8 +2,9 @@
 """Trains the etcpipe flow classifier on the fetched nDPI captures and exports
 it as ONNX with its metadata and a training report. `make model` runs it.
 
-Data: every capture in testdata/ndpi/pcap goes through `etcpipe features`
-(the same extractor `etcpipe classify` uses); each extracted flow is labelled
+Data: the whole of testdata/ndpi/pcap goes through one `etcpipe features`
+call (one process, one dataset whose flows.csv names each flow's capture;
+the same extractor `etcpipe classify` uses); each extracted flow is labelled
 from nDPI 4.2's expected output for that capture (testdata/ndpi/result/
 CAPTURE.out) by matching the bidirectional 5-tuple. The label is nDPI's
 application protocol: the last component of "proto: M.A/Master.App" (App when
@@ -78,18 +79,29 @@ def ndpi_labels(path):
     return labels
 
 
-def extract(etcpipe, pcap, spec, out_dir):
-    """Runs `etcpipe features` once per capture (cached); None on failure."""
+def extract_all(etcpipe, pcaps, spec, out_dir):
+    """Runs `etcpipe features` once over the whole capture directory (one
+    process, one dataset; cached) and returns the flows.csv rows, the arrays
+    by feature kind, and the captures that failed with their reasons."""
     done = os.path.join(out_dir, ".done")
+    failed_path = os.path.join(out_dir, "failed.json")
     if not os.path.exists(done):
         os.makedirs(out_dir, exist_ok=True)
-        r = subprocess.run([etcpipe, "features", pcap, "-o", out_dir, "--features", spec,
+        r = subprocess.run([etcpipe, "features", pcaps, "-o", out_dir, "--features", spec,
                             "--device", "cpu", "-q"], capture_output=True, text=True)
-        if r.returncode != 0:
-            return None, r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.returncode}"
+        # 0: all read; 4/5: some captures failed (each named on stderr), the rest are in.
+        failed = []
+        for line in r.stderr.splitlines():
+            m = re.match(r"^error: (.+?): (read capture|open capture): (.*)$", line)
+            if m:
+                failed.append((os.path.basename(m.group(1)), m.group(3)))
+        if r.returncode not in (0, 4, 5) or not os.path.exists(os.path.join(out_dir, "flows.csv")):
+            sys.exit(f"train: etcpipe features failed (exit {r.returncode}): {r.stderr.strip()}")
+        json.dump(failed, open(failed_path, "w"))
         open(done, "w").close()
     flows = list(csv.DictReader(open(os.path.join(out_dir, "flows.csv"))))
-    return flows, None
+    arrays = {k: np.load(os.path.join(out_dir, fn), mmap_mode="r") for k, fn in feature_files(spec)}
+    return flows, arrays, [tuple(f) for f in json.load(open(failed_path))]
 
 
 def feature_files(spec):
@@ -189,6 +201,8 @@ def main():
                     help="share of the training files held back to choose the settings")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--data-only", action="store_true",
+                    help="extract and label, print the counts per class, do not train")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -200,40 +214,46 @@ def main():
     l = int(args.spec.split("payload:")[1].split("x")[1].split(",")[0])
     assert [k for k, _ in kinds] == ["payload", "sizes", "iat"], "spec must be payload,sizes,iat"
 
-    # ---- features + labels per capture ----
+    # ---- features (one `etcpipe features` over the directory) + labels ----
     rows = []  # (file, label, {kind: array row})
-    failed, unlabelled, unknown = [], 0, 0
+    unlabelled, unknown = 0, 0
     pcaps = sorted(p for p in os.listdir(args.pcaps) if p.endswith((".pcap", ".pcapng", ".cap")))
-    for name in pcaps:
+    flows, arrays, failed = extract_all(args.etcpipe, args.pcaps, args.spec,
+                                        os.path.join(args.work, args.spec.replace(":", "_").replace(",", "-")))
+    labels_of = {}
+    failed_names = {f for f, _ in failed}
+    for i, fl in enumerate(flows):
+        name = os.path.basename(fl["capture"])
         res = os.path.join(args.results, name + ".out")
-        if not os.path.exists(res):
+        # A capture that failed part-way is left out whole, as nDPI's result
+        # for it describes the whole file.
+        if not os.path.exists(res) or name in failed_names:
             continue
-        flows, err = extract(args.etcpipe, os.path.join(args.pcaps, name), args.spec,
-                             os.path.join(args.work, args.spec.replace(":", "_").replace(",", "-"), name))
-        if flows is None:
-            failed.append((name, err))
+        if name not in labels_of:
+            labels_of[name] = ndpi_labels(res)
+        labels = labels_of[name]
+        try:
+            a = (str(ipaddress.ip_address(fl["src"])), int(fl["sport"]))
+            b = (str(ipaddress.ip_address(fl["dst"])), int(fl["dport"]))
+        except ValueError:
             continue
-        if not flows:
+        lab = labels.get((int(fl["proto"]), frozenset([a, b])))
+        if lab is None:
+            unlabelled += 1
             continue
-        wd = os.path.join(args.work, args.spec.replace(":", "_").replace(",", "-"), name)
-        arrays = {k: np.load(os.path.join(wd, fn)) for k, fn in kinds}
-        labels = ndpi_labels(res)
-        for i, fl in enumerate(flows):
-            try:
-                a = (str(ipaddress.ip_address(fl["src"])), int(fl["sport"]))
-                b = (str(ipaddress.ip_address(fl["dst"])), int(fl["dport"]))
-            except ValueError:
-                continue
-            lab = labels.get((int(fl["proto"]), frozenset([a, b])))
-            if lab is None:
-                unlabelled += 1
-                continue
-            if lab == "Unknown":
-                unknown += 1
-                continue
-            rows.append((name, lab, {k: arrays[k][i] for k, _ in kinds}))
+        if lab == "Unknown":
+            unknown += 1
+            continue
+        rows.append((name, lab, {k: np.asarray(arrays[k][i]) for k, _ in kinds}))
     print(f"train: {len(rows)} labelled flows from {len(pcaps)} captures "
           f"({unlabelled} without an nDPI match, {unknown} Unknown, {len(failed)} captures failed)")
+    if args.data_only:
+        per = {}
+        for f, lab, _ in rows:
+            per[lab] = per.get(lab, 0) + 1
+        for lab, n in sorted(per.items(), key=lambda kv: -kv[1]):
+            print(f"  {lab:24} {n}")
+        return
 
     # ---- classes ----
     per_label, files_of = {}, {}
