@@ -239,11 +239,11 @@ $(BUILD)/fuzz_%: $(BUILD)/fuzzobj/tests/fuzz/fuzz_%.o $$(call fuzz_objs_of,$$*)
 FUZZ_SEEDS_pcap   := testdata/ndpi/pcap
 FUZZ_SEEDS_series := testdata/anova
 FUZZ_SEEDS_onnx   := models
-FUZZ_SEEDS_nfp    := $(BUILD)/bpf
+FUZZ_SEEDS_nfp    := $(BUILD)/bpf,$(BUILD)/tests/bpf_progs
 FUZZ_PLAN = $(foreach f,$(FUZZ_BINS),$(f):$(FUZZ_SEEDS_$(patsubst fuzz_%,%,$(notdir $(f)))))
 FUZZ_JOBS ?= 1
 .PHONY: fuzz fuzz-run
-fuzz-run: $(FUZZ_BINS)
+fuzz-run: $(FUZZ_BINS) | $(BPF_OBJS) $(TEST_BPF_OBJS)
 	$(Q)bash scripts/fuzz-run.sh $(BUILD) $(FUZZ_SECONDS) $(FUZZ_JOBS) $(FUZZ_PLAN)
 fuzz:
 	$(Q)$(MAKE) fuzz-run FUZZ_SECONDS=600 FUZZ_JOBS=$(shell nproc)

@@ -44,9 +44,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
+#include <new>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "etcpipe/flowmgr.h"
@@ -109,12 +112,44 @@ struct FlowRow {
     uint32_t selected = 0;          // ≤ H
 };
 
+// Memory for output tensors: from calloc, whose large blocks are fresh
+// mmap'ed pages, zero without being written (asked for transparent huge
+// pages, so touching them faults 512× less); and resize() does not write
+// the bytes it adds. The extractors grow a tensor once, from empty, to its
+// full size, so every byte is zero until they write it and the rows' zero
+// padding costs nothing. (Shrinking then growing one again would expose
+// old bytes: do not.)
+template <class T>
+struct ZeroedAllocator {
+    using value_type = T;
+    ZeroedAllocator() = default;
+    template <class U>
+    ZeroedAllocator(const ZeroedAllocator<U>&) noexcept {}  // NOLINT: rebinding
+    T* allocate(size_t n);
+    void deallocate(T* p, size_t) noexcept { std::free(p); }
+    template <class U>
+    void construct(U*) noexcept {}  // value-initialisation skipped: calloc zeroed it
+    template <class U, class... A>
+    void construct(U* p, A&&... a) {
+        ::new (static_cast<void*>(p)) U(std::forward<A>(a)...);
+    }
+    template <class U>
+    bool operator==(const ZeroedAllocator<U>&) const noexcept { return true; }
+};
+void* zeroed_alloc(size_t bytes);  // calloc + MADV_HUGEPAGE for big blocks; throws bad_alloc
+template <class T>
+T* ZeroedAllocator<T>::allocate(size_t n) {
+    if (n > SIZE_MAX / sizeof(T)) throw std::bad_alloc();
+    return static_cast<T*>(zeroed_alloc(n * sizeof(T)));
+}
+using TensorBytes = std::vector<uint8_t, ZeroedAllocator<uint8_t>>;
+
 // Tensors of the emitted flows: tensors[f] holds rows.size() × row_bytes
 // of feature f, rows in the order of `rows`.
 struct Output {
     std::vector<Feature> spec;
     std::vector<FlowRow> rows;
-    std::vector<std::vector<uint8_t>> tensors;
+    std::vector<TensorBytes> tensors;
 };
 
 // Emitted flows with their tensors left in device memory (GPU extractor with
@@ -182,7 +217,7 @@ struct GpuOptions {
 
 // Writers for what ML code loads directly.
 [[nodiscard]] Result<void> write_npy(const std::string& path, const Feature& f,
-                                     const std::vector<uint8_t>& tensor, size_t rows);
+                                     std::span<const uint8_t> tensor, size_t rows);
 [[nodiscard]] Result<void> write_flows_csv(const std::string& path, const Output& out);
 
 // A dataset written as it comes, capture after capture: one .npy per

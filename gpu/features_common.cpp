@@ -1,11 +1,14 @@
 // Shared pieces of the feature extractors: the spec, batches, writers.
 #include <arpa/inet.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
+#include <cstdlib>
+#include <new>
 #include <cstring>
 #include <fstream>
 #include <optional>
@@ -16,6 +19,19 @@
 #include "common/log.hpp"
 
 namespace etcpipe::features {
+
+void* zeroed_alloc(size_t bytes) {
+    void* p = std::calloc(bytes ? bytes : 1, 1);
+    if (p == nullptr) throw std::bad_alloc();
+    // Big tensors: huge pages where the kernel grants them (THP "madvise").
+    constexpr size_t kHuge = size_t{2} << 20;
+    if (bytes >= 4 * kHuge) {
+        const auto first = (reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~(kHuge - 1);
+        const auto last = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(kHuge - 1);
+        if (last > first) (void)madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+    }
+    return p;
+}
 
 std::string Feature::name() const {
     switch (kind) {
@@ -150,7 +166,7 @@ constexpr size_t kStreamedNpyHeader = 128;
 }  // namespace
 
 Result<void> write_npy(const std::string& path, const Feature& f,
-                       const std::vector<uint8_t>& tensor, size_t rows) {
+                       std::span<const uint8_t> tensor, size_t rows) {
     if (tensor.size() != rows * f.row_bytes())
         return make_error(ErrorKind::Data, 0, path, "write npy",
                           "tensor holds " + std::to_string(tensor.size()) + " bytes, expected " +
@@ -272,7 +288,7 @@ Result<void> DatasetWriter::append(const Output& out, const std::string& capture
     if (out.spec.size() != spec_.size() || out.tensors.size() != spec_.size())
         return make_error(ErrorKind::Usage, 0, dir_, "append to dataset", "feature spec differs");
     for (size_t f = 0; f < spec_.size(); ++f) {
-        const std::vector<uint8_t>& t = out.tensors[f];
+        const TensorBytes& t = out.tensors[f];
         const std::string path = dir_ + "/" + spec_[f].name() + ".npy";
         if (out.spec[f].name() != spec_[f].name() || t.size() != out.rows.size() * spec_[f].row_bytes())
             return make_error(ErrorKind::Usage, 0, path, "append to dataset", "tensor does not match the spec");

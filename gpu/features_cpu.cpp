@@ -53,14 +53,15 @@ struct FreeDeleter {
     void operator()(uint8_t* p) const { std::free(p); }
 };
 
-// Append-only byte log in chunks; pointers stay valid until clear().
+// Append-only byte log in chunks; pointers stay valid until clear(). The
+// chunks come from zeroed_alloc (fresh pages, huge where granted: the log is
+// written once, so its page faults are most of its cost).
 class Log {
   public:
-    void init(size_t max_piece) { chunk_ = std::max<size_t>(size_t{16} << 20, max_piece); }
+    void init(size_t max_piece) { chunk_ = std::max<size_t>(size_t{32} << 20, max_piece); }
     uint8_t* reserve(size_t n) {  // room for n bytes at the returned pointer
         if (left_ < n) {
-            auto* c = static_cast<uint8_t*>(std::malloc(chunk_));
-            if (c == nullptr) throw std::bad_alloc();
+            auto* c = static_cast<uint8_t*>(zeroed_alloc(chunk_));
             chunks_.emplace_back(c);
             cur_ = c;
             left_ = chunk_;

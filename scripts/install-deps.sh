@@ -22,6 +22,7 @@ packages=(
     python3-torch python3-onnx python3-numpy  # training (scripts/train.py) and the reference oracle
     libtinyxml2-dev                 # market data: FAST template XML
     librsvg2-bin                    # training report: SVG confusion matrix → PNG for viewing
+    libndpi-bin                     # make bench: ndpiReader (nDPI 4.2), the peer of classify
 )
 
 missing=()

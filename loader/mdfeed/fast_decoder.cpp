@@ -282,7 +282,9 @@ St DecoderState::message(Cursor& c) {
         break;
 
 // The interpreter: one switch per field on the opcode resolved at load.
-// Composite steps may grow the cell vector, so `cells` is reloaded after them.
+// Composite steps may grow the cell vector, so `cells` is reloaded after them,
+// and spend dictionary journal entries of their own, so the room for the
+// rest of the segment (one entry per instruction) is reserved again.
 St DecoderState::run(const Instr* ins, uint32_t b, uint32_t e, Cursor& c, Pmap& pm,
                      uint32_t base) {
     Cell* cells = store_.cells.data() + base;
@@ -302,14 +304,17 @@ St DecoderState::run(const Instr* ins, uint32_t b, uint32_t e, Cursor& c, Pmap& 
             case kCodeGroup:
                 s = exec_group(ins, in, c, pm, base + in.cell);
                 cells = store_.cells.data() + base;
+                dict_.reserve(e - k);  // the nested runs spent entries of their own
                 break;
             case kCodeSeq:
                 s = exec_seq(ins, in, c, pm, base + in.cell);
                 cells = store_.cells.data() + base;
+                dict_.reserve(e - k);  // the nested runs spent entries of their own
                 break;
             case kCodeDynRef:
                 s = exec_dynref(in, c, base + in.cell);
                 cells = store_.cells.data() + base;
+                dict_.reserve(e - k);  // the nested runs spent entries of their own
                 break;
             default: break;
         }

@@ -176,9 +176,14 @@ bool EncoderState::message(const Record& r, std::vector<uint8_t>& out) {
 
 bool EncoderState::run(const Instr* ins, uint32_t b, uint32_t e, const std::vector<Value>& f,
                        size_t depth) {
-    dict_.reserve(e - b);  // one journal entry per instruction at most
-    for (uint32_t k = b; k < e; ++k)
+    // One journal entry per plain instruction at most; a group, sequence or
+    // template reference spends entries of its own (one run per element), so
+    // the room for the rest of the segment is reserved again after it.
+    dict_.reserve(e - b);
+    for (uint32_t k = b; k < e; ++k) {
         if (!step(ins, ins[k], f, depth)) return false;
+        if (ins[k].kind >= Kind::Group) dict_.reserve(e - k);
+    }
     return true;
 }
 

@@ -789,6 +789,37 @@ TEST(FastRoundTrip, LongSequencesAndStrings) {
     EXPECT_EQ(round_trip(parse_set(kRich), 2000, 7, o, 0).records, 2000u);
 }
 
+// Fuzz finding (fuzz_fast, heap-buffer-overflow in the dictionary journal):
+// run() reserved one journal entry per instruction of its segment, but a
+// sequence or group in the segment spends entries of its own (one run per
+// element), so the fields after a long sequence wrote past the journal.
+// Many copy fields after a sequence of many elements, round-tripped: under
+// `make SANITIZE=1 test` the overflow aborted here.
+TEST(FastRoundTrip, FieldsAfterALongSequenceFitTheJournal) {
+    std::string xml = R"(<templates><template name="T" id="1">
+      <sequence name="Levels"><length name="N"><copy/></length><uInt32 name="Px"><delta/></uInt32></sequence>)";
+    for (int k = 0; k < 60; ++k) xml += "<uInt32 name=\"F" + std::to_string(k) + "\"><copy/></uInt32>";
+    xml += "<group name=\"G\"><uInt32 name=\"GU\"><increment/></uInt32></group></template></templates>";
+    const TemplateSet set = parse_set(xml);
+    for (size_t levels : {0u, 1u, 37u, 97u, 98u, 200u, 1000u}) {
+        std::vector<Record> els;
+        for (size_t j = 0; j < levels; ++j) els.push_back(el({u(1000 + 3 * j)}));
+        std::vector<Value> fields{seq(els)};
+        for (int k = 0; k < 60; ++k) fields.push_back(u(static_cast<uint64_t>(k) * 11));
+        fields.push_back(grp({u(5)}));
+        const Record r = rec(1, fields);
+        Encoder e(set);
+        Decoder d(set);
+        for (int msg = 0; msg < 3; ++msg) {  // later messages: copies and deltas from the dictionary
+            const Buf wire = encode_one(e, r);
+            size_t used = 0;
+            ASSERT_EQ(d.decode(wire, used), Decoder::Status::Ok) << levels << ": " << d.error().message();
+            EXPECT_EQ(used, wire.size());
+            EXPECT_EQ(to_record(d.message()), r) << levels << " levels, message " << msg;
+        }
+    }
+}
+
 TEST(FastRoundTrip, StaticTemplateRefInlinesFields) {
     const TemplateSet set = parse_set(kRich);
     const Template* n = set.find("Nested");
