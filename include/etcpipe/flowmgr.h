@@ -107,7 +107,19 @@ struct etc_flowmgr_config {
 	__u8  port_filter;       /* 1: only flows with a port in ETC_MAP_PORTS */
 	__u8  cidr_allow;        /* 1: ETC_MAP_CIDRS holds allow entries (allow-list active) */
 	__u8  cidr_deny;         /* 1: ETC_MAP_CIDRS holds deny entries */
-	__u8  pad[2];
+	__u8  bench_stage;       /* enum etc_bench_stage: 0 in every real use */
+	__u8  ring_no_wakeup;    /* inline: submit without waking the reader (a
+				  * replay drains after every run; a live reader
+				  * that sleeps in epoll needs the wakeups) */
+};
+
+/* For `make bench` only: the program returns XDP_PASS after this stage, so
+ * the cost of each stage can be measured. Load-time constant: at 0 the
+ * verifier removes the checks, the production program pays nothing. */
+enum etc_bench_stage {
+	ETC_BENCH_FULL = 0,
+	ETC_BENCH_PARSE = 1,   /* parse up to L4 and build the canonical key */
+	ETC_BENCH_LOOKUP = 2,  /* ... and look the flow up (no update) */
 };
 
 /* LPM trie key for CIDR rules: family byte then address, so one trie holds

@@ -102,6 +102,7 @@ std::optional<int> run_features_command(const FeaturesCommand& c) {
             fo.max_pkts = features::max_packets(*spec);
             fo.flows = 1u << 20;
             fo.delivery = ETC_DELIVERY_INLINE;
+            fo.ring_wakeup = false;  // nobody reads the ring: no wakeups
             auto f = FlowManager::load(fo);
             if (!f) return fail(f.error());
             w.fm.emplace(std::move(f.value()));

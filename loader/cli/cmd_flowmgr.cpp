@@ -228,6 +228,7 @@ int run_replay(const ReplayArgs& a, const CLI::App&) {
     if (auto c = require_capabilities("replay", {Cap::Bpf, Cap::NetAdmin, Cap::Perfmon}); !c) return fail(c.error());
     auto fo = a.flowmgr.to_options();
     if (!fo) return fail(fo.error());
+    fo->ring_wakeup = false;  // the replay drains the ring after every run
     auto inputs = resolve_captures(a.inputs, a.quiet);
     if (!inputs) return fail(inputs.error());
     const std::vector<std::string>& captures = inputs->captures;

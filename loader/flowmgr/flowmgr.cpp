@@ -175,6 +175,7 @@ struct FlowManager::Impl {
     ring_buffer* ring = nullptr;
     RingVisitor ring_visit;
     TestRunBuffers bufs;
+    bool flows_empty = false;  // take_flows() emptied the table and no run came since
 
     ~Impl() {
         if (ring) ring_buffer__free(ring);
@@ -272,12 +273,16 @@ Result<FlowManager> FlowManager::open(const FlowMgrOptions& o) {
     cfg.port_filter = !o.ports.empty();
     cfg.cidr_allow = !o.allow.empty();
     cfg.cidr_deny = !o.deny.empty();
+    cfg.bench_stage = o.bench_stage;
+    cfg.ring_no_wakeup = !o.ring_wakeup;
 
     // The section-"xdp" twin is for `ip link`; loading it too would only
     // double the verification work.
     int err = bpf_program__set_autoload(s->progs.xdp_flowmgr_sb, false);
     if (!err) err = bpf_map__set_max_entries(s->maps.etc_flows, o.flows);
     if (!err) err = bpf_map__set_max_entries(s->maps.etc_ringbuf, o.ringbuf_bytes);
+    if (!err && o.percpu_lru)
+        err = bpf_map__set_map_flags(s->maps.etc_flows, bpf_map__map_flags(s->maps.etc_flows) | BPF_F_NO_COMMON_LRU);
     if (err) return make_error(ErrorKind::Bpf, err, kWhat, "size maps");
     if (!o.pin_path.empty())
         if (auto r = check_pin_dir(o.pin_path); !r) return r.error();
@@ -333,6 +338,7 @@ Result<TestRunResult> flowmgr_test_run(int prog_fd, std::span<const uint8_t> fra
 
 Result<TestRunResult> FlowManager::test_run(std::span<const uint8_t> frame, uint64_t ts_ns,
                                             uint32_t repeat) {
+    impl_->flows_empty = false;
     auto r = flowmgr_test_run(prog_fd(), frame, ts_ns, repeat, impl_->bufs);
     if (!r) {
         Error e = r.error();
@@ -342,15 +348,74 @@ Result<TestRunResult> FlowManager::test_run(std::span<const uint8_t> frame, uint
     return r;
 }
 
+namespace {
+
+// Every entry of the flow table, `visit`ed (when given) and, with
+// `and_delete`, removed: BPF_MAP_*_BATCH walks the buckets once in the
+// kernel, a chunk of entries per syscall. (Deleting the first key until
+// none is left rescans the table from bucket 0 each time: with 2^18
+// buckets that was most of a replay over many small captures.) Kernels
+// without batch operations: one pass with get_next_key, then the deletes.
+Result<size_t> walk_flows(int fd, bool and_delete, const FlowManager::FlowVisitor* visit) {
+    uint32_t chunk = 4096;
+    std::vector<etc_flow_key> keys(chunk);
+    std::vector<etc_flow_value> vals(chunk);
+    uint64_t in_token = 0, out_token = 0;
+    bool first = true;
+    size_t n = 0;
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    for (;;) {
+        uint32_t count = chunk;
+        const int err = and_delete
+                            ? bpf_map_lookup_and_delete_batch(fd, first ? nullptr : &in_token, &out_token,
+                                                              keys.data(), vals.data(), &count, &opts)
+                            : bpf_map_lookup_batch(fd, first ? nullptr : &in_token, &out_token, keys.data(),
+                                                   vals.data(), &count, &opts);
+        const int e = err ? errno : 0;
+        if (err && e == ENOSPC && count == 0) {  // one bucket holds more than a chunk
+            chunk *= 2;
+            keys.resize(chunk);
+            vals.resize(chunk);
+            continue;
+        }
+        if (err && e != ENOENT) {
+            if (first && (e == EINVAL || e == ENOTSUP || e == EOPNOTSUPP || e == 524 /* ENOTSUPP */)) break;
+            return make_error(ErrorKind::Bpf, e, ETC_MAP_FLOWS, and_delete ? "empty flow table" : "iterate flow table");
+        }
+        for (uint32_t i = 0; i < count; ++i)
+            if (visit) (*visit)(keys[i], vals[i]);
+        n += count;
+        if (err) return n;  // ENOENT: that was the last chunk
+        in_token = out_token;
+        first = false;
+    }
+    // Fallback: one pass over the keys, then the lookups or deletes.
+    std::vector<etc_flow_key> all;
+    etc_flow_key key{}, next{};
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+        all.push_back(next);
+        key = next;
+        prev = &key;
+    }
+    if (errno != ENOENT) return make_error(ErrorKind::Bpf, errno, ETC_MAP_FLOWS, "iterate flow table");
+    n = 0;
+    for (const etc_flow_key& k : all) {
+        etc_flow_value v{};
+        if (visit && bpf_map_lookup_elem(fd, &k, &v) == 0) (*visit)(k, v);
+        if (and_delete && bpf_map_delete_elem(fd, &k) && errno != ENOENT)
+            return make_error(ErrorKind::Bpf, errno, ETC_MAP_FLOWS, "empty flow table");
+        ++n;
+    }
+    return n;
+}
+
+}  // namespace
+
 Result<void> FlowManager::reset() {
     auto& s = *impl_->skel.get();
-    // Deleting the first key until none is left: no iteration over keys
-    // that are being deleted.
-    const int flows_fd = bpf_map__fd(s.maps.etc_flows);
-    etc_flow_key key{};
-    while (bpf_map_get_next_key(flows_fd, nullptr, &key) == 0)
-        if (bpf_map_delete_elem(flows_fd, &key) && errno != ENOENT)
-            return make_error(ErrorKind::Bpf, errno, ETC_MAP_FLOWS, "empty flow table");
+    if (!impl_->flows_empty)
+        if (auto r = walk_flows(bpf_map__fd(s.maps.etc_flows), true, nullptr); !r) return r.error();
 
     int ncpu = libbpf_num_possible_cpus();
     if (ncpu <= 0) return make_error(ErrorKind::Bpf, ncpu, "cpus", "count possible CPUs");
@@ -377,21 +442,12 @@ Result<Counters> FlowManager::counters() const {
 }
 
 Result<size_t> FlowManager::for_each_flow(const FlowVisitor& visit) const {
-    int fd = bpf_map__fd(impl_->skel->maps.etc_flows);
-    etc_flow_key key{}, next{};
-    etc_flow_value val{};
-    size_t n = 0;
-    const void* prev = nullptr;
-    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-        if (bpf_map_lookup_elem(fd, &next, &val) == 0) {
-            visit(next, val);
-            ++n;
-        }
-        key = next;
-        prev = &key;
-    }
-    if (errno != ENOENT)
-        return make_error(ErrorKind::Bpf, errno, ETC_MAP_FLOWS, "iterate flow table");
+    return walk_flows(bpf_map__fd(impl_->skel->maps.etc_flows), false, &visit);
+}
+
+Result<size_t> FlowManager::take_flows(const FlowVisitor& visit) {
+    auto n = walk_flows(bpf_map__fd(impl_->skel->maps.etc_flows), true, &visit);
+    if (n) impl_->flows_empty = true;
     return n;
 }
 

@@ -54,6 +54,9 @@ struct FlowMgrOptions {
     std::vector<Cidr> allow;                      // empty: no allow-list
     std::vector<Cidr> deny;
     std::string pin_path;                         // empty: maps not pinned
+    uint8_t bench_stage = ETC_BENCH_FULL;         // make bench: stop after a stage
+    bool percpu_lru = false;                      // BPF_F_NO_COMMON_LRU flow table
+    bool ring_wakeup = true;                      // inline: wake a reader in epoll (replay: off)
 
     [[nodiscard]] Result<void> validate() const;
 };
@@ -118,6 +121,9 @@ class FlowManager {
     [[nodiscard]] Result<Counters> counters() const;
     using FlowVisitor = std::function<void(const etc_flow_key&, const etc_flow_value&)>;
     [[nodiscard]] Result<size_t> for_each_flow(const FlowVisitor& visit) const;
+    // for_each_flow that also empties the table as it goes (one pass); the
+    // next reset() then has no flows to delete.
+    [[nodiscard]] Result<size_t> take_flows(const FlowVisitor& visit);
 
     // Inline delivery: drains ring-buffer records into the callback.
     using RingVisitor = std::function<void(const etc_ring_hdr&, std::span<const uint8_t>)>;

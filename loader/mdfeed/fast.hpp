@@ -259,6 +259,10 @@ class MessageView : public SegmentView {
 struct DecoderOptions {
     size_t max_sequence_length = size_t{1} << 20;  // longer: error "limit"
     size_t max_string_length = size_t{1} << 20;    // strings, byte vectors
+    // Dynamic templateRefs inside dynamic templateRefs: a template that
+    // refers to any template can nest itself as deep as the input is long
+    // (a stack overflow, found by fuzz_fast); deeper is error "limit".
+    size_t max_dynamic_depth = 32;
 };
 
 class Decoder {

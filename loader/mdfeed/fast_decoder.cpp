@@ -178,6 +178,7 @@ class DecoderState {
 
     const SetImpl* set_;
     DecoderOptions opt_;
+    size_t dyn_depth_ = 0;  // dynamic templateRefs being decoded, outermost first
     Store store_;
     Dictionary dict_;
     const uint8_t* begin_ = nullptr;  // in[0] of the current attempt
@@ -917,9 +918,15 @@ St DecoderState::exec_dynref(const Instr& in, Cursor& c, uint32_t idx) {
     const Template* t = nullptr;
     if (s == St::Ok) s = template_id(c, pm, t);
     if (s != St::Ok) return s;
+    if (dyn_depth_ >= opt_.max_dynamic_depth)
+        return fail("limit", &in, c.p,
+                    "dynamic templateRefs nested deeper than max_dynamic_depth (" +
+                        std::to_string(opt_.max_dynamic_depth) + ")");
     const Plan& p = t->plan();
     const uint32_t block = alloc(p.cells);
+    ++dyn_depth_;
     s = run(p.instrs.data(), p.body_begin, p.body_end, c, pm, block);
+    --dyn_depth_;
     if (s == St::Err) prefix_field(*in.name, SIZE_MAX);
     if (s != St::Ok) return s;
     Cell& out = store_.cells[idx];

@@ -612,9 +612,15 @@ bool EncoderState::enc_seq(const Instr* ins, const Instr& in, const Value& v, si
     return true;
 }
 
+// Static nesting is bounded by the templates; dynamic references are not.
+constexpr size_t kMaxEncodeDepth = 256;
+
 bool EncoderState::enc_dynref(const Instr& in, const Value& v, size_t depth) {
     const auto* g = std::get_if<Group>(&v);
     if (!g) return fail(&in, "dynamic templateRef needs a Group with template_id");
+    // Segments nest with every group, sequence and templateRef; a record
+    // nested deeper than any decoder accepts is refused, not recursed into.
+    if (depth >= kMaxEncodeDepth) return fail(&in, "nested deeper than " + std::to_string(kMaxEncodeDepth));
     Seg& child = seg(depth + 1);
     child.bits.clear();
     child.body.clear();

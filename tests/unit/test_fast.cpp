@@ -820,6 +820,37 @@ TEST(FastRoundTrip, FieldsAfterALongSequenceFitTheJournal) {
     }
 }
 
+// Fuzz finding (fuzz_fast, stack overflow): a template whose dynamic
+// templateRef may name itself nested as deep as the input was long. Now
+// deeper than DecoderOptions::max_dynamic_depth is error "limit".
+TEST(FastDecode, DynamicTemplateRefNestingIsBounded) {
+    const TemplateSet set = parse_set(R"(<templates>
+      <template name="Dyn" id="3"><uInt32 name="DU" id="30"/><templateRef/></template>
+      <template name="Leaf" id="4"><uInt32 name="L" id="40"/></template></templates>)");
+    // Each level: pmap (template id present), id 3, DU = 1; then a Leaf.
+    auto nested = [](size_t levels) {
+        Buf b;
+        for (size_t k = 0; k < levels; ++k) b.insert(b.end(), {0xc0, 0x83, 0x81});
+        b.insert(b.end(), {0xc0, 0x84, 0x81});
+        return b;
+    };
+    for (size_t levels : {1u, 10u, 31u}) {
+        Decoder d(set);
+        const Buf wire = nested(levels);
+        size_t used = 0;
+        ASSERT_EQ(d.decode(wire, used), Decoder::Status::Ok) << levels << ": " << d.error().message();
+        EXPECT_EQ(used, wire.size());
+    }
+    for (size_t levels : {33u, 1000u, 100000u}) {
+        Decoder d(set);
+        const Buf wire = nested(levels);
+        size_t used = 99;
+        ASSERT_EQ(d.decode(wire, used), Decoder::Status::Error) << levels;
+        EXPECT_EQ(used, 0u);
+        EXPECT_NE(d.error().message().find("max_dynamic_depth"), std::string::npos) << d.error().message();
+    }
+}
+
 TEST(FastRoundTrip, StaticTemplateRefInlinesFields) {
     const TemplateSet set = parse_set(kRich);
     const Template* n = set.find("Nested");
