@@ -329,7 +329,7 @@ static __always_inline int flowmgr(struct xdp_md *ctx)
 	struct etc_flow_value *v;
 	void *meta_in = (void *)(long)ctx->data_meta;
 	__u64 now = 0;
-	int action = XDP_PASS, reason;
+	int action = XDP_PASS, reason, replayed = 0;
 
 	if (!c)
 		return XDP_PASS; /* cannot happen: one-slot array */
@@ -339,11 +339,16 @@ static __always_inline int flowmgr(struct xdp_md *ctx)
 	if (meta_in + sizeof(struct etc_meta) <= data) {
 		struct etc_meta *in = meta_in;
 
-		if (in->magic == ETC_META_MAGIC_REPLAY)
+		if (in->magic == ETC_META_MAGIC_REPLAY) {
 			now = in->ts_ns;
+			replayed = 1;
+		}
 	}
-	if (!now)
-		now = bpf_ktime_get_ns();
+	/* Idle expiry counts seconds: the coarse clock (a jiffy) is enough for
+	 * the flow table and costs a fraction of bpf_ktime_get_ns, which only
+	 * selected packets pay, for the timestamp their features use. */
+	if (!replayed)
+		now = bpf_ktime_get_coarse_ns();
 
 	reason = parse_packet(ctx, &p);
 	if (reason) {
@@ -377,21 +382,32 @@ static __always_inline int flowmgr(struct xdp_md *ctx)
 	m.ts_ns = now;
 	m.orig_len = pkt_len;
 	m.magic = ETC_META_MAGIC;
-	m.pkt_index = __sync_fetch_and_add(&v->packets, 1);
+	/* packets and payload_pkts are adjacent u32s (low and high half of one
+	 * aligned u64, little-endian): one atomic add counts both, and its old
+	 * value gives both indices. (A flow would need 2^32 packets for the
+	 * low half to carry into the high one.) */
+	const int counts = cfg.count_all || p.payload_len > 0;
+	__u64 before = __sync_fetch_and_add((__u64 *)&v->packets, 1 + ((__u64)counts << 32));
+
+	m.pkt_index = (__u32)before;
 	__sync_fetch_and_add(&v->bytes, pkt_len);
 	if (p.canon_dir != v->first_dir)
 		m.flags |= ETC_META_DIR_REPLY;
 
-	if (cfg.count_all || p.payload_len > 0) {
-		__u32 idx = __sync_fetch_and_add(&v->payload_pkts, 1);
+	if (counts) {
+		__u32 idx = before >> 32;
 
 		m.flags |= ETC_META_PAYLOAD;
 		if (idx < cfg.max_pkts) {
 			m.flags |= ETC_META_SELECTED;
 			m.index = idx;
+			if (!replayed)
+				m.ts_ns = bpf_ktime_get_ns();
 			__sync_fetch_and_add(&v->selected, 1);
 		}
 	}
+	if (cfg.bench_stage == ETC_BENCH_COUNT)
+		goto out;
 	if (!(m.flags & ETC_META_SELECTED)) {
 		c->cnt[ETC_CNT_NOT_SELECTED]++;
 		c->cnt[(m.flags & ETC_META_PAYLOAD) ? ETC_CNT_SKIP_BEYOND_N
@@ -400,6 +416,8 @@ static __always_inline int flowmgr(struct xdp_md *ctx)
 	}
 	if (write_meta(ctx, &m))
 		c->cnt[ETC_CNT_META_FAIL]++;
+	if (cfg.bench_stage == ETC_BENCH_META)
+		goto out;
 	if (!(m.flags & ETC_META_SELECTED))
 		goto out_unselected;
 

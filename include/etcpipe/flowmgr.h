@@ -47,11 +47,23 @@ struct etc_flow_value {
 	__u64 last_ns;
 	__u64 bytes;       /* sum of original frame lengths */
 	__u32 packets;     /* every packet of the flow seen by the program */
-	__u32 payload_pkts;/* packets that counted toward selection */
+	__u32 payload_pkts;/* packets that counted toward selection; with
+			    * packets one aligned u64 the program adds to
+			    * atomically (keep them adjacent, at offset 32) */
 	__u32 selected;    /* packets selected (≤ max_pkts) */
 	__u8  first_dir;   /* canonical direction of the flow's first packet */
 	__u8  pad[3];
 };
+
+#ifdef __cplusplus
+#define ETC_STATIC_ASSERT static_assert
+#else
+#define ETC_STATIC_ASSERT _Static_assert
+#endif
+ETC_STATIC_ASSERT(__builtin_offsetof(struct etc_flow_value, packets) % 8 == 0 &&
+		  __builtin_offsetof(struct etc_flow_value, payload_pkts) ==
+			  __builtin_offsetof(struct etc_flow_value, packets) + 4,
+		  "packets and payload_pkts form one aligned u64");
 
 /* XDP metadata area (bpf_xdp_adjust_meta), written in front of every packet
  * the FlowManager tracks. AF_XDP readers find it at data - sizeof(meta).
@@ -69,7 +81,9 @@ enum etc_meta_flags {
 
 struct etc_meta {
 	__u64 flow_id;
-	__u64 ts_ns;
+	__u64 ts_ns;      /* CLOCK_MONOTONIC (bpf_ktime_get_ns) on selected packets;
+			   * on the others the coarse clock the flow table runs
+			   * on (resolution: a jiffy); replay: the capture time */
 	__u32 orig_len;   /* frame length as received */
 	__u16 index;      /* index among the flow's selected packets, 0..N-1 */
 	__u16 flags;      /* enum etc_meta_flags */
@@ -120,6 +134,8 @@ enum etc_bench_stage {
 	ETC_BENCH_FULL = 0,
 	ETC_BENCH_PARSE = 1,   /* parse up to L4 and build the canonical key */
 	ETC_BENCH_LOOKUP = 2,  /* ... and look the flow up (no update) */
+	ETC_BENCH_COUNT = 3,   /* ... find or create it and count the packet */
+	ETC_BENCH_META = 4,    /* ... and write the metadata */
 };
 
 /* LPM trie key for CIDR rules: family byte then address, so one trie holds

@@ -103,6 +103,8 @@ int main(int argc, char** argv) {
     };
     add("xdp_flowmgr: parse only", ETC_BENCH_PARSE, false);
     add("xdp_flowmgr: parse + flow lookup", ETC_BENCH_LOOKUP, false);
+    add("xdp_flowmgr: ... + find/create + count", ETC_BENCH_COUNT, false);
+    add("xdp_flowmgr: ... + metadata", ETC_BENCH_META, false);
     add("xdp_flowmgr (default options)", ETC_BENCH_FULL, false);
     add("xdp_flowmgr, per-CPU LRU (NO_COMMON_LRU)", ETC_BENCH_FULL, true);
     for (auto& v : variants) {
