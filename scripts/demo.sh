@@ -15,18 +15,23 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 "$ETCPIPE" version
+DEMO_CAPS=()
 for cap in signal.pcap quic.pcap tls_verylong_certificate.pcap; do
     [[ -f "$PCAPS/$cap" ]] || { echo "demo: $PCAPS/$cap missing (make testdata)" >&2; exit 4; }
-    name=${cap%.*}
-    echo
-    echo "=== $cap: first 10 payload packets of every flow (N=10, inline delivery) ==="
-    "$ETCPIPE" replay --table -q "$PCAPS/$cap" | head -n 21
-    "$ETCPIPE" replay "$PCAPS/$cap" -o "$OUT/$name.jsonl" -w "$OUT/$name.selected.pcap"
-    echo "flows as JSON Lines: $OUT/$name.jsonl ($(wc -l < "$OUT/$name.jsonl") flows); first one:"
-    head -n 1 "$OUT/$name.jsonl"
+    DEMO_CAPS+=("$PCAPS/$cap")
 done
 echo
-echo "Selected packets are in $OUT/*.selected.pcap (open them in Wireshark)."
+echo "=== signal.pcap: first 10 payload packets of every flow (N=10, inline delivery) ==="
+"$ETCPIPE" replay --table -q "$PCAPS/signal.pcap" | head -n 21
+echo
+echo "=== Three captures in one replay (the program loaded once, reset between them) ==="
+"$ETCPIPE" replay "${DEMO_CAPS[@]}" -o "$OUT/replay.jsonl" -w "$OUT/replay.selected.pcap"
+echo "flows as JSON Lines: $OUT/replay.jsonl ($(wc -l < "$OUT/replay.jsonl") flows, each with its capture); first one:"
+head -n 1 "$OUT/replay.jsonl"
+echo "Selected packets, whole, in input order: $OUT/replay.selected.pcap (open it in Wireshark)."
+echo
+echo "=== The whole nDPI capture directory in one replay (one job per core) ==="
+"$ETCPIPE" replay "$PCAPS" -o "$OUT/all.replay.jsonl" 2>&1 | grep -v '^  ' || true
 
 echo
 echo "=== Live: etcpipe run on a veth pair between two namespaces (made here, removed at the end) ==="
@@ -67,12 +72,16 @@ echo "=== Can it be offloaded to an NFP SmartNIC? ==="
 echo
 echo "=== Classification: the shipped ONNX model (models/etc_app.onnx) on three of its held-out captures ==="
 MODEL=models/etc_app.onnx
-for cap in skype.pcap quic.pcap 1kxun.pcap; do
-    "$ETCPIPE" classify "$PCAPS/$cap" --model "$MODEL" -o "$OUT/${cap%.*}.classes.jsonl"
-    echo "first flow of $cap:"
-    head -n 1 "$OUT/${cap%.*}.classes.jsonl" | cut -c1-300
-done
+"$ETCPIPE" classify "$PCAPS/skype.pcap" "$PCAPS/quic.pcap" "$PCAPS/1kxun.pcap" --model "$MODEL" \
+    -o "$OUT/classes.jsonl"
+echo "first flow:"
+head -n 1 "$OUT/classes.jsonl" | cut -c1-300
 echo "(held-out accuracy and the confusion matrix: models/etc_app.md)"
+echo
+echo "=== Every fetched capture in one process: a dataset, and every flow classified ==="
+echo "(one capture, fuzz-2021-10-13.pcap, is corrupt on purpose: it is named, counted, and the rest go on)"
+"$ETCPIPE" features "$PCAPS" -o "$OUT/dataset" --features payload:10x256,sizes:10,iat:10 || true
+"$ETCPIPE" classify "$PCAPS" --model "$MODEL" -o "$OUT/all.classes.jsonl" || true
 
 echo
 echo "=== Market data: FAST 1.1 records from a file, a live UDP feed over XDP + AF_XDP, a mirror port ==="

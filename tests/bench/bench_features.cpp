@@ -2,10 +2,13 @@
 // to ≥ 1M packets — CPU 1 thread, CPU all threads, GPU (whole device), GPU
 // with the seed's launch shape (1 block × 1024 threads), GPU reading mapped
 // host memory — next to a plain memcpy of the same bytes, in one run.
+#include <sys/wait.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <string>
@@ -14,6 +17,7 @@
 
 #include "gpu/features.hpp"
 #include "common/pcap.hpp"
+#include "flowmgr/capture_features.hpp"
 
 namespace fs = std::filesystem;
 using namespace etcpipe;
@@ -35,8 +39,8 @@ struct Row {
     features::Extractor::Timing timing;
 };
 
-Row run(const std::string& name, std::unique_ptr<features::Extractor> ex,
-        const std::vector<features::Batch>& batches) {
+Row run_once(const std::string& name, std::unique_ptr<features::Extractor> ex,
+             const std::vector<features::Batch>& batches) {
     Row row(name);
     const auto t0 = std::chrono::steady_clock::now();
     for (const auto& b : batches)
@@ -54,6 +58,22 @@ Row run(const std::string& name, std::unique_ptr<features::Extractor> ex,
     row.flows = out->rows.size();
     row.ok = true;
     return row;
+}
+
+// Best of kRepeats runs, each with a fresh extractor from `make`: the first
+// run of a process also pays for pages the allocator has never handed out
+// (the memcpy row reuses its buffer); the best run is the steady state a
+// process extracting capture after capture sees.
+constexpr int kRepeats = 3;
+template <class Make>
+Row run(const std::string& name, Make make, const std::vector<features::Batch>& batches) {
+    Row best(name);
+    for (int k = 0; k < kRepeats; ++k) {
+        Row r = run_once(name, make(), batches);
+        if (!r.ok) return r;
+        if (!best.ok || r.seconds < best.seconds) best = r;
+    }
+    return best;
 }
 
 }  // namespace
@@ -108,19 +128,25 @@ int main(int argc, char** argv) {
     {  // the bound for one CPU thread: touching the same bytes once
         std::vector<uint8_t> dst(65536 * 2048);
         Row r("memcpy of the same bytes (1 thread)");
-        const auto t0 = std::chrono::steady_clock::now();
-        for (const auto& b : batches) {
-            if (dst.size() < b.bytes.size()) dst.resize(b.bytes.size());
-            std::memcpy(dst.data(), b.bytes.data(), b.bytes.size());
+        for (int k = 0; k < kRepeats; ++k) {
+            const auto t0 = std::chrono::steady_clock::now();
+            for (const auto& b : batches) {
+                if (dst.size() < b.bytes.size()) dst.resize(b.bytes.size());
+                std::memcpy(dst.data(), b.bytes.data(), b.bytes.size());
+            }
+            const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            if (!r.ok || sec < r.seconds) r.seconds = sec;
+            r.ok = true;
         }
-        r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        r.ok = true;
         rows.push_back(r);
     }
-    rows.push_back(run("CPU, 1 thread", features::make_cpu_extractor(*spec, {1}), batches));
     const unsigned all = std::max(1u, std::thread::hardware_concurrency());
-    rows.push_back(run("CPU, " + std::to_string(all) + " threads",
-                       features::make_cpu_extractor(*spec, {all}), batches));
+    std::vector<unsigned> thread_counts;
+    for (unsigned t = 1; t < all; t *= 2) thread_counts.push_back(t);
+    thread_counts.push_back(all);
+    for (unsigned t : thread_counts)
+        rows.push_back(run("CPU, " + std::to_string(t) + (t == 1 ? " thread" : " threads"),
+                           [&] { return features::make_cpu_extractor(*spec, {t}); }, batches));
     std::string why;
     if (features::gpu_available(&why)) {
         auto gpu = [&](const std::string& name, features::GpuOptions o) {
@@ -131,7 +157,7 @@ int main(int argc, char** argv) {
                 rows.push_back(r);
                 return;
             }
-            rows.push_back(run(name, std::move(ex.value()), batches));
+            rows.push_back(run_once(name, std::move(ex.value()), batches));
         };
         gpu("GPU, whole device (incl. H2D copies)", {});
         features::GpuOptions mapped;
@@ -151,21 +177,31 @@ int main(int argc, char** argv) {
     }
 
     std::printf("feature extraction: %zu packets (%zu real frames from %zu nDPI captures, "
-                "replicated), %.1f MB, spec %s, batches of 65536\n\n",
-                packets, base.size(), caps.size(), static_cast<double>(bytes) / 1e6, spec_text);
-    std::printf("%-40s %12s %12s %10s %10s\n", "extractor", "Mpackets/s", "kflows/s", "GB/s in",
-                "vs CPU 1t");
+                "replicated), %.1f MB, spec %s, batches of 65536, best of %d runs per CPU row, "
+                "%u hardware threads\n\n",
+                packets, base.size(), caps.size(), static_cast<double>(bytes) / 1e6, spec_text, kRepeats, all);
+    std::printf("%-40s %12s %12s %10s %10s %10s\n", "extractor", "Mpackets/s", "kflows/s", "GB/s in",
+                "vs CPU 1t", "per thread");
     const double cpu1 = rows.size() > 1 && rows[1].ok ? rows[1].seconds : 0;
     for (const auto& r : rows) {
         if (!r.ok) {
             std::printf("%-40s %s\n", r.name.c_str(), r.note.c_str());
             continue;
         }
-        std::printf("%-40s %12.2f %12.1f %10.2f %9.2fx\n", r.name.c_str(),
+        const double speedup = cpu1 ? cpu1 / r.seconds : 0.0;
+        unsigned t = 0;
+        if (std::sscanf(r.name.c_str(), "CPU, %u thread", &t) != 1) t = 0;
+        char per[32] = "";
+        if (t > 1) std::snprintf(per, sizeof per, "%.2f", speedup / t);
+        std::printf("%-40s %12.2f %12.1f %10.2f %9.2fx %10s\n", r.name.c_str(),
                     static_cast<double>(packets) / r.seconds / 1e6,
                     static_cast<double>(r.flows) / r.seconds / 1e3,
-                    static_cast<double>(bytes) / r.seconds / 1e9, cpu1 ? cpu1 / r.seconds : 0.0);
+                    static_cast<double>(bytes) / r.seconds / 1e9, speedup, per);
     }
+    if (cpu1 > 0 && rows[0].ok)
+        std::printf("\nCPU 1 thread vs memcpy of the same bytes: %.2fx the time (goal <= 3); threads: "
+                    "per-thread speedup (goal >= 0.7) in the last column\n",
+                    cpu1 / rows[0].seconds);
     // Where the GPU time went (CUDA events on the extractor's stream): the
     // kernels alone and the host-to-device copies, against the bytes moved.
     bool header = false;
@@ -180,6 +216,47 @@ int main(int argc, char** argv) {
                     static_cast<double>(packets) / r.timing.kernels_s / 1e6, r.timing.h2d_s,
                     r.timing.h2d_s > 0 ? static_cast<double>(r.timing.h2d_bytes) / r.timing.h2d_s / 1e9
                                        : 0.0);
+    }
+
+    // Dataset building: every capture into one dataset. In process: the
+    // library, capture after capture, one thread; the CLI: `etcpipe
+    // features DIR` in one process, --jobs 1 and one job per core.
+    {
+        const char* ds_spec = "payload:10x256,sizes:10,iat:10";
+        auto sp = features::parse_spec(ds_spec);
+        const auto t0 = std::chrono::steady_clock::now();
+        size_t flows = 0;
+        for (const auto& c : caps) {
+            auto o = extract_capture(c.string(), *sp, 1);
+            if (o) flows += o->rows.size();
+        }
+        const double lib_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const std::string bin = std::string(std::getenv("ETCPIPE_BUILD") ? std::getenv("ETCPIPE_BUILD") : "build") +
+                                "/etcpipe";
+        const std::string out = (fs::temp_directory_path() / ("etcpipe-bench-ds-" + std::to_string(getpid()))).string();
+        auto cli = [&](const std::string& jobs) {
+            const auto t1 = std::chrono::steady_clock::now();
+            const int rc = std::system((bin + " features " + dir.string() + " -o " + out + " --features " + ds_spec +
+                                        " --device cpu -q --jobs " + jobs + " 2>/dev/null")
+                                           .c_str());
+            const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+            fs::remove_all(out);
+            return std::make_pair(sec, rc);
+        };
+        const auto [one_s, rc1] = cli("1");
+        const auto [all_s, rcn] = cli("0");
+        std::printf("\n%-44s %8s %9s %10s\n", "dataset of every capture (spec payload:10x256,sizes:10,iat:10)",
+                    "flows", "seconds", "flows/s");
+        std::printf("%-44s %8zu %9.3f %10.0f\n", "in process (library, 1 thread)", flows, lib_s,
+                    static_cast<double>(flows) / lib_s);
+        std::printf("%-44s %8zu %9.3f %10.0f   exit %d\n", "etcpipe features DIR --jobs 1", flows, one_s,
+                    static_cast<double>(flows) / one_s, WEXITSTATUS(rc1));
+        std::printf("%-44s %8zu %9.3f %10.0f   exit %d\n",
+                    ("etcpipe features DIR --jobs " + std::to_string(all)).c_str(), flows, all_s,
+                    static_cast<double>(flows) / all_s, WEXITSTATUS(rcn));
+        std::printf("ratios: CLI --jobs 1 vs in process %.2fx, CLI all cores vs in process %.2fx (exit 5: the "
+                    "one corrupt capture)\n",
+                    lib_s / one_s, lib_s / all_s);
     }
     return 0;
 }

@@ -207,6 +207,7 @@ int main() {
 
     // In process: read + extract every capture (above), then classify every
     // flow at batch 1024 on all CPU threads.
+    double in_process_infer_s = 0;
     {
         infer::BackendOptions bo;
         bo.threads = hw;
@@ -226,6 +227,7 @@ int main() {
                 break;
         }
         const double infer_s = std::chrono::duration<double>(Clock::now() - t1).count();
+        in_process_infer_s = infer_s;
         std::printf("\nin process: read + CPU feature extraction of %zu captures %.2f s, CPU inference (%u threads, "
                     "batch 1024) %.3f s: %zu flows, %.0f flows/s end to end\n",
                     captures().size(), extract_s, hw, infer_s, rows.rows.size(),
@@ -233,22 +235,112 @@ int main() {
     }
 
     // End to end: the CLI over every capture (process start, model load,
-    // capture read, features, inference, JSON out).
+    // capture read, features, inference, JSON out): all captures in one
+    // process, and the old form, one process per capture.
     const std::string bin = std::string(std::getenv("ETCPIPE_BUILD") ? std::getenv("ETCPIPE_BUILD") : "build") + "/etcpipe";
-    size_t flows = 0, ok = 0, failed = 0;
-    const auto t0 = Clock::now();
-    for (const auto& cap : captures()) {
+    struct EndToEnd {
+        std::string what;
+        size_t flows = 0;
+        uint64_t packets = 0;
+        double seconds = 0;
+        std::string note;
+    };
+    std::vector<EndToEnd> e2e;
+    const std::string jsonl = (fs::temp_directory_path() / ("etcpipe-bench-cls-" + std::to_string(getpid()))).string();
+    {
+        EndToEnd r{"etcpipe classify DIR (one process)", 0, 0, 0, {}};
         int st = -1;
-        const std::string out = run_capture(bin + " classify '" + cap.string() + "' --model " + kModel +
-                                                " --device auto -q 2>/dev/null",
-                                            &st);
-        flows += static_cast<size_t>(std::count(out.begin(), out.end(), '\n'));
-        (st == 0 ? ok : failed)++;
+        const auto t0 = Clock::now();
+        (void)run_capture(bin + " classify testdata/ndpi/pcap --model " + kModel + " --device auto -q -o " + jsonl +
+                              " 2>/dev/null",
+                          &st);
+        r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+        int wc = -1;
+        r.flows = std::strtoull(run_capture("wc -l < " + jsonl, &wc).c_str(), nullptr, 10);
+        r.note = "exit " + std::to_string(st) + " (5: the one corrupt capture, named on stderr)";
+        e2e.push_back(r);
+        fs::remove(jsonl);
     }
-    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-    std::printf("CLI: `etcpipe classify` on %zu captures (%zu ok, %zu with an error exit): %zu flows in "
-                "%.2f s = %.0f flows/s (one process per capture: start, model load, read, features, "
-                "inference, JSON)\n",
-                ok + failed, ok, failed, flows, s, static_cast<double>(flows) / s);
+    {
+        EndToEnd r{"etcpipe classify, one process per capture", 0, 0, 0, {}};
+        size_t ok = 0, failed = 0;
+        const auto t0 = Clock::now();
+        for (const auto& cap : captures()) {
+            int st = -1;
+            const std::string out = run_capture(bin + " classify '" + cap.string() + "' --model " + kModel +
+                                                    " --device auto -q 2>/dev/null",
+                                                &st);
+            r.flows += static_cast<size_t>(std::count(out.begin(), out.end(), '\n'));
+            (st == 0 ? ok : failed)++;
+        }
+        r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+        r.note = std::to_string(ok) + " ok, " + std::to_string(failed) + " with an error exit";
+        e2e.push_back(r);
+    }
+    // The peer: nDPI 4.2's ndpiReader (Debian libndpi-bin) over the same
+    // captures as one playlist, DPI included; its own "Unique flows".
+    {
+        EndToEnd r{"ndpiReader -i PLAYLIST (nDPI 4.2)", 0, 0, 0, {}};
+        const std::string list = (fs::temp_directory_path() / ("etcpipe-bench-list-" + std::to_string(getpid()))).string();
+        {
+            std::FILE* f = std::fopen(list.c_str(), "w");
+            for (const auto& cap : captures()) std::fprintf(f, "%s\n", fs::absolute(cap).c_str());
+            if (f) std::fclose(f);
+        }
+        if (std::system("command -v ndpiReader >/dev/null 2>&1") != 0) {
+            r.note = "skipped: ndpiReader not installed (apt install libndpi-bin)";
+        } else {
+            int st = -1;
+            const auto t0 = Clock::now();
+            const std::string out = run_capture("ndpiReader -i " + list + " 2>&1", &st);
+            r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+            auto field = [&](const std::string& key) -> uint64_t {
+                const size_t at = out.find(key);
+                return at == std::string::npos ? 0 : std::strtoull(out.c_str() + at + key.size(), nullptr, 10);
+            };
+            r.flows = field("Unique flows:");
+            // "IP packets: 210998 of 221904 packets total"
+            const size_t ip = out.find("IP packets:");
+            const size_t of = ip == std::string::npos ? ip : out.find(" of ", ip);
+            r.packets = of == std::string::npos ? 0 : std::strtoull(out.c_str() + of + 4, nullptr, 10);
+            r.note = "its flows: every 5-tuple, payload or not";
+        }
+        fs::remove(list);
+        e2e.push_back(r);
+    }
+    uint64_t frames_all = 0;
+    for (const auto& cap : captures()) {
+        auto rd = pcap::Reader::open(cap.string());
+        if (!rd) continue;
+        pcap::Frame f;
+        for (;;) {
+            auto more = rd->next(f);
+            if (!more || !*more) break;
+            ++frames_all;
+        }
+    }
+    std::printf("\n%-44s %8s %9s %10s %12s   %s\n", "end to end over testdata/ndpi/pcap", "flows", "seconds",
+                "flows/s", "packets/s", "note");
+    const double in_fps = static_cast<double>(rows.rows.size()) / (extract_s + in_process_infer_s);
+    std::printf("%-44s %8zu %9.3f %10.0f %12.0f   %s\n", "in process (library: extract + infer)", rows.rows.size(),
+                extract_s + in_process_infer_s, in_fps,
+                static_cast<double>(frames_all) / (extract_s + in_process_infer_s), "");
+    for (const auto& r : e2e) {
+        if (r.seconds <= 0) {
+            std::printf("%-44s %s\n", r.what.c_str(), r.note.c_str());
+            continue;
+        }
+        const uint64_t pk = r.packets ? r.packets : frames_all;
+        std::printf("%-44s %8zu %9.3f %10.0f %12.0f   %s\n", r.what.c_str(), r.flows, r.seconds,
+                    static_cast<double>(r.flows) / r.seconds, static_cast<double>(pk) / r.seconds, r.note.c_str());
+    }
+    const auto rate = [&](size_t k) { return e2e[k].seconds > 0 ? static_cast<double>(e2e[k].flows) / e2e[k].seconds : 0; };
+    const auto prate = [&](size_t k) {
+        return e2e[k].seconds > 0 ? static_cast<double>(e2e[k].packets ? e2e[k].packets : frames_all) / e2e[k].seconds : 0;
+    };
+    std::printf("\nratios: classify DIR vs in process %.2fx flows/s (goal >= 0.5); classify DIR vs one process "
+                "per capture %.1fx; classify DIR vs ndpiReader playlist %.2fx flows/s, %.2fx packets/s (goal > 1)\n",
+                in_fps > 0 ? rate(0) / in_fps : 0.0, rate(1) > 0 ? rate(0) / rate(1) : 0.0,
+                rate(2) > 0 ? rate(0) / rate(2) : 0.0, prate(2) > 0 ? prate(0) / prate(2) : 0.0);
     return 0;
 }
