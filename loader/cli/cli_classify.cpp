@@ -140,7 +140,7 @@ struct CaptureScored {
 // on the GPU, its extractor (device tables are costly to make).
 struct ClassifyWorker {
     std::unique_ptr<infer::Backend> backend;
-    std::unique_ptr<features::Extractor> gpu_extractor;
+    WorkerExtractor extractor;
 };
 
 }  // namespace
@@ -218,23 +218,11 @@ std::optional<int> run_classify_command(const ClassifyCommand& c) {
         ClassifyWorker& me = workers[w];
         auto reader = pcap::Reader::open(captures[i]);
         if (!reader) return out.error = reader.error(), out;
-        std::unique_ptr<features::Extractor> cpu_extractor;
-        features::Extractor* ex = nullptr;
-        if (on_gpu) {
-            if (!me.gpu_extractor) {
-                features::GpuOptions go;
-                go.device_output = true;
-                auto made = features::make_gpu_extractor(model.spec, go);
-                if (!made) return out.error = made.error(), out;
-                me.gpu_extractor = std::move(*made);
-            }
-            ex = me.gpu_extractor.get();
-        } else {
-            features::CpuOptions co;
-            co.threads = threads;
-            cpu_extractor = features::make_cpu_extractor(model.spec, co);
-            ex = cpu_extractor.get();
-        }
+        features::GpuOptions go;
+        go.device_output = true;  // the features stay on the GPU for the engine
+        auto made = me.extractor.next(on_gpu, model.spec, go, threads);
+        if (!made) return out.error = made.error(), out;
+        features::Extractor* ex = *made;
         FeedOptions fo;
         fo.batch = c.packet_batch;
         const auto t_capture = Clock::now();
@@ -261,9 +249,8 @@ std::optional<int> run_classify_command(const ClassifyCommand& c) {
     uint64_t frames = 0;
     size_t flows = 0;
     double extract_s = 0, infer_s = 0;
-    CaptureFailures failures;
+    CaptureProgress progress(captures.size(), !c.quiet);
     std::optional<Error> write_error;
-    ProgressBar bar(captures.size(), "flows", !c.quiet && captures.size() > 1);
     const size_t nc = model.num_classes();
     std::string line;
     const std::function<bool(size_t, CaptureScored&&)> commit = [&](size_t i, CaptureScored&& r) {
@@ -282,15 +269,11 @@ std::optional<int> run_classify_command(const ClassifyCommand& c) {
         flows += s.rows.size();
         extract_s += s.extract_s;
         infer_s += s.infer_s;
-        if (r.error) {
-            bar.clear();
-            failures.add(*r.error);
-        }
-        bar.item_done(s.rows.size(), r.error.has_value());
+        progress.finished(s.rows.size(), r.error);
         return true;
     };
     run_ordered<CaptureScored>(captures.size(), jobs, work, commit);
-    bar.clear();
+    progress.clear();
     if (auto r = finish_output(fp, out_name); !r && !write_error) write_error = r.error();
     if (write_error) return fail(*write_error);
 
@@ -306,10 +289,10 @@ std::optional<int> run_classify_command(const ClassifyCommand& c) {
         std::string counts;
         for (const auto& [name, n] : per_class) counts += (counts.empty() ? "" : ", ") + name + " " + std::to_string(n);
         std::fprintf(stderr, "%s%s\n", counts.empty() ? "" : ": ", counts.c_str());
-        if (failures.count())
-            std::fprintf(stderr, "%zu of %zu captures failed (named above)\n", failures.count(), captures.size());
+        if (progress.failed())
+            std::fprintf(stderr, "%zu of %zu captures failed (named above)\n", progress.failed(), captures.size());
     }
-    return failures.exit_code_or(kOk);
+    return progress.exit_code_or(kOk);
 }
 
 }  // namespace etcpipe::cli

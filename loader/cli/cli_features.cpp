@@ -36,7 +36,7 @@ struct CaptureFeatures {
 // the GPU, its extractor.
 struct FeaturesWorker {
     std::optional<FlowManager> fm;
-    std::unique_ptr<features::Extractor> gpu_extractor;
+    WorkerExtractor extractor;
 };
 
 std::string npy_names(const std::vector<features::Feature>& spec) {
@@ -118,21 +118,9 @@ std::optional<int> run_features_command(const FeaturesCommand& c) {
         FeaturesWorker& me = workers[w];
         auto reader = pcap::Reader::open(captures[i]);
         if (!reader) return r.error = reader.error(), r;
-        std::unique_ptr<features::Extractor> cpu_extractor;
-        features::Extractor* ex = nullptr;
-        if (on_gpu) {
-            if (!me.gpu_extractor) {
-                auto made = features::make_gpu_extractor(*spec, features::GpuOptions{});
-                if (!made) return r.error = made.error(), r;
-                me.gpu_extractor = std::move(*made);
-            }
-            ex = me.gpu_extractor.get();
-        } else {
-            features::CpuOptions co;
-            co.threads = threads;
-            cpu_extractor = features::make_cpu_extractor(*spec, co);
-            ex = cpu_extractor.get();
-        }
+        auto made = me.extractor.next(on_gpu, *spec, features::GpuOptions{}, threads);
+        if (!made) return r.error = made.error(), r;
+        features::Extractor* ex = *made;
         FeedOptions fo;
         fo.batch = c.batch;
         if (me.fm) {
@@ -159,9 +147,8 @@ std::optional<int> run_features_command(const FeaturesCommand& c) {
     };
 
     uint64_t frames = 0, fed_n = 0;
-    CaptureFailures failures;
+    CaptureProgress progress(captures.size(), !c.quiet);
     std::optional<Error> write_error;
-    ProgressBar bar(captures.size(), "flows", !c.quiet && !single);
     const std::function<bool(size_t, CaptureFeatures&&)> commit = [&](size_t i, CaptureFeatures&& r) {
         if (r.out) {
             if (auto a = dataset->append(*r.out, captures[i]); !a) {
@@ -171,15 +158,11 @@ std::optional<int> run_features_command(const FeaturesCommand& c) {
         }
         frames += r.frames;
         fed_n += r.fed;
-        if (r.error) {
-            bar.clear();
-            failures.add(*r.error);
-        }
-        bar.item_done(r.out ? r.out->rows.size() : 0, r.error.has_value());
+        progress.finished(r.out ? r.out->rows.size() : 0, r.error);
         return true;
     };
     run_ordered<CaptureFeatures>(captures.size(), jobs, work, commit);
-    bar.clear();
+    progress.clear();
     const size_t rows = dataset->rows();
     if (auto r = dataset->close(); !r && !write_error) write_error = r.error();
     if (write_error) return fail(*write_error);
@@ -191,10 +174,10 @@ std::optional<int> run_features_command(const FeaturesCommand& c) {
                      "(jobs %u) → %s/{%s, flows.csv}\n",
                      what.c_str(), frames, fed_n, on_gpu ? "gpu" : "cpu", rows, s, jobs, c.out_dir.c_str(),
                      npy_names(*spec).c_str());
-        if (failures.count())
-            std::fprintf(stderr, "%zu of %zu captures failed (named above)\n", failures.count(), captures.size());
+        if (progress.failed())
+            std::fprintf(stderr, "%zu of %zu captures failed (named above)\n", progress.failed(), captures.size());
     }
-    return failures.exit_code_or(kOk);
+    return progress.exit_code_or(kOk);
 }
 
 }  // namespace etcpipe::cli

@@ -282,9 +282,8 @@ int run_replay(const ReplayArgs& a, const CLI::App&) {
     ReplayStats total;  // summed over the captures (flows counted, not kept)
     size_t flows = 0;
     uint64_t mismatches = 0;
-    CaptureFailures failures;
+    CaptureProgress progress(captures.size(), !a.quiet);
     std::optional<Error> write_error;
-    ProgressBar bar(captures.size(), "flows", !a.quiet && !single);
     const std::function<bool(size_t, ReplayedCapture&&)> commit = [&](size_t i, ReplayedCapture&& r) {
         const ReplayStats& st = r.st;
         if (json) {
@@ -321,15 +320,11 @@ int run_replay(const ReplayArgs& a, const CLI::App&) {
         for (size_t c = 0; c < total.counters.size(); ++c) total.counters[c] += st.counters[c];
         flows += st.flows.size();
         mismatches += st.table_mismatches;
-        if (r.error) {
-            bar.clear();
-            failures.add(*r.error);
-        }
-        bar.item_done(st.flows.size(), r.error.has_value());
+        progress.finished(st.flows.size(), r.error);
         return true;
     };
     run_ordered<ReplayedCapture>(captures.size(), jobs, work, commit);
-    bar.clear();
+    progress.clear();
     if (json) {
         if (auto r = finish_output(json, json_name); !r && !write_error) write_error = r.error();
     }
@@ -339,10 +334,10 @@ int run_replay(const ReplayArgs& a, const CLI::App&) {
     if (!single && !a.quiet) {
         print_replay_summary(std::to_string(captures.size()) + " captures (jobs " + std::to_string(jobs) + ")",
                              a.write_pcap, total, flows, a.all_counters);
-        if (failures.count())
-            std::fprintf(stderr, "%zu of %zu captures failed (named above)\n", failures.count(), captures.size());
+        if (progress.failed())
+            std::fprintf(stderr, "%zu of %zu captures failed (named above)\n", progress.failed(), captures.size());
     }
-    if (failures.count()) return failures.exit_code_or(kOk);
+    if (progress.failed()) return progress.exit_code_or(kOk);
     return mismatches ? kGeneral : kOk;
 }
 

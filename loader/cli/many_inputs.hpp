@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
@@ -13,6 +14,8 @@
 
 #include "cli/cli_common.hpp"
 #include "common/capture_inputs.hpp"
+#include "common/progress.hpp"
+#include "gpu/features.hpp"
 
 namespace etcpipe::cli {
 
@@ -57,22 +60,55 @@ inline void add_capture_inputs(CLI::App* cmd, std::vector<std::string>& inputs, 
     return std::max(1u, cores / std::max(1u, jobs));
 }
 
-// Failed captures: each named as it happens; the exit code is the first
-// one's (4: unreadable, 5: corrupt or unsupported), so a single capture
+// The end of each capture's work, in input order: its failure (if any) is
+// named at once, the progress bar moves on. The exit code is the first
+// failure's (4: unreadable, 5: corrupt or unsupported), so a single capture
 // exits as it always has.
-class CaptureFailures {
+class CaptureProgress {
   public:
-    void add(const Error& e) {
-        ETC_ERR("%s", e.message().c_str());
-        if (!first_) first_ = e;
-        ++count_;
+    CaptureProgress(size_t captures, bool show_bar) : bar_(captures, "flows", show_bar && captures > 1) {}
+    void finished(uint64_t flows, const std::optional<Error>& error) {
+        if (error) {
+            bar_.clear();
+            ETC_ERR("%s", error->message().c_str());
+            if (!first_) first_ = *error;
+            ++failed_;
+        }
+        bar_.item_done(flows, error.has_value());
     }
-    [[nodiscard]] size_t count() const { return count_; }
+    void clear() { bar_.clear(); }
+    [[nodiscard]] size_t failed() const { return failed_; }
     [[nodiscard]] int exit_code_or(int ok) const { return first_ ? exit_code(*first_) : ok; }
 
   private:
+    ProgressBar bar_;
     std::optional<Error> first_;
-    size_t count_ = 0;
+    size_t failed_ = 0;
+};
+
+// A worker's extractor for its next capture: on the GPU one made once and
+// reused (device tables are costly to make; finish() resets them), on the
+// CPU a fresh one per capture.
+class WorkerExtractor {
+  public:
+    [[nodiscard]] Result<features::Extractor*> next(bool on_gpu, const std::vector<features::Feature>& spec,
+                                                    const features::GpuOptions& gpu_opts, unsigned cpu_threads) {
+        if (on_gpu) {
+            if (!gpu_) {
+                auto made = features::make_gpu_extractor(spec, gpu_opts);
+                if (!made) return made.error();
+                gpu_ = std::move(*made);
+            }
+            return gpu_.get();
+        }
+        features::CpuOptions co;
+        co.threads = cpu_threads;
+        cpu_ = features::make_cpu_extractor(spec, co);
+        return cpu_.get();
+    }
+
+  private:
+    std::unique_ptr<features::Extractor> gpu_, cpu_;
 };
 
 }  // namespace etcpipe::cli

@@ -40,6 +40,15 @@ std::vector<std::string> lines_of(const std::string& s) {
     return out;
 }
 
+// The lines of a many-captures JSON Lines output that belong to `capture`.
+std::vector<std::string> lines_for(const std::vector<std::string>& all, const std::string& capture) {
+    std::vector<std::string> out;
+    const std::string key = "{\"capture\":\"" + capture + "\",";
+    for (const std::string& l : all)
+        if (l.rfind(key, 0) == 0) out.push_back(l);
+    return out;
+}
+
 // The data of a .npy file (after its header, whatever the header's padding).
 std::string npy_data(const std::string& path) {
     const std::string b = read_all(path);
@@ -110,17 +119,12 @@ TEST_F(ManyInputs, ClassifyEqualsPerCaptureRunsWhateverJobs) {
 
     const std::vector<std::string> all = lines_of(one.out);
     size_t expected = 0;
-    std::vector<std::string> order;  // captures in the order their flows come
     for (const std::string& cap : captures_) {
         if (cap == corrupt_) continue;
         auto single = sh(etcpipe_bin() + " classify " + cap + " -m " + kModel + " --device cpu -q");
         ASSERT_EQ(single.status, 0) << cap << "\n" << single.err;
         const std::vector<std::string> mine = lines_of(single.out);
-        std::vector<std::string> from_all;
-        const std::string key = "{\"capture\":\"" + cap + "\",";
-        for (const std::string& l : all)
-            if (l.rfind(key, 0) == 0) from_all.push_back(l);
-        EXPECT_EQ(from_all, mine) << cap;
+        EXPECT_EQ(lines_for(all, cap), mine) << cap;
         EXPECT_FALSE(mine.empty()) << cap;
         expected += mine.size();
     }
@@ -241,11 +245,7 @@ TEST_F(ManyInputs, ReplayLoadsOnceAndEqualsPerCaptureRuns) {
         auto single = sh(etcpipe_bin() + " replay " + cap + " -q --snap 128 -w " + mine_pcap);
         ASSERT_EQ(single.status, 0) << cap << "\n" << single.err;
         const std::vector<std::string> mine = lines_of(single.out);
-        std::vector<std::string> from_all;
-        const std::string key = "{\"capture\":\"" + cap + "\",";
-        for (const std::string& l : all)
-            if (l.rfind(key, 0) == 0) from_all.push_back(l);
-        EXPECT_EQ(from_all, mine) << cap;
+        EXPECT_EQ(lines_for(all, cap), mine) << cap;
         expected += mine.size();
         // Selected frames are whole: each is a frame of the capture, byte for byte.
         const std::vector<std::string> src = frames_of(cap);
