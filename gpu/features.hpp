@@ -113,8 +113,7 @@ struct FlowRow {
 };
 
 // Memory for output tensors: from calloc, whose large blocks are fresh
-// mmap'ed pages, zero without being written (asked for transparent huge
-// pages, so touching them faults 512× less); and resize() does not write
+// mmap'ed pages, zero without being written; and resize() does not write
 // the bytes it adds. The extractors grow a tensor once, from empty, to its
 // full size, so every byte is zero until they write it and the rows' zero
 // padding costs nothing. (Shrinking then growing one again would expose
@@ -136,7 +135,7 @@ struct ZeroedAllocator {
     template <class U>
     bool operator==(const ZeroedAllocator<U>&) const noexcept { return true; }
 };
-void* zeroed_alloc(size_t bytes);  // calloc + MADV_HUGEPAGE for big blocks; throws bad_alloc
+void* zeroed_alloc(size_t bytes);  // calloc; throws bad_alloc
 template <class T>
 T* ZeroedAllocator<T>::allocate(size_t n) {
     if (n > SIZE_MAX / sizeof(T)) throw std::bad_alloc();

@@ -53,9 +53,7 @@ struct FreeDeleter {
     void operator()(uint8_t* p) const { std::free(p); }
 };
 
-// Append-only byte log in chunks; pointers stay valid until clear(). The
-// chunks come from zeroed_alloc (fresh pages, huge where granted: the log is
-// written once, so its page faults are most of its cost).
+// Append-only byte log in chunks; pointers stay valid until clear().
 class Log {
   public:
     void init(size_t max_piece) { chunk_ = std::max<size_t>(size_t{32} << 20, max_piece); }
