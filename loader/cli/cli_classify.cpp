@@ -185,11 +185,10 @@ std::optional<int> run_classify_command(const ClassifyCommand& c) {
     if (!model_loaded) return fail(model_loaded.error());
     const auto model_ptr = std::make_shared<const infer::Model>(std::move(*model_loaded));
     const infer::Model& model = *model_ptr;
-    auto inputs = resolve_captures(c.inputs, c.quiet);
-    if (!inputs) return fail(inputs.error());
-    const std::vector<std::string>& captures = inputs->captures;
-    const unsigned jobs = jobs_for(c.jobs, captures.size());
-    const unsigned threads = threads_per_job(c.threads, jobs);
+    auto plan = plan_captures(c.inputs, c.jobs, c.threads, c.quiet);
+    if (!plan) return fail(plan.error());
+    const std::vector<std::string>& captures = plan->captures;
+    const unsigned jobs = plan->jobs, threads = plan->threads;
 
     infer::BackendOptions bo;
     bo.device = c.device;

@@ -81,11 +81,10 @@ std::optional<int> run_features_command(const FeaturesCommand& c) {
     auto spec = features::parse_spec(c.spec);
     if (!spec) return fail(spec.error());
     if (c.batch == 0) return fail(Error{ErrorKind::Usage, 0, "--batch", "parse option", "must be > 0", {}});
-    auto inputs = resolve_captures(c.inputs, c.quiet);
-    if (!inputs) return fail(inputs.error());
-    const std::vector<std::string>& captures = inputs->captures;
-    const unsigned jobs = jobs_for(c.jobs, captures.size());
-    const unsigned threads = threads_per_job(c.threads, jobs);
+    auto plan = plan_captures(c.inputs, c.jobs, c.threads, c.quiet);
+    if (!plan) return fail(plan.error());
+    const std::vector<std::string>& captures = plan->captures;
+    const unsigned jobs = plan->jobs, threads = plan->threads;
 
     // The device is decided once (an error now, before any output).
     std::string why;

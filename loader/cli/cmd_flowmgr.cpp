@@ -229,11 +229,11 @@ int run_replay(const ReplayArgs& a, const CLI::App&) {
     auto fo = a.flowmgr.to_options();
     if (!fo) return fail(fo.error());
     fo->ring_wakeup = false;  // the replay drains the ring after every run
-    auto inputs = resolve_captures(a.inputs, a.quiet);
-    if (!inputs) return fail(inputs.error());
-    const std::vector<std::string>& captures = inputs->captures;
+    auto plan = plan_captures(a.inputs, a.jobs, 0, a.quiet);
+    if (!plan) return fail(plan.error());
+    const std::vector<std::string>& captures = plan->captures;
     const bool single = captures.size() == 1;
-    const unsigned jobs = jobs_for(a.jobs, captures.size());
+    const unsigned jobs = plan->jobs;
     std::string json_path = a.json_path;
     if (a.table && json_path == "-") json_path.clear();
 
@@ -285,7 +285,7 @@ int run_replay(const ReplayArgs& a, const CLI::App&) {
     CaptureProgress progress(captures.size(), !a.quiet);
     std::optional<Error> write_error;
     const std::function<bool(size_t, ReplayedCapture&&)> commit = [&](size_t i, ReplayedCapture&& r) {
-        const ReplayStats& st = r.st;
+        ReplayStats& st = r.st;
         if (json) {
             const std::string head = "{\"capture\":" + json::string(captures[i]) + ",";
             for (const auto& f : st.flows) {
@@ -306,10 +306,9 @@ int run_replay(const ReplayArgs& a, const CLI::App&) {
                 ++total.pcap_written;
             }
         if (single) {
-            ReplayStats shown_st = st;
-            shown_st.pcap_written = writer ? r.selected.size() : 0;
+            st.pcap_written = writer ? r.selected.size() : 0;
             // A failed replay still reports the flows and counters read before it.
-            if (!a.quiet || r.error) print_replay_summary(captures[i], a.write_pcap, shown_st, st.flows.size(), a.all_counters);
+            if (!a.quiet || r.error) print_replay_summary(captures[i], a.write_pcap, st, st.flows.size(), a.all_counters);
         }
         total.frames += st.frames;
         total.ran += st.ran;

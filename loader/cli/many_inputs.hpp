@@ -60,6 +60,24 @@ inline void add_capture_inputs(CLI::App* cmd, std::vector<std::string>& inputs, 
     return std::max(1u, cores / std::max(1u, jobs));
 }
 
+// What a many-captures command works on: the captures, the jobs (--jobs,
+// 0: the cores, never more than the captures) and the threads per job.
+struct CapturePlan {
+    std::vector<std::string> captures;
+    unsigned jobs = 1, threads = 1;
+};
+
+[[nodiscard]] inline Result<CapturePlan> plan_captures(const std::vector<std::string>& inputs, unsigned jobs,
+                                                       unsigned threads, bool quiet) {
+    auto in = resolve_captures(inputs, quiet);
+    if (!in) return in.error();
+    CapturePlan p;
+    p.captures = std::move(in->captures);
+    p.jobs = jobs_for(jobs, p.captures.size());
+    p.threads = threads_per_job(threads, p.jobs);
+    return p;
+}
+
 // The end of each capture's work, in input order: its failure (if any) is
 // named at once, the progress bar moves on. The exit code is the first
 // failure's (4: unreadable, 5: corrupt or unsupported), so a single capture

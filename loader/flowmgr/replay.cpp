@@ -185,6 +185,12 @@ Result<ReplayStats> replay_capture(FlowManager& fm, const std::string& capture, 
                                    bool progress, const SelectedSink& on_selected, ReplayStats* partial) {
     auto reader = pcap::Reader::open(capture);
     if (!reader) return reader.error();
+    return replay_capture(fm, *reader, capture, max_frames, progress, on_selected, partial);
+}
+
+Result<ReplayStats> replay_capture(FlowManager& fm, pcap::Reader& reader, const std::string& capture,
+                                   uint64_t max_frames, bool progress, const SelectedSink& on_selected,
+                                   ReplayStats* partial) {
     if (auto r = fm.reset(); !r) return r.error();
 
     ReplayStats st;
@@ -203,7 +209,7 @@ Result<ReplayStats> replay_capture(FlowManager& fm, const std::string& capture, 
         ETC_INFO("%s: frame %" PRIu64 " skipped: %s (further ones counted)", capture.c_str(),
                  frame.index + 1, e.message().c_str());
     };
-    const auto loop = for_each_ethernet_frame(*reader, [&](const EthernetFrame& ef) {
+    const auto loop = for_each_ethernet_frame(reader, [&](const EthernetFrame& ef) {
         auto res = fm.test_run(ef.bytes, ef.ts_ns);
         if (!res) {
             run_error = res.error();
@@ -244,13 +250,13 @@ Result<ReplayStats> replay_capture(FlowManager& fm, const std::string& capture, 
                 }
             }
         }
-        if (((ef.frame->index + 1) & 1023) == 0) bar.update(reader->offset(), ef.frame->index + 1, st.flows.size());
+        if (((ef.frame->index + 1) & 1023) == 0) bar.update(reader.offset(), ef.frame->index + 1, st.flows.size());
         return true;
     }, lo);
     st.frames = loop.frames;
     st.not_convertible = loop.not_ethernet;
     st.too_short = loop.too_short;
-    bar.update(reader->offset(), st.frames, st.flows.size(), true);
+    bar.update(reader.offset(), st.frames, st.flows.size(), true);
     bar.finish();
     st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
@@ -283,11 +289,10 @@ Result<ReplayStats> replay_capture(FlowManager& fm, const std::string& capture, 
 }
 
 Result<ReplayStats> replay(const ReplayOptions& o, ReplayStats* partial) {
-    // Open outputs before the long part, so a bad path fails at once.
-    {
-        auto probe = pcap::Reader::open(o.capture);
-        if (!probe) return probe.error();
-    }
+    // The capture, then the outputs, before the long part, so a bad path
+    // fails at once.
+    auto reader = pcap::Reader::open(o.capture);
+    if (!reader) return reader.error();
     JsonSink json;
     if (o.json_path == "-") {
         json.f = stdout;
@@ -313,7 +318,7 @@ Result<ReplayStats> replay(const ReplayOptions& o, ReplayStats* partial) {
             return writer->write(ts, frame, origlen);
         };
     ReplayStats st;
-    auto r = replay_capture(*fm, o.capture, o.max_frames, o.progress, sink, &st);
+    auto r = replay_capture(*fm, *reader, o.capture, o.max_frames, o.progress, sink, &st);
     std::optional<Error> write_error;
     if (json.f) {
         for (const auto& f : st.flows) {

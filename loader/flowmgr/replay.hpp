@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "flowmgr/flowmgr.hpp"
+#include "common/pcap.hpp"
 #include "common/result.hpp"
 
 namespace etcpipe {
@@ -72,6 +73,11 @@ using SelectedSink =
 // The same stats as replay(); errors as replay(), with `partial` holding
 // what was read before them.
 [[nodiscard]] Result<ReplayStats> replay_capture(FlowManager& fm, const std::string& capture,
+                                                 uint64_t max_frames, bool progress,
+                                                 const SelectedSink& on_selected,
+                                                 ReplayStats* partial = nullptr);
+// The same on a capture already open (`capture` names it in messages).
+[[nodiscard]] Result<ReplayStats> replay_capture(FlowManager& fm, pcap::Reader& reader, const std::string& capture,
                                                  uint64_t max_frames, bool progress,
                                                  const SelectedSink& on_selected,
                                                  ReplayStats* partial = nullptr);
