@@ -13,6 +13,7 @@
 
 #include "anova/anova.hpp"
 #include "common/fd.hpp"
+#include "common/udp_frame.hpp"
 #include "common/result.hpp"
 #include "etcpipe/anova.h"
 
@@ -44,10 +45,6 @@ enum class Ignored { None, Short, Magic, Tag };
 // tag); sets `tag` to the verdict when it does.
 [[nodiscard]] bool is_reply_to(std::span<const uint8_t> reply, std::span<const uint8_t> req,
                                uint32_t& tag);
-
-// An Ethernet/IPv4/UDP frame around `payload` (for BPF_PROG_TEST_RUN).
-[[nodiscard]] std::vector<uint8_t> build_udp_frame(std::span<const uint8_t> payload,
-                                                   uint16_t dst_port, uint16_t src_port = 40000);
 
 // ---- UDP sockets -----------------------------------------------------------
 

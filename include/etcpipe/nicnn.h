@@ -1,0 +1,44 @@
+/* In-NIC integer networks: wire format of the digit CNN (bpf/nicnn.bpf.c)
+ * and the metadata/tag of the per-packet traffic tagger (bpf/pkttag.bpf.c),
+ * shared with the loader, the references and the tools. Valid C and C++.
+ * Multi-byte fields are little-endian, as the ANOVA messages. */
+#ifndef ETCPIPE_NICNN_H
+#define ETCPIPE_NICNN_H
+
+#include <linux/types.h>
+
+/* ---- nicnn: the seed's 8x8 digit CNN ------------------------------------ */
+#define NICNN_MAGIC        0x6E6E63696E637465ULL /* "etcnicnn" */
+#define NICNN_PORT         9878          /* UDP destination port of requests */
+#define NICNN_PIXELS       64            /* 8x8, row-major */
+#define NICNN_PIXEL_MAX    15            /* 4-bit pixels: higher bits are ignored */
+#define NICNN_CLASSES      10
+#define NICNN_PROG_NAME    "xdp_nicnn"
+
+enum nicnn_tag {
+	NICNN_TAG_REQUEST    = 0, /* request: the program classifies */
+	NICNN_TAG_CLASSIFIED = 1, /* verdict written */
+};
+
+enum nicnn_flags {
+	NICNN_F_REPLY = 1, /* request: send the verdict back (XDP_TX), else XDP_PASS */
+};
+
+struct nicnn_result {
+	__u32 cls;                   /* argmax of score (first of equals) */
+	__s32 score[NICNN_CLASSES];  /* integer logits */
+	__u16 prob[NICNN_CLASSES];   /* base-2 softmax: 0x8000 >> min((max - score) >> T, 15) */
+};
+
+/* A request is exactly this UDP payload (longer payloads are accepted; the
+ * bytes after it are left alone). The sender zeroes `result` or not: the
+ * program rewrites it and fixes the UDP checksum for whatever was there. */
+struct nicnn_msg {
+	__u64 magic;
+	__u32 tag;                   /* enum nicnn_tag */
+	__u32 flags;                 /* enum nicnn_flags */
+	__u8  pixel[NICNN_PIXELS];   /* low 4 bits used */
+	struct nicnn_result result;
+};
+
+#endif /* ETCPIPE_NICNN_H */

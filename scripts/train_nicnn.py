@@ -1,0 +1,339 @@
+#!/usr/bin/python3
+"""Trains the in-NIC digit CNN of bpf/nicnn.bpf.c (the ANOVA report's
+"simplified AlexNet on the SmartNIC") and writes the header the program and
+its C++ reference are compiled from. `make nicnn-model` runs it.
+
+Data: the 1,797 real 8x8 handwritten digits that Debian's python3-sklearn
+ships (sklearn.datasets.load_digits, UCI optdigits, pixels 0..16). The NIC
+takes 4-bit pixels: 16 is sent as 15 (etcpipe::nicnn::pixel_of does the same).
+Fixed split by index: images 0..1346 train, 1347..1796 test (450). Every
+choice (filters, non-zeros per filter, the FC exponent range) is made on a
+validation part carved out of the training images (1077..1346); the test
+images are scored once, at the end, and never used for a choice.
+
+Network (the seed's): 8x8 input, F filters 5x5 stride 1 (-> 4x4) with bias,
+ReLU, 2x2 max-pool (-> 2x2), fully connected to 10, a base-2 softmax done
+with shifts, argmax.
+
+Integer model (what XDP runs):
+  conv    ternary weights t in {-1,0,+1}, at most K non-zeros per filter
+          (K <= 17: the program sums a whole output row in one 32-bit word,
+          four 8-bit lanes of at most 17 * 15 = 255), integer bias B_f;
+  pool    max of the 2x2 integer conv outputs, then h = max(0, m + B_f)
+          (max and ReLU commute with the per-filter scale, which is >0 and
+          is folded into the next layer);
+  fc      power-of-two weights q in {0, +-1, +-2, ..., +-2^E}: a shift and an
+          add each, zeros vanish; integer bias C_k;
+  softmax p_k = 2^15 >> min((max_j s_j - s_k) >> T, 15), T chosen so that
+          2^(-d >> T) approximates e^(z_k - z_max) for the float logits z;
+  class   the first index of the largest score.
+Quantisation-aware training (straight-through estimator) from the float
+model; the float model's own test accuracy is reported beside it.
+
+Writes: include/etcpipe/nicnn_model.h (the parameters as C arrays; the BPF
+program folds them into immediates), models/nicnn.md (the report),
+models/nicnn_float.pt (the float reference's state dict).
+Usage: scripts/train_nicnn.py [--out-header H] [--report R]
+"""
+import argparse
+import datetime
+import math
+import os
+import sys
+
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F_
+
+try:
+    from sklearn.datasets import load_digits
+except ImportError:
+    sys.exit("train_nicnn: python3-sklearn is missing (scripts/install-deps.sh installs it)")
+
+N_TRAIN = 1347     # images 0..1346; the rest (450) is the test split
+N_FIT = 1077       # images 0..1076 fit, 1077..1346 validate
+LANE_MAX_NNZ = 17  # 17 * 15 = 255: a conv output row fits four 8-bit lanes
+FC_EMAX = 6        # fc weights are 0 or ±2^e, e = 0..FC_EMAX
+PIX_MAX = 15
+
+
+def load():
+    d = load_digits()
+    x = np.minimum(d.images, PIX_MAX).astype(np.int64)  # (1797, 8, 8), 4-bit
+    return x, d.target.astype(np.int64)
+
+
+class Net(nn.Module):
+    """Float model; with quant_conv and quant_fc the forward pass uses the
+    integer model's weights (ternary conv, power-of-two FC), so that its
+    logits are s * the integer scores."""
+
+    def __init__(self, filters):
+        super().__init__()
+        self.conv = nn.Conv2d(1, filters, 5)
+        self.fc = nn.Linear(4 * filters, 10)
+        self.quant_conv = self.quant_fc = False
+        self.k = LANE_MAX_NNZ
+        self.emax = FC_EMAX
+        self.fc_keep = 4 * filters
+        self.taps = 25
+
+    # ---- quantisers (each returns float tensors equal to the integer model) --
+    def conv_q(self):
+        w = self.conv.weight[:, 0]  # (F, 5, 5)
+        # taps (kernel positions) shared by all filters: each used tap is
+        # one packet load per output row in the program, whichever filters
+        # use it; the self.taps with the most weight across filters are kept
+        group = w.abs().sum(0).flatten()
+        tap_kth = group.topk(self.taps).values[-1]
+        tap_keep = (group >= tap_kth).float().reshape(1, 5, 5)
+        flat = (w.abs() * tap_keep).reshape(w.shape[0], -1)
+        kth = flat.topk(self.k, dim=1).values[:, -1:]
+        keep = ((flat >= kth) & (flat > 0)).float().reshape_as(w)
+        t = torch.sign(w) * keep
+        alpha = (w.abs() * keep).sum((1, 2)) / keep.sum((1, 2)).clamp(min=1)
+        beta = (alpha / PIX_MAX).detach()  # input is x/15
+        wq = alpha[:, None, None] * t
+        wq = w + (wq - w).detach()
+        bint = torch.round(self.conv.bias / beta)
+        bq = self.conv.bias + (beta * bint - self.conv.bias).detach()
+        return wq[:, None], bq, t.detach(), beta, bint.detach()
+
+    def fc_q(self, beta):
+        # FC input of filter f is beta_f * h_int: fold beta into the weights
+
+        bcol = beta.repeat_interleave(4)  # flatten order is (f, a, b)
+        wp = self.fc.weight * bcol[None, :]
+        s = (wp.abs().max() / 2.0 ** self.emax).detach()
+        r = wp / s
+        e = torch.round(torch.log2(r.abs().clamp(min=1e-12))).clamp(0, self.emax)
+        # the fc_keep largest weights of each class, and only those that
+        # do not round to 0: each kept weight is an add in the program
+        kth = r.abs().topk(min(self.fc_keep, r.shape[1]), dim=1).values[:, -1:]
+        keep = ((r.abs() >= kth) & (r.abs() >= 2.0 ** -0.5)).float()
+        q = torch.sign(r) * 2.0 ** e * keep
+        w_eff = s * q / bcol[None, :]
+        wq = self.fc.weight + (w_eff - self.fc.weight).detach()
+        cint = torch.round(self.fc.bias / s)
+        cq = self.fc.bias + (s * cint - self.fc.bias).detach()
+        return wq, cq, q.detach(), s, cint.detach()
+
+    def forward(self, x):
+        x = x[:, None].float() / PIX_MAX
+        wq, bq, _, beta, _ = self.conv_q()
+        y = F_.conv2d(x, wq, bq) if self.quant_conv else self.conv(x)
+        y = F_.max_pool2d(F_.relu(y), 2).flatten(1)
+        if self.quant_fc:
+            wq, cq, _, _, _ = self.fc_q(beta)
+            return F_.linear(y, wq, cq)
+        return self.fc(y)
+
+
+def fit(net, x, y, epochs, lr, wd=1e-4):
+    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=wd)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    for _ in range(epochs):
+        net.train()
+        perm = torch.randperm(len(xt))
+        for i in range(0, len(xt), 64):
+            idx = perm[i:i + 64]
+            opt.zero_grad()
+            loss = F_.cross_entropy(net(xt[idx]), yt[idx])
+            loss.backward()
+            opt.step()
+        sched.step()
+
+
+def float_acc(net, x, y):
+    net.eval()
+    with torch.no_grad():
+        return float((net(torch.from_numpy(x)).argmax(1).numpy() == y).mean())
+
+
+def export(net):
+    """The integer model's parameters as Python ints."""
+    with torch.no_grad():
+        _, _, t, beta, bint = net.conv_q()
+        _, _, q, s, cint = net.fc_q(beta)
+        logit_scale = float(s)
+    # 2^-T ~ s * log2(e): a score difference d is d * s * log2(e) bits
+    temp_shift = int(min(30, max(0, round(-math.log2(logit_scale * math.log2(math.e))))))
+    return {
+        "t": t.numpy().astype(np.int64),          # (F, 5, 5)
+        "b": bint.numpy().astype(np.int64),       # (F,)
+        "q": q.numpy().astype(np.int64),          # (10, 4F), flatten order (f, a, b)
+        "c": cint.numpy().astype(np.int64),       # (10,)
+        "shift": temp_shift,
+    }
+
+
+def int_forward(p, x):
+    """The integer model, written plainly (NumPy): scores (N, 10), classes,
+    base-2 softmax. etcpipe::nicnn::reference is its C++ twin."""
+    n = x.shape[0]
+    filters = p["t"].shape[0]
+    conv = np.zeros((n, filters, 4, 4), np.int64)
+    for f in range(filters):
+        for i in range(4):
+            for j in range(4):
+                conv[:, f, i, j] = (x[:, i:i + 5, j:j + 5] * p["t"][f]).sum((1, 2))
+    m = conv.reshape(n, filters, 2, 2, 2, 2).max(axis=(3, 5))  # (n, f, a, b)
+    h = np.maximum(0, m + p["b"][None, :, None, None]).reshape(n, -1)
+    scores = h @ p["q"].T + p["c"][None, :]
+    cls = scores.argmax(1)
+    d = (scores.max(1, keepdims=True) - scores) >> p["shift"]
+    prob = 0x8000 >> np.minimum(d, 15)
+    return scores, cls, prob
+
+
+def train_one(filters, taps, k, x, y, seed):
+    """The float model, then quantisation-aware training in two steps: the
+    conv weights (ternary) first, then, with the conv frozen, the fc weights
+    (powers of two). Quantising both at once lost 3-10 points on validation."""
+    torch.manual_seed(seed)
+    net = Net(filters)
+    net.taps, net.k = taps, k
+    fit(net, x, y, epochs=150, lr=0.01)
+    fl = Net(filters)
+    fl.load_state_dict(net.state_dict())
+    net.quant_conv = True
+    fit(net, x, y, epochs=150, lr=1e-3)
+    net.conv.weight.requires_grad_(False)
+    net.conv.bias.requires_grad_(False)
+    net.quant_fc = True
+    fit(net, x, y, epochs=150, lr=1e-3)
+    return fl, net
+
+
+def header(p, info):
+    filters = p["t"].shape[0]
+    out = []
+    out.append("/* GENERATED by scripts/train_nicnn.py — do not edit; `make nicnn-model` rewrites it.\n"
+               " * The integer digit CNN of bpf/nicnn.bpf.c and etcpipe::nicnn::reference.\n"
+               f" * {info}\n"
+               " * Valid C and C++; the BPF program folds every entry into an immediate\n"
+               " * (constant indices only), so no array reaches the object. */")
+    out.append("#ifndef ETCPIPE_NICNN_MODEL_H\n#define ETCPIPE_NICNN_MODEL_H\n")
+    out.append(f"#define NICNN_FILTERS {filters}")
+    out.append(f"#define NICNN_FC_EMAX {FC_EMAX}")
+    out.append(f"#define NICNN_SOFTMAX_SHIFT {p['shift']}")
+    out.append("/* scripts/train_nicnn.py's integer model (NumPy) got this many of the 450 test")
+    out.append(" * images right; the C++ reference must get the same (tests/bpf/test_nicnn.cpp) */")
+    out.append(f"#define NICNN_TEST_CORRECT {p['test_correct']}\n")
+    out.append("/* conv weights t[f][u][v] in {-1, 0, 1} (row u, column v of the 5x5 kernel) */")
+    out.append(f"static const signed char nicnn_conv_w[{filters}][5][5] = {{")
+    for f in range(filters):
+        rows = ", ".join("{" + ", ".join(f"{int(v):2d}" for v in p["t"][f][u]) + "}" for u in range(5))
+        out.append(f"\t{{{rows}}},")
+    out.append("};")
+    out.append("/* conv bias B_f (integer, in pixel units) */")
+    out.append(f"static const int nicnn_conv_b[{filters}] = {{" + ", ".join(str(int(v)) for v in p["b"]) + "};")
+    out.append("/* fc weights q[k][4f + 2a + b] in {0, ±2^e}: filter f, pooled row a, column b */")
+    out.append(f"static const int nicnn_fc_w[10][{4 * filters}] = {{")
+    for k in range(10):
+        out.append("\t{" + ", ".join(str(int(v)) for v in p["q"][k]) + "},")
+    out.append("};")
+    out.append("static const int nicnn_fc_b[10] = {" + ", ".join(str(int(v)) for v in p["c"]) + "};")
+    out.append("\n#endif /* ETCPIPE_NICNN_MODEL_H */")
+    return "\n".join(out) + "\n"
+
+
+def confusion(y, pred):
+    m = np.zeros((10, 10), np.int64)
+    for a, b in zip(y, pred):
+        m[a, b] += 1
+    return m
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ap.add_argument("--out-header", default=os.path.join(root, "include/etcpipe/nicnn_model.h"))
+    ap.add_argument("--report", default=os.path.join(root, "models/nicnn.md"))
+    ap.add_argument("--float-model", default=os.path.join(root, "models/nicnn_float.pt"))
+    ap.add_argument("--candidates", default="3:25:12,4:25:12",
+                    help="FILTERS:TAPS:NNZ,... chosen on validation (TAPS: kernel positions "
+                         "shared by all filters, NNZ <= 17: non-zeros per filter)")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+
+    x, y = load()
+    xtr, ytr, xte, yte = x[:N_TRAIN], y[:N_TRAIN], x[N_TRAIN:], y[N_TRAIN:]
+    xfit, yfit, xval, yval = xtr[:N_FIT], ytr[:N_FIT], xtr[N_FIT:], ytr[N_FIT:]
+
+    # choices on validation only
+    rows = []
+    best = None
+    for cand in a.candidates.split(","):
+        filters, taps, k = (int(v) for v in cand.split(":"))
+        if not 1 <= k <= LANE_MAX_NNZ or not 1 <= taps <= 25:
+            sys.exit(f"train_nicnn: {cand}: NNZ 1..{LANE_MAX_NNZ}, TAPS 1..25")
+        fl, qn = train_one(filters, taps, k, xfit, yfit, a.seed)
+        p = export(qn)
+        _, cls, _ = int_forward(p, xval)
+        acc_i = float((cls == yval).mean())
+        acc_f = float_acc(fl, xval, yval)
+        rows.append((filters, taps, k, acc_f, acc_i))
+        print(f"train_nicnn: filters {filters} taps {taps} nnz {k}: validation float {acc_f:.3f} "
+              f"int {acc_i:.3f}", flush=True)
+        # the most accurate integer model; among equals the first (smallest)
+        if best is None or acc_i > best[3] + 1e-9:
+            best = (filters, taps, k, acc_i)
+    filters, taps, k, _ = best
+
+    # the final model: all training images, the chosen settings
+    fl, qn = train_one(filters, taps, k, xtr, ytr, a.seed)
+    p = export(qn)
+    scores, cls, _ = int_forward(p, xte)
+    acc_i = float((cls == yte).mean())
+    acc_f = float_acc(fl, xte, yte)
+    _, cls_tr, _ = int_forward(p, xtr)
+    acc_tr = float((cls_tr == ytr).mean())
+    nnz_conv = int((p["t"] != 0).sum())
+    nnz_fc = int((p["q"] != 0).sum())
+    print(f"train_nicnn: chosen filters {filters} taps {taps} nnz {k}; test float {acc_f:.4f} "
+          f"int {acc_i:.4f}")
+    if scores.min() < -(1 << 30) or scores.max() > (1 << 30):
+        sys.exit("train_nicnn: integer scores out of the 32-bit range the program assumes")
+
+    info = (f"filters {filters}, {taps} shared taps, <= {k} non-zeros per filter; test accuracy "
+            f"float {acc_f:.4f}, integer {acc_i:.4f} (450 images)")
+    p["test_correct"] = int((cls == yte).sum())
+    with open(a.out_header, "w") as fh:
+        fh.write(header(p, info))
+    torch.save(fl.state_dict(), a.float_model)
+
+    cm = confusion(yte, cls)
+    with open(a.report, "w") as fh:
+        fh.write("# nicnn: the in-NIC digit CNN (`bpf/nicnn.bpf.c`)\n\n")
+        fh.write(f"Generated by `scripts/train_nicnn.py` on {datetime.date.today().isoformat()}; "
+                 "`make nicnn-model` reproduces it.\n\n")
+        fh.write("Data: sklearn's 8×8 digits (Debian `python3-sklearn`, 1,797 real images, UCI optdigits), "
+                 "pixels clamped to 0..15. Split by index: train 0..1346 (fit 0..1076, validation "
+                 "1077..1346), test 1347..1796 (450 images, used once, after every choice).\n\n")
+        fh.write("## Choices on the validation images\n\n| filters | shared taps | conv non-zeros/filter | float | integer |\n"
+                 "|---|---|---|---|---|\n")
+        for r in rows:
+            fh.write(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.3f} | {r[4]:.3f} |\n")
+        fh.write(f"\nChosen: {filters} filters over {taps} shared kernel positions, ≤ {k} non-zero "
+                 "ternary weights each.\n\n")
+        fh.write("## Test images (450)\n\n| model | accuracy |\n|---|---|\n")
+        fh.write(f"| float reference (`models/nicnn_float.pt`) | {acc_f:.4f} |\n")
+        fh.write(f"| integer model (the header; XDP runs it) | {acc_i:.4f} |\n")
+        fh.write(f"| integer model on its training images | {acc_tr:.4f} |\n\n")
+        fh.write(f"Difference integer − float: {100 * (acc_i - acc_f):+.2f} points.\n\n")
+        fh.write(f"Parameters: conv {nnz_conv} non-zero of {25 * filters} ternary weights, "
+                 f"{filters} biases; fc {nnz_fc} non-zero of {40 * filters} power-of-two weights "
+                 f"(|q| ≤ 2^6), 10 biases; softmax shift {p['shift']}.\n\n")
+        fh.write("## Confusion on the test images (integer model; rows true, columns predicted)\n\n")
+        fh.write("| | " + " | ".join(str(i) for i in range(10)) + " |\n|---" * 11 + "|\n")
+        for i in range(10):
+            fh.write(f"| **{i}** | " + " | ".join(str(int(v)) for v in cm[i]) + " |\n")
+    print(f"train_nicnn: wrote {a.out_header}, {a.report}, {a.float_model}")
+
+
+if __name__ == "__main__":
+    main()
