@@ -87,9 +87,10 @@ static __always_inline int parse_ipv6_plain(struct hdr_cursor *nh, void *data_en
 }
 
 /* IEEE-754 double (bit pattern) to unsigned fixed point with f fractional
- * bits, truncated toward zero, integer ops only. Returns the value; ORs 1
- * into *bad for NaN, ±Inf, negative values (−0.0 is 0) and values
- * ≥ 2^(32−f); subnormals give 0. f ≤ 32 (checked by the caller).
+ * bits, truncated toward zero, integer ops only; g = 1075 − f, computed once
+ * per request. Returns the value; ORs 1 into *bad for NaN, ±Inf, negative
+ * values (−0.0 is 0) and values ≥ 2^(32−f); subnormals give 0. f ≤ 32
+ * (checked by the caller).
  *
  * Branch-free on purpose: with a branch per case, sixteen samples give the
  * verifier 4^16 paths it cannot prune (it gives up at 1M instructions), and
@@ -98,23 +99,25 @@ static __always_inline int parse_ipv6_plain(struct hdr_cursor *nh, void *data_en
  *
  * value = mant · 2^(exp − 1075) and fixed = value · 2^f, so with t = exp + f:
  * fixed < 2^32 iff t < 1055; then the right shift 1075 − t is ≥ 21, and it
- * leaves something only if t ≥ 1012 (0, subnormals and tiny values: 0). */
-static __always_inline __u32 f64_to_fixed(const __u32 *w, __u32 f, __u32 *bad)
+ * leaves something only if t ≥ 1012 (0, subnormals and tiny values: 0).
+ * With s = 1075 − t = g − exp (signed, −1004..1075): t ≥ 1055 iff s − 21 < 0
+ * and t ≥ 1012 iff s − 64 < 0, read from the sign bit. */
+static __always_inline __u32 f64_to_fixed(const __u32 *w, __u32 g, __u32 *bad)
 {
 	/* the high word holds sign and exponent: 32-bit ops (1 NFP insn each) */
 	__u32 lo = w[0], hi = w[1];
 	__u32 sign = hi >> 31;
 	__u32 mag = (hi << 1) | lo;                      /* 0 only for ±0.0 */
-	__u32 t = ((hi >> 20) & F64_EXP_MASK) + f;       /* ≤ 2047 + 32 */
+	__u32 s = g - ((hi >> 20) & F64_EXP_MASK);       /* 1075 − t, −1004..1075 */
 	__u32 nonzero = (mag | opaque32(0 - mag)) >> 31; /* mag != 0 */
-	__u32 big = opaque32(t + (0x10000 - 1055)) >> 16; /* t ≥ 1055: Inf, NaN too */
-	__u32 keep = opaque32(t + (0x10000 - 1012)) >> 16; /* t ≥ 1012 */
+	__u32 big = opaque32(s - 21) >> 31;              /* t ≥ 1055: Inf, NaN too */
+	__u32 keep = (__s32)opaque32(s - 64) >> 31;      /* all ones iff t ≥ 1012 */
 	__u64 mant = (__u64)((hi & 0xfffff) | 0x100000) << 32 | lo;
 	__u32 v;
 
-	v = mant >> ((1075 - t) & 63); /* & 63: a defined shift when bad */
-	v &= opaque32(0 - keep);        /* all ones if keep, else 0 */
-	v &= opaque32(sign - 1);        /* negative: 0 (−0.0) or bad */
+	v = mant >> (s & 63);    /* & 63: a defined shift when bad */
+	v &= keep;
+	v &= opaque32(sign - 1); /* negative: 0 (−0.0) or bad */
 	*bad |= (sign & nonzero) | big;
 	return v;
 }
@@ -124,21 +127,21 @@ static __always_inline __u32 f64_to_fixed(const __u32 *w, __u32 f, __u32 *bad)
  * from the packet where they are used rather than held in an array: sixteen
  * live values would be spilled, and a multiply operand reloaded from the
  * stack is harder to bound for the NFP checker. */
-static __always_inline __u32 anova_sample(void *p, const int i, const int enc, __u32 f,
+static __always_inline __u32 anova_sample(void *p, const int i, const int enc, __u32 g,
 					  __u32 *bad)
 {
 	if (enc == ANOVA_ENC_F64)
-		return f64_to_fixed((const __u32 *)&((struct anova_msg_f64 *)p)->x[i], f, bad);
+		return f64_to_fixed((const __u32 *)&((struct anova_msg_f64 *)p)->x[i], g, bad);
 	return ((struct anova_msg_u32 *)p)->x[i];
 }
 
 /* anova_sample() in the rule's loops. For doubles through opaque(): a
  * volatile asm per sample keeps the samples' conversions in order, one at a
  * time, instead of interleaved by clang with more live values (spills). */
-static __always_inline __u32 anova_read(void *p, const int i, const int enc, __u32 f,
+static __always_inline __u32 anova_read(void *p, const int i, const int enc, __u32 g,
 					__u32 *bad)
 {
-	__u32 v = anova_sample(p, i, enc, f, bad);
+	__u32 v = anova_sample(p, i, enc, g, bad);
 
 	return enc == ANOVA_ENC_F64 ? (__u32)opaque(v) : v;
 }
@@ -147,7 +150,7 @@ static __always_inline __u32 anova_read(void *p, const int i, const int enc, __u
  * variance, window 2 = x8..x15 the Chebyshev count. 64-bit arithmetic wraps
  * exactly as the C++ reference (decide_u32) does; what fits in 32 bits is
  * computed in 32 bits (mean, |x − mean|, the compare with ε, the count). */
-static __always_inline __u32 anova_decide(void *p, const int enc, __u32 f,
+static __always_inline __u32 anova_decide(void *p, const int enc, __u32 g,
 					  const struct anova_config *cfg)
 {
 	__u64 s1 = 0, s2 = 0, var, lhs = 0, eps2;
@@ -156,7 +159,7 @@ static __always_inline __u32 anova_decide(void *p, const int enc, __u32 f,
 #pragma unroll
 	for (int i = 0; i < ANOVA_HALF; i++) {
 		/* a u32: v ≤ 2^32 − 1 is obvious for the multiply */
-		__u64 v = anova_read(p, i, enc, f, &bad);
+		__u64 v = anova_read(p, i, enc, g, &bad);
 
 		s1 += v;
 		s2 = opaque(s2 + v * v); /* multiply next to its operand */
@@ -173,7 +176,7 @@ static __always_inline __u32 anova_decide(void *p, const int enc, __u32 f,
 	/* tot·ε² accumulated by addition: no multiply left to prove */
 #pragma unroll
 	for (int i = ANOVA_HALF; i < ANOVA_SAMPLES; i++) {
-		__u32 v = anova_read(p, i, enc, f, &bad);
+		__u32 v = anova_read(p, i, enc, g, &bad);
 		__u32 d = v > mean ? v - mean : mean - v;
 
 		if (d >= eps)
@@ -313,7 +316,7 @@ static __always_inline int anova_xdp(struct xdp_md *ctx, const int enc)
 		SWAP(udph->source, udph->dest);
 	}
 
-	verdict = anova_decide(req, enc, f, cfg);
+	verdict = anova_decide(req, enc, 1075 - f, cfg); /* g for f64_to_fixed */
 	/* re-derived rather than kept live through the rule */
 	udph = (struct udphdr *)((void *)req - sizeof(*udph));
 	req->tag = opaque(verdict);
