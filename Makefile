@@ -89,7 +89,7 @@ $(BUILD)/bpf/%.skel.h: $(BUILD)/bpf/%.bpf.o
 
 # bpf/NAME.bpf.o → the built object, so commands name it beside its source:
 # `ip link set dev IFACE xdp obj bpf/flowmgr.bpf.o sec xdp`,
-# `etcpipe check --target nfp bpf/anova.bpf.o`. Git-ignored.
+# `etcpipe check --target nfp bpf/anova.bpf.o bpf/anova_f64.bpf.o`. Git-ignored.
 BPF_LINKS := $(patsubst bpf/%.bpf.c,bpf/%.bpf.o,$(BPF_SRCS))
 bpf/%.bpf.o: $(BUILD)/bpf/%.bpf.o
 	$(Q)ln -sfn $(abspath $<) $@

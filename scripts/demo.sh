@@ -66,7 +66,7 @@ echo "=== ANOVA state split: the seed's series through the XDP program (BPF_PROG
 "$ETCPIPE" anova split testdata/anova/osh_000001SZ_daily.txt --plot "$OUT/osh_splits.svg" | tail -n 4
 echo
 echo "=== Can it be offloaded to an NFP SmartNIC? ==="
-"$ETCPIPE" check --target nfp "$BUILD/bpf/anova.bpf.o" || true
+"$ETCPIPE" check --target nfp "$BUILD/bpf/anova.bpf.o" "$BUILD/bpf/anova_f64.bpf.o" || true
 "$ETCPIPE" check --target nfp "$BUILD/bpf/flowmgr.bpf.o" | tail -n 3 || true
 
 echo

@@ -1,5 +1,6 @@
-/* ANOVA state split: wire format and configuration shared by bpf/anova.bpf.c
- * and the loader/tools. Valid C and C++. Everything on the wire is
+/* ANOVA state split: wire format and configuration shared by the XDP
+ * programs (bpf/anova.bpf.c for u32, bpf/anova_f64.bpf.c for f64, both from
+ * bpf/anova_prog.h) and the loader/tools. Valid C and C++. Everything on the wire is
  * little-endian (the seed's code sends host-order x86 values). */
 #ifndef ETCPIPE_ANOVA_H
 #define ETCPIPE_ANOVA_H
@@ -11,7 +12,7 @@
 #define ANOVA_HALF         8            /* window 1 = x0..x7, window 2 = x8..x15 */
 #define ANOVA_DEFAULT_PORT 9877
 #define ANOVA_MAP_CONFIG   "anova_cfg"  /* one-entry ARRAY, key 0 (NFP: lookup only) */
-#define ANOVA_PROG_NAME    "xdp_anova"  /* the XDP function's name in bpf/anova.bpf.c */
+#define ANOVA_PROG_NAME    "xdp_anova"  /* the XDP function's name in both anova objects */
 
 enum anova_tag {
 	ANOVA_TAG_DECIDE   = 0, /* request: the program decides */

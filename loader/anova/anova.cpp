@@ -1,5 +1,6 @@
 // ANOVA state split from user space: the reference rule, the fixed-point
-// conversion, series files, and bpf/anova.bpf.c through BPF_PROG_TEST_RUN.
+// conversion, series files, and the XDP program (bpf/anova.bpf.c or
+// bpf/anova_f64.bpf.c, by encoding) through BPF_PROG_TEST_RUN.
 #include "anova/anova.hpp"
 
 #include <arpa/inet.h>
@@ -14,9 +15,8 @@
 #include <fstream>
 #include <limits>
 
-#include "anova.skel.h"
+#include "anova/anova_object.hpp"
 #include "common/test_run.hpp"
-#include "common/skeleton.hpp"
 
 namespace etcpipe::anova {
 
@@ -87,7 +87,7 @@ uint32_t decide_f64(const std::array<double, ANOVA_SAMPLES>& x, const Params& p)
 // ---- the XDP program ----------------------------------------------------------
 
 struct Program::Impl {
-    Skeleton<anova_bpf> skel;
+    Object obj;  // the object for opts.encoding
     ProgramOptions opts;
     TestRunBuffers bufs;
     std::vector<uint8_t> frame;  // request template, reused by decide()
@@ -110,33 +110,33 @@ anova_config make_config(const ProgramOptions& o) {
 }
 
 Result<Program> Program::load(const ProgramOptions& opts) {
-    const char* what = "anova.bpf.o";
+    const char* what = object_file(opts.encoding);
     // The program masks ε and ε² to 32 bits for the NFP and passes every
     // packet when they are larger; refuse such a configuration here.
     if (auto r = check_params(opts.params); !r) return r.error();
     if (opts.port == 0)
         return Error{ErrorKind::Usage, EINVAL, what, "configure ANOVA program", "port 0", {}};
 
-    auto skel = Skeleton<anova_bpf>::open(what);
-    if (!skel) return skel.error();
-    if (auto r = skel->load(what); !r) return r.error();
+    auto obj = Object::open(opts.encoding);
+    if (!obj) return obj.error();
+    if (auto r = obj->load(); !r) return r.error();
 
     // Lookup-only in BPF (NFP firmware has no datapath map writes): the
     // configuration is written once, here.
     const anova_config cfg = make_config(opts);
     uint32_t key = 0;
-    if (bpf_map_update_elem(bpf_map__fd((*skel)->maps.anova_cfg), &key, &cfg, BPF_ANY))
+    if (bpf_map_update_elem(bpf_map__fd(obj->config_map()), &key, &cfg, BPF_ANY))
         return make_error(ErrorKind::Bpf, errno, ANOVA_MAP_CONFIG, "write configuration");
 
     Program prog;
     prog.impl_ = std::make_unique<Impl>();
-    prog.impl_->skel = std::move(*skel);
+    prog.impl_->obj = std::move(*obj);
     prog.impl_->opts = opts;
     return prog;
 }
 
 int Program::prog_fd() const {
-    return impl_ ? bpf_program__fd(impl_->skel->progs.xdp_anova) : -1;
+    return impl_ ? bpf_program__fd(impl_->obj.prog()) : -1;
 }
 
 const ProgramOptions& Program::options() const {

@@ -1,5 +1,6 @@
 // ANOVA state split from user space: the C++ reference rule, fixed-point
-// conversion, reading series, and the XDP program (bpf/anova.bpf.c) driven
+// conversion, reading series, and the XDP program (bpf/anova.bpf.c for u32,
+// bpf/anova_f64.bpf.c for f64: the object of the configured encoding) driven
 // through BPF_PROG_TEST_RUN. Wire format: include/etcpipe/anova.h.
 #pragma once
 

@@ -1,4 +1,6 @@
-// BPF_PROG_TEST_RUN tests of bpf/anova.bpf.c through etcpipe::anova, and of
+// BPF_PROG_TEST_RUN tests of the ANOVA XDP programs (bpf/anova.bpf.c for
+// u32, bpf/anova_f64.bpf.c for f64: Program::load picks the object of the
+// configured encoding, so every test below runs both) through etcpipe::anova, and of
 // the user-space reference and series reader. Tests that load the program
 // need root (CAP_BPF + CAP_NET_ADMIN); without it they are skipped with the
 // reason. Series come from testdata/anova/ (run from the repository root).
@@ -11,7 +13,8 @@
 // - tx replies swap MACs, addresses and ports and keep the IPv4 header and
 //   UDP checksums valid (checked here by an independent sum); an IPv4 UDP
 //   checksum of 0 stays 0;
-// - everything that is not a request passes byte-identical with XDP_PASS.
+// - everything that is not a request passes byte-identical with XDP_PASS, and
+//   so does a request to an object whose config map names the other encoding.
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
 #include <unistd.h>
@@ -28,6 +31,8 @@
 #include <vector>
 
 #include "anova/anova.hpp"
+#include "anova/anova_object.hpp"
+#include "common/test_run.hpp"
 #include "etcpipe/anova.h"
 #include "packet_builder.hpp"
 
@@ -699,6 +704,52 @@ TEST(AnovaFrames, NonRequestsPassByteIdentical) {
         ASSERT_TRUE(r);
         EXPECT_EQ(r->action, reply == ANOVA_REPLY_TX ? XDP_TX : XDP_PASS);
         EXPECT_NE(r->frame, req);
+    }
+}
+
+// Each object answers only its own encoding: loaded by hand (not through
+// Program::load, which always matches them) with the other encoding in its
+// config map, it passes every request untouched; with its own, it answers.
+TEST(AnovaFrames, ObjectPassesWhenConfiguredForTheOtherEncoding) {
+    SKIP_UNLESS_ROOT();
+    const auto u32_req = PacketBuilder().eth().ipv4("10.1.2.3", "10.9.8.7").udp(40001, ANOVA_DEFAULT_PORT).payload(u32_payload(split_window())).build();
+    F64Window fw{};
+    for (size_t i = 0; i < fw.size(); ++i) fw[i] = static_cast<double>(split_window()[i]) / 16384.0;
+    const auto f64_req = PacketBuilder().eth().ipv4("10.1.2.3", "10.9.8.7").udp(40001, ANOVA_DEFAULT_PORT).payload(f64_payload(fw)).build();
+    for (anova_encoding enc : {ANOVA_ENC_U32, ANOVA_ENC_F64}) {
+        SCOPED_TRACE(anova::object_file(enc));
+        auto obj = anova::Object::open(enc);
+        ASSERT_TRUE(obj) << obj.error().message();
+        ASSERT_TRUE(obj->load()) << "load " << obj->file();
+        const int fd = bpf_program__fd(obj->prog());
+        ASSERT_GE(fd, 0);
+        EXPECT_STREQ(bpf_program__name(obj->prog()), ANOVA_PROG_NAME);
+        const auto& own = enc == ANOVA_ENC_U32 ? u32_req : f64_req;
+        TestRunBuffers bufs;
+        for (anova_encoding cfg_enc : {ANOVA_ENC_U32, ANOVA_ENC_F64}) {
+            ProgramOptions o;
+            o.params = anova::osh_profile();
+            o.encoding = cfg_enc;
+            const anova_config cfg = anova::make_config(o);
+            const uint32_t key = 0;
+            ASSERT_EQ(bpf_map__update_elem(obj->config_map(), &key, sizeof(key), &cfg, sizeof(cfg), BPF_ANY), 0);
+            for (const auto* frame : {&u32_req, &f64_req}) {
+                auto r = xdp_test_run(fd, *frame, {}, 1, bufs);
+                ASSERT_TRUE(r) << r.error().message();
+                EXPECT_EQ(r->action, XDP_PASS);
+                const std::vector<uint8_t> out(bufs.out.begin(), bufs.out.begin() + static_cast<std::ptrdiff_t>(frame->size()));
+                const char* what = frame == &u32_req ? "u32 request" : "f64 request";
+                // the other encoding configured: nothing answered (tag written)
+                if (cfg_enc != enc) {
+                    EXPECT_EQ(out, *frame) << what;
+                }
+                // its own: its own request answered (a u32 program also reads
+                // the first 16 words of the longer f64 request, as before)
+                if (cfg_enc == enc && frame == &own) {
+                    EXPECT_NE(out, *frame) << what;
+                }
+            }
+        }
     }
 }
 

@@ -166,10 +166,13 @@ TEST_F(Cli, ReplayWritesFlowsAndSelectedPackets) {
 
 TEST_F(Cli, CheckNfpVerdictsAndExitCodes) {
     const std::string b = build_dir();
-    auto ok = sh(etcpipe_bin() + " check --target nfp " + b + "/bpf/anova.bpf.o");
+    // Both ANOVA objects (u32 and f64 encodings) in one call.
+    auto ok = sh(etcpipe_bin() + " check --target nfp " + b + "/bpf/anova.bpf.o " + b +
+                 "/bpf/anova_f64.bpf.o");
     EXPECT_EQ(ok.status, 0) << ok.out << ok.err;
     EXPECT_NE(ok.out.find("NFP instructions (estimate)"), std::string::npos) << ok.out;
     EXPECT_NE(ok.out.find("verdict: offloadable"), std::string::npos) << ok.out;
+    EXPECT_NE(ok.out.find("anova_f64.bpf.o"), std::string::npos) << ok.out;
     auto bad = sh(etcpipe_bin() + " check --target nfp " + b + "/bpf/flowmgr.bpf.o");
     EXPECT_EQ(bad.status, 1) << bad.out;
     EXPECT_NE(bad.out.find("[map-type]"), std::string::npos) << bad.out;
