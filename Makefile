@@ -108,7 +108,9 @@ $(BUILD)/tests/bpf_progs/%.bpf.o: tests/bpf_progs/%.bpf.c $(DEPS_STAMP)
 CXXFLAGS ?= -O2 -g
 CXXFLAGS += -std=c++20 -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor \
 	-Wcast-qual -Wformat=2 -Wimplicit-fallthrough -Werror -pthread
-CPPFLAGS += -I. -Iinclude -Iloader -isystem $(BUILD)/bpf -MMD -MP
+# -MD, not -MMD: the skeletons come in through -isystem, and a changed BPF
+# program must rebuild what embeds it.
+CPPFLAGS += -I. -Iinclude -Iloader -isystem $(BUILD)/bpf -MD -MP
 # libxdp has no run-time version call: record the one we built against.
 LIBXDP_VERSION := $(shell pkg-config --modversion libxdp 2>/dev/null || echo unknown)
 GIT_REV := $(shell git describe --always --dirty 2>/dev/null || echo unknown)

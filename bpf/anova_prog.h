@@ -44,6 +44,7 @@
 
 #include "etcpipe/anova.h"
 #include "parsing.h"
+#include "udp_reply.h"
 
 /* The rule's configuration (struct anova_config), written by the loader. */
 struct {
@@ -71,19 +72,6 @@ static __always_inline __u32 opaque32(__u32 v)
 {
 	asm("" : "+r"(v));
 	return v;
-}
-
-/* IPv6 without extension headers: the requests we answer are plain UDP. */
-static __always_inline int parse_ipv6_plain(struct hdr_cursor *nh, void *data_end,
-					    struct ipv6hdr **ip6hdr)
-{
-	struct ipv6hdr *ip6h = nh->pos;
-
-	if ((void *)(ip6h + 1) > data_end || ip6h->version != 6)
-		return -1;
-	nh->pos = ip6h + 1;
-	*ip6hdr = ip6h;
-	return ip6h->nexthdr;
 }
 
 /* IEEE-754 double (bit pattern) to unsigned fixed point with f fractional
@@ -202,35 +190,6 @@ static __always_inline void udp_csum_tag(struct udphdr *udph, __u32 verdict)
 	if (!sum)
 		sum = 0xffff;
 	udph->check = sum;
-}
-
-/* Swaps two 16- or 32-bit packet words. Written out per word below rather
- * than looped: clang kept a loop over the MAC words despite #pragma unroll,
- * and the NFP must see none. */
-#define SWAP(a, b)                       \
-	do {                             \
-		__typeof__(a) t_ = (a);  \
-		(a) = (b);               \
-		(b) = t_;                \
-	} while (0)
-
-static __always_inline void swap_macs(struct ethhdr *eth)
-{
-	__u16 *d = (__u16 *)eth->h_dest, *s = (__u16 *)eth->h_source;
-
-	SWAP(d[0], s[0]);
-	SWAP(d[1], s[1]);
-	SWAP(d[2], s[2]);
-}
-
-static __always_inline void swap_ipv6_addrs(struct ipv6hdr *ip6h)
-{
-	__u32 *s = ip6h->saddr.in6_u.u6_addr32, *d = ip6h->daddr.in6_u.u6_addr32;
-
-	SWAP(s[0], d[0]);
-	SWAP(s[1], d[1]);
-	SWAP(s[2], d[2]);
-	SWAP(s[3], d[3]);
 }
 
 /* The whole program for encoding enc (a compile-time constant): the body of

@@ -70,9 +70,25 @@ static __always_inline __u32 opaque32(__u32 v)
 		     : [t] "w"(in_), [m] "i"(LANES4))
 #define ACC_ADD(acc_, in_) asm volatile("%[a] += %[t]" : [a] "+w"(acc_) : [t] "w"(in_))
 
+/* Branch-free compare and select. With a branch per max, ReLU and argmax
+ * the verifier walks 2^n paths (it gives up, E2BIG), and the NFP runs
+ * straight-line code best; opaque32 stops clang from turning the masks
+ * back into branches. */
+
+/* all ones if a < b, else 0 (|a - b| < 2^31) */
+static __always_inline __u32 lt_mask(__s32 a, __s32 b)
+{
+	return opaque32((__u32)((__s32)(a - b) >> 31));
+}
+
 static __always_inline __u32 max_u32(__u32 a, __u32 b)
 {
-	return a > b ? a : b;
+	return a ^ ((a ^ b) & lt_mask(a, b));
+}
+
+static __always_inline __s32 relu(__s32 x)
+{
+	return x & ~opaque32((__u32)(x >> 31));
 }
 
 /* Does any filter use kernel position (u, v)? Constant-folded. */
@@ -172,8 +188,8 @@ static __always_inline __u64 nicnn_run(const __u8 *px, struct nicnn_result *res)
 				__s32 a = (__s32)max_u32(m0, part[2 * f + 0]) + off;
 				__s32 b = (__s32)max_u32(m1, part[2 * f + 1]) + off;
 
-				h[4 * f + 2 * (i >> 1) + 0] = a > 0 ? a : 0;
-				h[4 * f + 2 * (i >> 1) + 1] = b > 0 ? b : 0;
+				h[4 * f + 2 * (i >> 1) + 0] = relu(a);
+				h[4 * f + 2 * (i >> 1) + 1] = relu(b);
 			}
 		}
 	}
@@ -202,9 +218,13 @@ static __always_inline __u64 nicnn_run(const __u8 *px, struct nicnn_result *res)
 		}
 		s += nicnn_fc_b[k];
 		score[k] = s;
-		if (k == 0 || s > best) {
+		if (k == 0) {
 			best = s;
-			cls = k;
+		} else {
+			const __u32 g = lt_mask(best, s); /* s > best: take it */
+
+			best ^= (best ^ s) & g;
+			cls ^= (cls ^ k) & g;
 		}
 	}
 	/* the base-2 softmax */
@@ -216,7 +236,8 @@ static __always_inline __u64 nicnn_run(const __u8 *px, struct nicnn_result *res)
 		STAGE_BARRIER(mem);
 		s = score[k];
 		d = (__u32)(best - s) >> NICNN_SOFTMAX_SHIFT;
-		p = 0x8000 >> (d > 15 ? 15 : d);
+		d ^= (d ^ 15) & lt_mask(15, d); /* min(d, 15) */
+		p = 0x8000 >> d;
 		res->score[k] = s;
 		res->prob[k] = p;
 		sum += (__u32)s;
