@@ -89,8 +89,8 @@ class Net(nn.Module):
         tap_kth = group.topk(self.taps).values[-1]
         tap_keep = (group >= tap_kth).float().reshape(1, 5, 5)
         flat = (w.abs() * tap_keep).reshape(w.shape[0], -1)
-        kth = flat.topk(self.k, dim=1).values[:, -1:]
-        keep = ((flat >= kth) & (flat > 0)).float().reshape_as(w)
+        top = flat.topk(self.k, dim=1).indices  # exactly k per filter, ties or not
+        keep = (torch.zeros_like(flat).scatter(1, top, 1.0) * (flat > 0).float()).reshape_as(w)
         t = torch.sign(w) * keep
         alpha = (w.abs() * keep).sum((1, 2)) / keep.sum((1, 2)).clamp(min=1)
         beta = (alpha / PIX_MAX).detach()  # input is x/15
@@ -329,7 +329,7 @@ def main():
                  f"{filters} biases; fc {nnz_fc} non-zero of {40 * filters} power-of-two weights "
                  f"(|q| ≤ 2^6), 10 biases; softmax shift {p['shift']}.\n\n")
         fh.write("## Confusion on the test images (integer model; rows true, columns predicted)\n\n")
-        fh.write("| | " + " | ".join(str(i) for i in range(10)) + " |\n|---" * 11 + "|\n")
+        fh.write("| | " + " | ".join(str(i) for i in range(10)) + " |\n" + "|---" * 11 + "|\n")
         for i in range(10):
             fh.write(f"| **{i}** | " + " | ".join(str(int(v)) for v in cm[i]) + " |\n")
     print(f"train_nicnn: wrote {a.out_header}, {a.report}, {a.float_model}")

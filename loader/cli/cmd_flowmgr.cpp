@@ -12,6 +12,7 @@
 #include <string>
 
 #include "anova/anova_attach.hpp"
+#include "nicnn/nicnn.hpp"
 #include "cli/cli_anova.hpp"
 #include "cli/cli_common.hpp"
 #include "cli/many_inputs.hpp"
@@ -59,8 +60,9 @@ void add_load_options(CLI::App* load, LoadArgs& a) {
                      "pin the flow table, counters, XSKMAP and ring buffer under this bpffs "
                      "directory (e.g. /sys/fs/bpf/etcpipe)");
     add_option(load, "--prog", a.prog,
-                     "flowmgr: the FlowManager; anova: the ANOVA state split (offloadable, -m hw)")
-        ->check(CLI::IsMember({"flowmgr", "anova"}))
+                     "flowmgr: the FlowManager; anova: the ANOVA state split (offloadable, -m hw); "
+                     "nicnn: the digit CNN (udp/9878, requests say pass or reply)")
+        ->check(CLI::IsMember({"flowmgr", "anova", "nicnn"}))
         ->capture_default_str();
     add_flowmgr_options(load, a.flowmgr);
     add_anova_params(load, a.anova);
@@ -90,6 +92,14 @@ int load_anova(const LoadArgs& a) {
     return kOk;
 }
 
+int load_nicnn(const LoadArgs& a) {
+    auto r = nicnn::attach(a.iface, a.mode);
+    if (!r) return fail(r.error());
+    std::printf("%s: nicnn digit CNN attached (program id %u, %s mode), udp/%u\n", a.iface.c_str(),
+                r->prog_id, xdp_mode_name(r->mode), NICNN_PORT);
+    return kOk;
+}
+
 int load_flowmgr(const LoadArgs& a) {
     auto opts = a.flowmgr.to_options();
     if (!opts) return fail(opts.error());
@@ -104,7 +114,9 @@ int load_flowmgr(const LoadArgs& a) {
 
 int run_load(const LoadArgs& a, const CLI::App&) {
     if (auto c = require_capabilities("load", {Cap::Bpf, Cap::NetAdmin, Cap::Perfmon}); !c) return fail(c.error());
-    return a.prog == "anova" ? load_anova(a) : load_flowmgr(a);
+    if (a.prog == "anova") return load_anova(a);
+    if (a.prog == "nicnn") return load_nicnn(a);
+    return load_flowmgr(a);
 }
 
 // ---- unload --------------------------------------------------------------

@@ -5,6 +5,7 @@
 
 #include "cli/cli_common.hpp"
 #include "anova/anova_status.hpp"
+#include "nicnn/nicnn.hpp"
 #include "flowmgr/flowmgr_attach.hpp"
 #include "mdfeed/mdfeed_attach.hpp"
 
@@ -53,7 +54,7 @@ void print_status(const std::vector<InterfaceStatus>& all) {
 }
 
 std::vector<ProgramKind> etcpipe_program_kinds() {
-    return {flowmgr_program_kind(), anova::program_kind(), md::program_kind()};
+    return {flowmgr_program_kind(), anova::program_kind(), md::program_kind(), nicnn::program_kind()};
 }
 
 Entry status_command() {

@@ -7,6 +7,7 @@
 #include "cli/cli_classify.hpp"
 #include "cli/cli_common.hpp"
 #include "cli/cli_features.hpp"
+#include "cli/cli_nicnn.hpp"
 #include "cli/cmd_flowmgr.hpp"
 #include "cli/cmd_md.hpp"
 #include "cli/cmd_status.hpp"
@@ -29,6 +30,7 @@ std::vector<Entry> command_table() {
         group_entry(add_anova_commands, run_anova_commands),  // check, anova
         group_entry(add_features_command, run_features_command),
         group_entry(add_classify_command, run_classify_command),
+        group_entry(add_nicnn_commands, run_nicnn_commands),
         md_commands(),
     };
 }

@@ -279,4 +279,21 @@ Result<Program::Verdict> Program::classify(const Pixels& px, bool reply) {
     return v;
 }
 
+Result<AttachResult> attach(const std::string& iface, XdpMode mode) {
+    auto skel = Skeleton<nicnn_bpf>::open("nicnn.bpf.o");
+    if (!skel) return skel.error();
+    // The attached program lives on after the skeleton is gone.
+    return attach_object(iface, mode, (*skel)->obj, NICNN_PROG_NAME, [] { return Result<void>{}; });
+}
+
+ProgramKind program_kind() {
+    ProgramKind k;
+    k.application = "nicnn";
+    k.prog_names = {NICNN_PROG_NAME};
+    k.describe = [](int, bool, std::FILE* out) {
+        std::fprintf(out, "    digit CNN: udp/%u, %d filters, stateless\n", NICNN_PORT, NICNN_FILTERS);
+    };
+    return k;
+}
+
 }  // namespace etcpipe::nicnn

@@ -13,6 +13,7 @@
 
 #include "etcpipe/nicnn.h"
 #include "common/result.hpp"
+#include "common/xdp_attach.hpp"
 
 namespace etcpipe::nicnn {
 
@@ -77,5 +78,13 @@ class Program {
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };
+
+// Attaches xdp_nicnn to an interface (native/skb through libxdp, hw as a
+// device offload). Stateless: nothing to configure, requests choose
+// pass or reply themselves (NICNN_F_REPLY).
+[[nodiscard]] Result<AttachResult> attach(const std::string& iface, XdpMode mode);
+
+// How status and unload know the program.
+[[nodiscard]] ProgramKind program_kind();
 
 }  // namespace etcpipe::nicnn
