@@ -75,10 +75,18 @@ static __always_inline __u32 opaque32(__u32 v)
  * straight-line code best; opaque32 stops clang from turning the masks
  * back into branches. */
 
-/* all ones if a < b, else 0 (|a - b| < 2^31) */
+/* all ones if a < b, else 0 (|a - b| < 2^31): the sign of a - b, in
+ * assembly so that clang cannot see a compare in it */
 static __always_inline __u32 lt_mask(__s32 a, __s32 b)
 {
-	return opaque32((__u32)((__s32)(a - b) >> 31));
+	__u32 m;
+
+	asm volatile("%[m] = %[a]\n\t"
+		     "%[m] -= %[b]\n\t"
+		     "%[m] s>>= 31"
+		     : [m] "=&w"(m)
+		     : [a] "w"(a), [b] "w"(b));
+	return m;
 }
 
 static __always_inline __u32 max_u32(__u32 a, __u32 b)
@@ -88,7 +96,7 @@ static __always_inline __u32 max_u32(__u32 a, __u32 b)
 
 static __always_inline __s32 relu(__s32 x)
 {
-	return x & ~opaque32((__u32)(x >> 31));
+	return x & ~lt_mask(x, 0);
 }
 
 /* Does any filter use kernel position (u, v)? Constant-folded. */

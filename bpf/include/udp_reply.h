@@ -36,13 +36,15 @@ static __always_inline int parse_ipv6_plain(struct hdr_cursor *nh, void *data_en
 		(b) = t_;                \
 	} while (0)
 
+/* 4 + 2 bytes each: four packet loads and four stores instead of six of
+ * each (a packet access is the NFP's most expensive instruction) */
 static __always_inline void swap_macs(struct ethhdr *eth)
 {
-	__u16 *d = (__u16 *)eth->h_dest, *s = (__u16 *)eth->h_source;
+	__u32 *d4 = (__u32 *)eth->h_dest, *s4 = (__u32 *)eth->h_source;
+	__u16 *d2 = (__u16 *)(eth->h_dest + 4), *s2 = (__u16 *)(eth->h_source + 4);
 
-	SWAP(d[0], s[0]);
-	SWAP(d[1], s[1]);
-	SWAP(d[2], s[2]);
+	SWAP(*d4, *s4);
+	SWAP(*d2, *s2);
 }
 
 static __always_inline void swap_ipv6_addrs(struct ipv6hdr *ip6h)
