@@ -51,7 +51,8 @@ DEPS_PRESENT := $(shell command -v $(CLANG) >/dev/null && command -v $(BPFTOOL) 
 	     -f /usr/include/CLI/CLI.hpp -a -f /usr/include/gtest/gtest.h -a \
 	     -f /usr/include/$(MULTIARCH)/asm/types.h -a -f /usr/include/onnx/onnx_pb.h -a \
 	     -f /usr/include/google/protobuf/message.h -a -f /usr/include/$(MULTIARCH)/cblas.h -a \
-	     -f /usr/include/tinyxml2.h -a -n "$(FUZZER_RT)" && echo yes)
+	     -f /usr/include/tinyxml2.h -a -n "$(FUZZER_RT)" -a \
+	     -f /usr/lib/python3/dist-packages/sklearn/datasets/data/digits.csv.gz && echo yes)
 
 $(DEPS_STAMP): scripts/install-deps.sh
 	$(Q)mkdir -p $(BUILD)
@@ -263,13 +264,18 @@ NDPI_CACHE := testdata/ndpi/.complete
 $(NDPI_CACHE): scripts/fetch-testdata.sh $(DEPS_STAMP)
 	$(Q)bash scripts/fetch-testdata.sh
 
-.PHONY: testdata test demo bench clean gpu-check model check-layers
+.PHONY: testdata test demo bench clean gpu-check model nicnn-model check-layers
 testdata: $(NDPI_CACHE)
 
 # Retrains the shipped classifier from the nDPI captures (scripts/train.py):
 # models/etc_app.{onnx,pt,md,confusion.svg}.
 model: $(CLI_BIN) $(NDPI_CACHE)
 	$(Q)/usr/bin/python3 scripts/train.py --etcpipe $(CLI_BIN) --work $(BUILD)/train --out models/etc_app
+
+# Retrains the in-NIC digit CNN (scripts/train_nicnn.py) on python3-sklearn's
+# digits: include/etcpipe/nicnn_model.h, models/nicnn.md, models/nicnn_float.pt.
+nicnn-model: $(DEPS_STAMP)
+	$(Q)/usr/bin/python3 scripts/train_nicnn.py
 
 # The include rules between loader/common, the applications, gpu/ and
 # bpf/include (scripts/check-layers.sh says which).

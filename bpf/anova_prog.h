@@ -55,7 +55,6 @@ struct {
 } anova_cfg SEC(".maps");
 
 #define U32_MAX_ 0xffffffffULL
-#define IPV4_MF  0x2000 /* "more fragments" in frag_off */
 #define F64_EXP_MASK  0x7ffU
 
 /* An opaque copy of v: clang can no longer fold it into a store-immediate
@@ -198,19 +197,14 @@ static __always_inline int anova_xdp(struct xdp_md *ctx, const int enc)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct hdr_cursor nh = { .pos = data };
-	struct ethhdr *eth = data;
-	struct iphdr *iph = NULL;
-	struct ipv6hdr *ip6h = NULL;
+	struct udp_request rq;
 	struct udphdr *udph;
 	struct anova_hdr *req;
 	struct anova_config *cfg;
-	struct l3_info l3;
-	__u16 vids[PARSE_MAX_VLAN_DEPTH];
-	__u32 key, l3_len, udp_len, verdict, f = 0, is_v6 = 0;
+	__u32 key, verdict, f = 0;
 	const __u32 need = enc == ANOVA_ENC_F64 ? sizeof(struct anova_msg_f64)
 						: sizeof(struct anova_msg_u32);
-	int action = XDP_PASS, proto;
+	int action = XDP_PASS;
 
 	key = opaque(0); /* stored from a register: no BPF_ST */
 	cfg = bpf_map_lookup_elem(&anova_cfg, &key);
@@ -221,38 +215,11 @@ static __always_inline int anova_xdp(struct xdp_md *ctx, const int enc)
 	if (cfg->eps > U32_MAX_ || cfg->eps2 > U32_MAX_ || cfg->encoding != enc)
 		goto out;
 
-	proto = parse_ethhdr_vlan(&nh, data_end, vids);
-	if (proto == bpf_htons(ETH_P_IP)) {
-		if (parse_ipv4(&nh, data_end, &iph, &l3) != IPPROTO_UDP)
-			goto out;
-		/* a first fragment (MF) carries only part of the datagram */
-		if (iph->frag_off & bpf_htons(IPV4_MF))
-			goto out;
-		l3_len = l3.payload_len;
-	} else if (proto == bpf_htons(ETH_P_IPV6)) {
-		if (parse_ipv6_plain(&nh, data_end, &ip6h) != IPPROTO_UDP)
-			goto out;
-		l3_len = bpf_ntohs(ip6h->payload_len);
-		is_v6 = 1;
-	} else {
-		goto out;
-	}
-	if (parse_udphdr(&nh, data_end, &udph) < 0 || udph->dest != bpf_htons(cfg->port))
-		goto out;
-	/* IPv6 forbids a zero UDP checksum (RFC 8200 §8.1): not a request we
-	 * could answer with a valid checksum without summing the payload */
-	if (is_v6 && !udph->check)
-		goto out;
-
-	udp_len = bpf_ntohs(udph->len);
-	if (udp_len < sizeof(*udph) + need || udp_len > l3_len)
-		goto out;
-
 	/* bounds with the encoding's constant size, which the verifier uses
 	 * for every later sample load */
-	req = nh.pos;
-	if ((void *)req + need > data_end)
+	if (parse_udp_request(data, data_end, cfg->port, need, &rq) < 0)
 		goto out;
+	req = rq.payload;
 	if (enc == ANOVA_ENC_F64) {
 		f = cfg->frac_bits;
 		if (f > 32)
@@ -266,14 +233,8 @@ static __always_inline int anova_xdp(struct xdp_md *ctx, const int enc)
 	 * more registers for the samples, fewer spills. Swapping source and
 	 * destination changes neither the IPv4 header checksum nor the UDP
 	 * checksum (its pseudo-header): ones' complement sums are order-free. */
-	if (cfg->reply == ANOVA_REPLY_TX) {
-		swap_macs(eth);
-		if (is_v6)
-			swap_ipv6_addrs(ip6h);
-		else
-			SWAP(iph->saddr, iph->daddr);
-		SWAP(udph->source, udph->dest);
-	}
+	if (cfg->reply == ANOVA_REPLY_TX)
+		udp_request_swap(&rq);
 
 	verdict = anova_decide(req, enc, 1075 - f, cfg); /* g for f64_to_fixed */
 	/* re-derived rather than kept live through the rule */

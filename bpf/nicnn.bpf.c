@@ -38,7 +38,6 @@
 #include "parsing.h"
 #include "udp_reply.h"
 
-#define IPV4_MF   0x2000     /* "more fragments" in frag_off */
 #define LANES4    0x0f0f0f0fU /* the low 4 bits of four pixels */
 
 /* Keeps clang from folding a stored constant into a store-immediate
@@ -279,65 +278,30 @@ int xdp_nicnn(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct hdr_cursor nh = { .pos = data };
-	struct ethhdr *eth = data;
-	struct iphdr *iph = NULL;
-	struct ipv6hdr *ip6h = NULL;
-	struct udphdr *udph;
+	struct udp_request rq;
 	struct nicnn_msg *msg;
-	struct l3_info l3;
-	__u16 vids[PARSE_MAX_VLAN_DEPTH];
-	__u32 l3_len, udp_len, is_v6 = 0, old = 0, new_;
-	int action = XDP_PASS, proto;
+	__u32 old = 0, new_;
+	int action = XDP_PASS;
 
-	proto = parse_ethhdr_vlan(&nh, data_end, vids);
-	if (proto == bpf_htons(ETH_P_IP)) {
-		if (parse_ipv4(&nh, data_end, &iph, &l3) != IPPROTO_UDP)
-			goto out;
-		/* a first fragment (MF) carries only part of the datagram */
-		if (iph->frag_off & bpf_htons(IPV4_MF))
-			goto out;
-		l3_len = l3.payload_len;
-	} else if (proto == bpf_htons(ETH_P_IPV6)) {
-		if (parse_ipv6_plain(&nh, data_end, &ip6h) != IPPROTO_UDP)
-			goto out;
-		l3_len = bpf_ntohs(ip6h->payload_len);
-		is_v6 = 1;
-	} else {
+	if (parse_udp_request(data, data_end, NICNN_PORT, sizeof(*msg), &rq) < 0)
 		goto out;
-	}
-	if (parse_udphdr(&nh, data_end, &udph) < 0 || udph->dest != bpf_htons(NICNN_PORT))
-		goto out;
-	/* IPv6 forbids a zero UDP checksum (RFC 8200 §8.1) */
-	if (is_v6 && !udph->check)
-		goto out;
-	udp_len = bpf_ntohs(udph->len);
-	if (udp_len < sizeof(*udph) + sizeof(*msg) || udp_len > l3_len)
-		goto out;
-	msg = nh.pos;
-	if ((void *)(msg + 1) > data_end)
-		goto out;
+	msg = rq.payload;
 	if (msg->magic != NICNN_MAGIC || msg->tag != NICNN_TAG_REQUEST)
 		goto out;
-
-	if (udph->check)
+	if (rq.udph->check)
 		old = fold64(result_sum(&msg->result) + msg->tag);
 	new_ = fold64(nicnn_run(msg->pixel, &msg->result) + NICNN_TAG_CLASSIFIED);
 	msg->tag = opaque32(NICNN_TAG_CLASSIFIED);
 	/* IPv4 may go without a UDP checksum (0): it stays 0 */
-	if (udph->check)
-		udp_csum_replace(udph, old, new_);
-
+	if (rq.udph->check)
+		udp_csum_replace(rq.udph, old, new_);
 	if (!(msg->flags & NICNN_F_REPLY))
 		goto out;
-	/* Swapping source and destination changes neither the IPv4 header
-	 * checksum nor the UDP checksum: ones' complement sums are order-free. */
-	swap_macs(eth);
-	if (is_v6)
-		swap_ipv6_addrs(ip6h);
-	else
-		SWAP(iph->saddr, iph->daddr);
-	SWAP(udph->source, udph->dest);
+	/* Swapping the headers after the network, not before: swapped first,
+	 * the verifier walked the network once per path into it and gave up
+	 * (1M instructions), although fewer live pointers made it ~370 NFP
+	 * instructions smaller. */
+	udp_request_swap(&rq);
 	action = XDP_TX;
 out:
 	return action;

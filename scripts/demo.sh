@@ -70,6 +70,11 @@ echo "=== Can it be offloaded to an NFP SmartNIC? ==="
 "$ETCPIPE" check --target nfp "$BUILD/bpf/flowmgr.bpf.o" | tail -n 3 || true
 
 echo
+echo "=== In-NIC digit CNN: the 450 held-out digits (python3-sklearn's) through xdp_nicnn ==="
+"$ETCPIPE" nicnn classify --digits | head -n 5
+"$ETCPIPE" check --target nfp "$BUILD/bpf/nicnn.bpf.o" | tail -n 2 || true
+
+echo
 echo "=== Classification: the shipped ONNX model (models/etc_app.onnx) on three of its held-out captures ==="
 MODEL=models/etc_app.onnx
 "$ETCPIPE" classify "$PCAPS/skype.pcap" "$PCAPS/quic.pcap" "$PCAPS/1kxun.pcap" --model "$MODEL" \

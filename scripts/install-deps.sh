@@ -20,6 +20,7 @@ packages=(
     libonnx-dev libprotobuf-dev     # inference: ONNX model parsing
     libopenblas-dev libopenblas0-pthread  # inference: CPU sgemm (pthread: training ~14x faster)
     python3-torch python3-onnx python3-numpy  # training (scripts/train.py) and the reference oracle
+    python3-sklearn                 # the 8x8 digits of the in-NIC CNN (scripts/train_nicnn.py, tests)
     libtinyxml2-dev                 # market data: FAST template XML
     librsvg2-bin                    # training report: SVG confusion matrix → PNG for viewing
     libndpi-bin                     # make bench: ndpiReader (nDPI 4.2), the peer of classify

@@ -7,8 +7,11 @@
 #define ETCPIPE_BPF_UDP_REPLY_H
 
 #include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
 #include <linux/ipv6.h>
 #include <linux/udp.h>
+#include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
 #include "parsing.h"
@@ -55,6 +58,75 @@ static __always_inline void swap_ipv6_addrs(struct ipv6hdr *ip6h)
 	SWAP(s[1], d[1]);
 	SWAP(s[2], d[2]);
 	SWAP(s[3], d[3]);
+}
+
+/* A request: headers of a plain UDP datagram and its payload. */
+struct udp_request {
+	struct ethhdr *eth;
+	struct iphdr *iph;    /* NULL for IPv6 */
+	struct ipv6hdr *ip6h; /* NULL for IPv4 */
+	struct udphdr *udph;
+	void *payload;        /* at least `need` bytes, bounds-checked */
+};
+
+#define UDP_REQ_IPV4_MF 0x2000 /* "more fragments" in frag_off */
+
+/* Parses Ethernet (VLANs too), IPv4 or plain IPv6, and UDP to `port` with
+ * a payload of at least `need` bytes inside the datagram and the frame.
+ * Returns 0 and fills r for such a request, -1 for anything else: a first
+ * fragment (MF), IPv6 with a zero UDP checksum (RFC 8200 §8.1 forbids it,
+ * and no reply could carry a valid one without summing the payload), a
+ * UDP length beyond the IP payload. */
+static __always_inline int parse_udp_request(void *data, void *data_end, __u16 port, __u32 need,
+					     struct udp_request *r)
+{
+	struct hdr_cursor nh = { .pos = data };
+	struct l3_info l3;
+	__u16 vids[PARSE_MAX_VLAN_DEPTH];
+	__u32 l3_len, udp_len;
+	int proto;
+
+	r->eth = data;
+	r->iph = NULL;
+	r->ip6h = NULL;
+	proto = parse_ethhdr_vlan(&nh, data_end, vids);
+	if (proto == bpf_htons(ETH_P_IP)) {
+		if (parse_ipv4(&nh, data_end, &r->iph, &l3) != IPPROTO_UDP)
+			return -1;
+		if (r->iph->frag_off & bpf_htons(UDP_REQ_IPV4_MF))
+			return -1;
+		l3_len = l3.payload_len;
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		if (parse_ipv6_plain(&nh, data_end, &r->ip6h) != IPPROTO_UDP)
+			return -1;
+		l3_len = bpf_ntohs(r->ip6h->payload_len);
+	} else {
+		return -1;
+	}
+	if (parse_udphdr(&nh, data_end, &r->udph) < 0 || r->udph->dest != bpf_htons(port))
+		return -1;
+	if (r->ip6h && !r->udph->check)
+		return -1;
+	udp_len = bpf_ntohs(r->udph->len);
+	if (udp_len < sizeof(struct udphdr) + need || udp_len > l3_len)
+		return -1;
+	r->payload = nh.pos;
+	if (r->payload + need > data_end)
+		return -1;
+	return 0;
+}
+
+/* Turns the request into its reply: MACs, addresses and ports swapped.
+ * Neither the IPv4 header checksum nor the UDP checksum (its
+ * pseudo-header) changes: ones' complement sums are order-free. */
+static __always_inline void udp_request_swap(struct udp_request *r)
+{
+	swap_macs(r->eth);
+	if (r->ip6h)
+		swap_ipv6_addrs(r->ip6h);
+	else if (r->iph)
+		SWAP(r->iph->saddr, r->iph->daddr);
+	SWAP(r->udph->source, r->udph->dest);
 }
 
 /* Folds a ones' complement sum of 16-bit words (held in up to 32 bits plus
