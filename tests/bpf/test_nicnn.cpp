@@ -15,6 +15,8 @@
 #include <linux/bpf.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -187,6 +189,63 @@ TEST(NicnnXdp, WhatIsNotARequestPassesUntouched) {
         EXPECT_EQ(action, XDP_PASS) << c.what;
         EXPECT_EQ(out, c.frame) << c.what;
     }
+}
+
+}  // namespace
+}  // namespace etcpipe::test
+
+namespace etcpipe::test {
+namespace {
+
+// A .npy file as NumPy writes it (format 1.0, little-endian, C order).
+void write_npy(const std::string& path, const std::string& descr, const std::string& shape,
+               const void* data, size_t bytes) {
+    std::string h = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
+    while ((10 + h.size() + 1) % 64) h += ' ';
+    h += '\n';
+    std::FILE* f = std::fopen(path.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    const uint8_t magic[8] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0};
+    const uint16_t len = static_cast<uint16_t>(h.size());
+    std::fwrite(magic, 1, 8, f);
+    std::fwrite(&len, 2, 1, f);
+    std::fwrite(h.data(), 1, h.size(), f);
+    std::fwrite(data, 1, bytes, f);
+    std::fclose(f);
+}
+
+TEST(NicnnImages, NpyFloatImagesAndIntegerLabelsReadAsTheDigits) {
+    auto d = digits_or_skip();
+    if (d.empty()) GTEST_SKIP() << "python3-sklearn's digits.csv.gz is not installed";
+    const size_t n = 100;
+    std::vector<double> px(n * 64);
+    std::vector<int64_t> labels(n);
+    for (size_t i = 0; i < n; ++i) {
+        for (size_t j = 0; j < 64; ++j) px[i * 64 + j] = d[i].px[j];
+        labels[i] = d[i].label;
+    }
+    char dir[] = "/tmp/etcpipe-nicnn-XXXXXX";
+    ASSERT_NE(mkdtemp(dir), nullptr);
+    const std::string img = std::string(dir) + "/x.npy", lab = std::string(dir) + "/y.npy";
+    write_npy(img, "<f8", "(100, 8, 8)", px.data(), px.size() * sizeof(double));
+    write_npy(lab, "<i8", "(100,)", labels.data(), labels.size() * sizeof(int64_t));
+    auto got = nicnn::load_npy_images(img, lab);
+    ASSERT_TRUE(got) << got.error().message();
+    ASSERT_EQ(got->size(), n);
+    for (size_t i = 0; i < n; ++i) {
+        EXPECT_EQ((*got)[i].px, d[i].px) << i;
+        EXPECT_EQ((*got)[i].label, d[i].label) << i;
+    }
+    // wrong shapes and label counts are refused with the reason
+    write_npy(lab, "<i8", "(99,)", labels.data(), 99 * sizeof(int64_t));
+    auto bad = nicnn::load_npy_images(img, lab);
+    ASSERT_FALSE(bad);
+    EXPECT_NE(bad.error().message().find("100 integer labels"), std::string::npos) << bad.error().message();
+    write_npy(img, "<f8", "(50, 128)", px.data(), 50 * 128 * sizeof(double));
+    EXPECT_FALSE(nicnn::load_npy_images(img));
+    std::remove(img.c_str());
+    std::remove(lab.c_str());
+    rmdir(dir);
 }
 
 }  // namespace

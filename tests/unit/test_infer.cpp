@@ -213,6 +213,7 @@ TEST_F(ShippedModel, MatchesTorchOnRealFlows) {
 }
 
 TEST_F(ShippedModel, CpuThreadsAndChunksAgree) {
+    SKIP_WITHOUT_TESTDATA("testdata/ndpi/pcap");
     const Rows rows = real_rows(model_->spec, 300);
     ASSERT_GT(rows.rows(), 0u);
     BackendOptions one, many;
