@@ -14,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include "anova/fmt.hpp"
+#include "common/fmt.hpp"
 #include "anova/net_tools.hpp"
 #include "anova/wire.hpp"
 #include "common/fd.hpp"
