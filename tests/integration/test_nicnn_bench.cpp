@@ -41,7 +41,7 @@ TEST(NicnnBench, TinyRunAnswersRightAndLeavesNothingBehind) {
     SKIP_UNLESS_BENCH_CAN_RUN();
     const size_t xdp_before = libxdp_entries();
     nicnn::BenchOptions o;
-    o.round_trips = 300;  // more than the 450 test images' first block, fewer than all
+    o.round_trips = 300;  // six blocks of 50 per target, fewer than the 450 test images
     o.block = 50;
     o.verify = 16;
     o.test_run_repeat = 100;
