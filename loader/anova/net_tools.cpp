@@ -5,8 +5,9 @@
 
 #include <algorithm>
 #include <cinttypes>
+#include <functional>
 
-#include "anova/fmt.hpp"
+#include "common/fmt.hpp"
 #include "anova/output.hpp"
 #include "anova/wire.hpp"
 #include "common/fd.hpp"
@@ -19,25 +20,15 @@ namespace etcpipe::anova {
 namespace {
 
 // Answers what is queued on fd without blocking, until EAGAIN or done().
-template <class Done>
 Result<void> drain(int fd, const ServeOptions& o, const std::string& where,
-                   std::vector<uint8_t>& buf, ServeStats& st, const Done& done) {
-    while (!done()) {
-        sockaddr_storage peer{};
-        socklen_t plen = sizeof peer;
-        ssize_t len = ::recvfrom(fd, buf.data(), buf.size(), MSG_DONTWAIT,
-                                 reinterpret_cast<sockaddr*>(&peer), &plen);
-        if (len < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-            return make_error(ErrorKind::Io, errno, where, "recvfrom");
-        }
+                   std::vector<uint8_t>& buf, ServeStats& st, const std::function<bool()>& done) {
+    return drain_udp(fd, buf, where, done,
+                     [&](std::span<uint8_t> d, const sockaddr_storage& peer, socklen_t plen) {
         ++st.datagrams;
-        std::span<uint8_t> d(buf.data(), static_cast<size_t>(len));
         switch (answer_in_place(d, o.encoding, o.params)) {
-        case Ignored::Short: ++st.ignored_short; continue;
-        case Ignored::Magic: ++st.ignored_magic; continue;
-        case Ignored::Tag: ++st.ignored_tag; continue;
+        case Ignored::Short: ++st.ignored_short; return;
+        case Ignored::Magic: ++st.ignored_magic; return;
+        case Ignored::Tag: ++st.ignored_tag; return;
         case Ignored::None: break;
         }
         ++st.requests;
@@ -50,8 +41,7 @@ Result<void> drain(int fd, const ServeOptions& o, const std::string& where,
             ++st.replies;
         else
             ++st.send_errors;
-    }
-    return {};
+    });
 }
 
 }  // namespace

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <fstream>
 
-#include "anova/fmt.hpp"
+#include "common/fmt.hpp"
 
 namespace etcpipe::anova {
 

@@ -1,7 +1,7 @@
 // The ANOVA request/reply on the wire (include/etcpipe/anova.h): building
 // and checking datagrams, the answer computed in place, an Ethernet/IPv4/UDP
-// frame around a request for BPF_PROG_TEST_RUN, and the UDP sockets that
-// carry requests.
+// frame around a request for BPF_PROG_TEST_RUN (the UDP sockets that carry
+// requests: common/udp_socket.hpp).
 #pragma once
 
 #include <chrono>
@@ -13,6 +13,7 @@
 
 #include "anova/anova.hpp"
 #include "common/fd.hpp"
+#include "common/udp_socket.hpp"
 #include "common/udp_frame.hpp"
 #include "common/result.hpp"
 #include "etcpipe/anova.h"
@@ -46,24 +47,11 @@ enum class Ignored { None, Short, Magic, Tag };
 [[nodiscard]] bool is_reply_to(std::span<const uint8_t> reply, std::span<const uint8_t> req,
                                uint32_t& tag);
 
-// ---- UDP sockets -----------------------------------------------------------
-
-// "host:port", or "[host]:port" for IPv6.
-[[nodiscard]] std::string endpoint(const std::string& host, uint16_t port);
-
-// A UDP socket bound to host:port (IPv4 or IPv6 literal), SO_REUSEADDR.
-[[nodiscard]] Result<UniqueFd> bind_udp(const std::string& host, uint16_t port);
-
-// A UDP socket connected to host:port: only its datagrams arrive, ICMP
-// errors are reported. udp_checksum false: IPv4 datagrams go without a UDP
-// checksum (SO_NO_CHECK), which XDP_TX on a local veth needs (see
-// SendOptions::udp_checksum).
-[[nodiscard]] Result<UniqueFd> connect_udp(const std::string& host, uint16_t port,
-                                           bool udp_checksum);
-
-using Clock = std::chrono::steady_clock;
-
-// Milliseconds until t for poll(), rounded up; 0 once it passed.
-[[nodiscard]] int ms_until(Clock::time_point t);
+// The UDP sockets (common/udp_socket.hpp), under their old names here too.
+using etcpipe::bind_udp;
+using etcpipe::Clock;
+using etcpipe::connect_udp;
+using etcpipe::endpoint;
+using etcpipe::ms_until;
 
 }  // namespace etcpipe::anova

@@ -10,6 +10,8 @@
 #include "cli/cli_common.hpp"
 #include "common/capabilities.hpp"
 #include "etcpipe/nicnn_model.h"
+#include "common/signals.hpp"
+#include "nicnn/latency_bench.hpp"
 #include "nicnn/nicnn.hpp"
 
 namespace etcpipe::cli {
@@ -36,6 +38,19 @@ void add_nicnn_commands(CLI::App& app, NicnnCommands& c) {
                "write one JSON line per image (class, scores, probabilities) here ('-': stdout)");
     c.classify->add_flag("--reply", c.reply,
                          "send each request with the reply flag (XDP_TX expected) instead of pass");
+
+    c.bench = c.nicnn->add_subcommand(
+        "bench",
+        "round-trip latency of real digit images, XDP_TX reply vs a user-space server running the "
+        "C++ reference, on a veth pair between two network namespaces it creates and removes");
+    add_option(c.bench, "--images", c.bench_images,
+               "round trips per target, one digit image each (round robin over the split)")
+        ->check(at_most(kMaxBenchWindows))
+        ->capture_default_str();
+    add_option(c.bench, "--split", c.bench_split,
+               "python3-sklearn's digits: test (images 1347.., never trained on) or all")
+        ->check(CLI::IsMember({"test", "all"}))
+        ->capture_default_str();
 }
 
 namespace {
@@ -148,10 +163,34 @@ int run_classify(const NicnnCommands& c) {
     return mismatches || bad_csum || bad_action ? kBpf : kOk;
 }
 
+int run_bench(const NicnnCommands& c) {
+    // Network namespaces (CAP_SYS_ADMIN) and two XDP programs.
+    if (auto cp = require_capabilities("nicnn bench", {Cap::SysAdmin, Cap::NetAdmin}); !cp)
+        return fail(cp.error());
+    if (c.bench_images == 0) {
+        std::fprintf(stderr, "error: nicnn bench: --images must be at least 1\n");
+        return kUsage;
+    }
+    install_stop_handlers();
+    nicnn::BenchOptions bo;
+    bo.round_trips = static_cast<size_t>(c.bench_images);
+    bo.split = c.bench_split;
+    bo.stop = &stop_flag();
+    auto r = nicnn::latency_bench(bo);
+    if (!r) return fail(r.error());
+    std::fputs(nicnn::format_bench(*r).c_str(), stdout);
+    if (r->xdp.wrong || r->user.wrong) {
+        std::fprintf(stderr, "error: nicnn bench: wrong results during the timed phase\n");
+        return kBpf;
+    }
+    return r->aborted ? kGeneral : kOk;
+}
+
 }  // namespace
 
 std::optional<int> run_nicnn_commands(const NicnnCommands& c) {
     if (c.classify && c.classify->parsed()) return run_classify(c);
+    if (c.bench && c.bench->parsed()) return run_bench(c);
     return std::nullopt;
 }
 

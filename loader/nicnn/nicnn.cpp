@@ -77,6 +77,19 @@ std::vector<uint8_t> build_request(const Pixels& px, bool reply) {
     return out;
 }
 
+bool answer_in_place(std::span<uint8_t> d) {
+    nicnn_msg m;
+    if (d.size() < sizeof(m)) return false;
+    std::memcpy(&m, d.data(), sizeof(m));
+    if (m.magic != NICNN_MAGIC || m.tag != NICNN_TAG_REQUEST) return false;
+    Pixels px;
+    std::memcpy(px.data(), m.pixel, px.size());
+    m.result = reference(px);
+    m.tag = NICNN_TAG_CLASSIFIED;
+    std::memcpy(d.data(), &m, sizeof(m));
+    return true;
+}
+
 // ---- data --------------------------------------------------------------------
 
 std::string default_digits_path() {

@@ -36,6 +36,12 @@ struct Image {
 // The UDP payload of a request for px (result area zeroed).
 [[nodiscard]] std::vector<uint8_t> build_request(const Pixels& px, bool reply);
 
+// What the XDP program does to a UDP payload, in user space: when it is a
+// request (long enough, magic, tag NICNN_TAG_REQUEST), writes reference()
+// of its pixels into the result and tag NICNN_TAG_CLASSIFIED, and returns
+// true; anything else is left alone (false).
+[[nodiscard]] bool answer_in_place(std::span<uint8_t> payload);
+
 // ---- data --------------------------------------------------------------------
 
 // Where Debian's python3-sklearn keeps the 1,797 8x8 digits (digits.csv.gz),

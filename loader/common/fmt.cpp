@@ -1,9 +1,9 @@
-#include "anova/fmt.hpp"
+#include "common/fmt.hpp"
 
 #include <cstdarg>
 #include <cstdio>
 
-namespace etcpipe::anova {
+namespace etcpipe {
 
 std::string fmt(const char* f, ...) {
     char buf[512];
@@ -21,4 +21,4 @@ std::string fmt(const char* f, ...) {
     return s;
 }
 
-}  // namespace etcpipe::anova
+}  // namespace etcpipe

@@ -3,8 +3,8 @@
 
 #include <string>
 
-namespace etcpipe::anova {
+namespace etcpipe {
 
 [[nodiscard]] std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
 
-}  // namespace etcpipe::anova
+}  // namespace etcpipe
