@@ -41,10 +41,40 @@ std::string addr(const uint8_t* a, uint8_t family) {
 }
 
 
+// What a flow fed the model, feature by feature: the packets counted in
+// (the first min(selected, H) payload packets: the FlowManager's selection),
+// and for the byte features how many bytes of each, from where; the rest of
+// a tensor row is zeros.
+std::string explain_json(const std::vector<features::Feature>& spec, const features::FlowRow& r) {
+    std::string j = ",\"fed\":{\"payload_packets\":" + std::to_string(r.selected) +
+                    ",\"packets_seen\":" + std::to_string(r.packets) + ",\"features\":[";
+    for (size_t i = 0; i < spec.size(); ++i) {
+        const features::Feature& f = spec[i];
+        const uint32_t used = std::min<uint32_t>(r.selected, f.h);
+        j += (i ? "," : "") + std::string("{\"name\":") + json::string(f.name()) +
+             ",\"packets\":" + std::to_string(used) + ",\"of\":" + std::to_string(f.h);
+        switch (f.kind) {
+            case features::Kind::Payload:
+                j += ",\"bytes\":\"the first " + std::to_string(f.l) + " of the L4 payload\"";
+                break;
+            case features::Kind::Packet:
+                j += ",\"bytes\":\"the first " + std::to_string(f.l) +
+                     " from the IP header, addresses and ports zeroed\"";
+                break;
+            case features::Kind::Sizes: j += ",\"value\":\"IP length, negative toward the initiator\""; break;
+            case features::Kind::Iat: j += ",\"value\":\"µs since the previous selected packet\""; break;
+        }
+        j += "}";
+    }
+    return j + "]}";
+}
+
 // One JSON object per flow: the capture, the flow as the extractor saw it
-// (initiator first) and the model's answer.
+// (initiator first) and the model's answer. Below min_prob the class is
+// "unknown" and model_class keeps the model's guess.
 void print_flow(std::string& line, const std::string& capture_json, size_t index, const features::FlowRow& r,
-                const std::vector<std::string>& classes, const float* probs) {
+                const infer::Model& model, const float* probs, double min_prob, bool explain) {
+    const std::vector<std::string>& classes = model.classes;
     const etc_flow_key& k = r.key;
     const bool a = r.initiator_is_a != 0;
     size_t best = 0;
@@ -58,11 +88,15 @@ void print_flow(std::string& line, const std::string& capture_json, size_t index
                   unsigned{a ? k.port_a : k.port_b}, addr(a ? k.addr_b : k.addr_a, k.family).c_str(),
                   unsigned{a ? k.port_b : k.port_a}, unsigned{k.vlan[0]}, unsigned{k.vlan[1]}, r.packets,
                   r.selected);
-    line = "{\"capture\":" + capture_json + head + json::string(classes[best]) +
-           ",\"probability\":" + json::probability(probs[best]) + ",\"probabilities\":{";
+    const bool unsure = probs[best] < min_prob;
+    line = "{\"capture\":" + capture_json + head + (unsure ? std::string("\"unknown\"") : json::string(classes[best]));
+    if (unsure) line += ",\"model_class\":" + json::string(classes[best]);
+    line += ",\"probability\":" + json::probability(probs[best]) + ",\"probabilities\":{";
     for (size_t c = 0; c < classes.size(); ++c)
         line += (c ? "," : "") + json::string(classes[c]) + ":" + json::probability(probs[c]);
-    line += "}}\n";
+    line += "}";
+    if (explain) line += explain_json(model.spec, r);
+    line += "}\n";
 }
 
 // Every flow's features and the model's probabilities for it, with the time
@@ -172,6 +206,13 @@ void add_classify_command(CLI::App& app, ClassifyCommand& c) {
     add_option(c.cmd, "--packet-batch", c.packet_batch, "packets per extractor batch")
         ->capture_default_str();
     c.cmd->add_flag("-q,--quiet", c.quiet, "no progress bar and no summary on stderr");
+    add_option(c.cmd, "--min-prob", c.min_prob,
+               "label a flow \"unknown\" when the model's top probability is below P (its guess stays "
+               "in model_class); 0 keeps every guess")
+        ->check(CLI::Range(0.0, 1.0))
+        ->capture_default_str();
+    c.cmd->add_flag("--explain", c.explain,
+                    "add to each flow what it fed the model: packets per feature, which bytes");
 }
 
 std::optional<int> run_classify_command(const ClassifyCommand& c) {
@@ -257,12 +298,13 @@ std::optional<int> run_classify_command(const ClassifyCommand& c) {
         const Scored& s = r.scored;
         for (size_t f = 0; f < s.rows.size(); ++f) {
             const float* p = s.probs.data() + f * nc;
-            print_flow(line, capture_json, f, s.rows[f], model.classes, p);
+            print_flow(line, capture_json, f, s.rows[f], model, p, c.min_prob, c.explain);
             if (std::fwrite(line.data(), 1, line.size(), fp) != line.size()) {
                 write_error = make_error(ErrorKind::Io, errno ? errno : EIO, out_name, "write");
                 return false;
             }
-            per_class[model.classes[static_cast<size_t>(std::max_element(p, p + nc) - p)]]++;
+            const float* top = std::max_element(p, p + nc);
+            per_class[*top < c.min_prob ? std::string("unknown") : model.classes[static_cast<size_t>(top - p)]]++;
         }
         frames += r.frames;
         flows += s.rows.size();

@@ -22,6 +22,8 @@ struct ClassifyCommand {
     size_t batch = 1024;          // flows per inference call
     size_t packet_batch = 65536;  // packets per extractor batch
     bool quiet = false;
+    double min_prob = 0;   // below it a flow is labelled "unknown"
+    bool explain = false;  // say what each flow fed the model
 };
 
 void add_classify_command(CLI::App& app, ClassifyCommand& c);

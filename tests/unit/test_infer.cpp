@@ -883,6 +883,49 @@ std::vector<std::pair<std::string, std::vector<double>>> parse_classified(const 
 
 }  // namespace
 
+// --min-prob: exactly the flows whose top probability is below P become
+// "unknown" (the guess kept in model_class), the rest are unchanged; --explain
+// adds what each flow fed the model, consistent with its selected count.
+TEST(Classify, MinProbLabelsUnsureFlowsUnknownAndExplainSaysWhatWasFed) {
+    const std::string bin = etcpipe_bin();
+    if (!fs::exists(bin)) GTEST_SKIP() << bin << " not built";
+    SKIP_WITHOUT_TESTDATA("testdata/ndpi/pcap/skype.pcap");
+    std::string plain, unsure;
+    const std::string cmd = bin + " classify testdata/ndpi/pcap/skype.pcap --model " + kModel + " --device cpu -q";
+    ASSERT_EQ(run(cmd, &plain), 0) << plain;
+    ASSERT_EQ(run(cmd + " --min-prob 0.6 --explain", &unsure), 0) << unsure;
+    std::istringstream a(plain), b(unsure);
+    std::string la, lb;
+    const std::regex top("\"probability\":([0-9.e-]+)"), cls("\"class\":\"([^\"]*)\"");
+    const std::regex guess("\"model_class\":\"([^\"]*)\""), fed("\"fed\":\\{\"payload_packets\":([0-9]+)");
+    const std::regex sel("\"selected\":([0-9]+)");
+    size_t flows = 0, unknown = 0;
+    while (std::getline(a, la)) {
+        ASSERT_TRUE(std::getline(b, lb));
+        ++flows;
+        std::smatch ta, ca, cb, g, f, s;
+        ASSERT_TRUE(std::regex_search(la, ta, top) && std::regex_search(la, ca, cls)) << la;
+        ASSERT_TRUE(std::regex_search(lb, cb, cls)) << lb;
+        if (std::stod(ta[1]) < 0.6) {
+            ++unknown;
+            EXPECT_EQ(cb[1], "unknown") << lb;
+            ASSERT_TRUE(std::regex_search(lb, g, guess)) << lb;
+            EXPECT_EQ(g[1], ca[1]);
+        } else {
+            EXPECT_EQ(cb[1], ca[1]) << lb;
+            EXPECT_EQ(lb.find("model_class"), std::string::npos) << lb;
+        }
+        ASSERT_TRUE(std::regex_search(lb, f, fed) && std::regex_search(lb, s, sel)) << lb;
+        EXPECT_EQ(f[1], s[1]) << lb;
+        EXPECT_NE(lb.find("\"name\":\"payload_10x256\""), std::string::npos) << lb;
+    }
+    EXPECT_FALSE(std::getline(b, lb));
+    EXPECT_GT(flows, 0u);
+    std::printf("--min-prob 0.6: %zu of %zu flows unknown\n", unknown, flows);
+    std::string out;
+    EXPECT_EQ(run(cmd + " --min-prob 1.5", &out), 2) << out;
+}
+
 // The GPU path of classify: extractor rows kept on the device, handed to the
 // engine there (no host round trip), against the CPU path on real captures.
 TEST(Classify, GpuDevicePathMatchesCpu) {
