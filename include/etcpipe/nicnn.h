@@ -31,8 +31,9 @@ struct nicnn_result {
 };
 
 /* A request is exactly this UDP payload (longer payloads are accepted; the
- * bytes after it are left alone). The sender zeroes `result` or not: the
- * program rewrites it and fixes the UDP checksum for whatever was there. */
+ * bytes after it are left alone), with `result` all zero: the program
+ * writes it and updates the UDP checksum from those zeros (a request with
+ * anything else there passes untouched). */
 struct nicnn_msg {
 	__u64 magic;
 	__u32 tag;                   /* enum nicnn_tag */
