@@ -14,6 +14,7 @@
 #include "anova/anova_attach.hpp"
 #include "cli/cli_anova.hpp"
 #include "cli/cli_common.hpp"
+#include "cli/cli_pkttag.hpp"
 #include "cli/many_inputs.hpp"
 #include "cli/cmd_status.hpp"
 #include "cli/flowmgr_args.hpp"
@@ -142,6 +143,8 @@ struct ReplayArgs {
     unsigned jobs = 0;
     FlowMgrArgs flowmgr;
     bool quiet = false, all_counters = false, table = false;
+    std::string prog = "flowmgr";
+    PkttagReplayArgs pkttag;
 };
 
 void add_replay_options(CLI::App* rep, ReplayArgs& a) {
@@ -160,6 +163,27 @@ void add_replay_options(CLI::App* rep, ReplayArgs& a) {
     rep->add_flag("-a,--all-counters", a.all_counters, "list zero counters too");
     add_flowmgr_options(rep, a.flowmgr);
     rep->get_option("--delivery")->default_str("inline");
+    const std::map<std::string, std::string> progs{{"flowmgr", "flowmgr"}, {"pkttag", "pkttag"}};
+    add_option(rep, "--prog", a.prog,
+               "the XDP program: flowmgr (flows, counters) or pkttag (the per-packet traffic "
+               "tagger: one JSON line per packet and per flow with its tag and class)")
+        ->transform(CLI::CheckedTransformer(progs, CLI::ignore_case))
+        ->capture_default_str()
+        ->group("pkttag");
+    const std::map<std::string, std::string> variants{{"meta", "meta"}, {"dscp", "dscp"}};
+    add_option(rep, "--pkttag-variant", a.pkttag.variant,
+               "pkttag: read the tag from the XDP metadata (xdp_pkttag_meta) or from the DSCP "
+               "(xdp_pkttag, the offloadable one)")
+        ->transform(CLI::CheckedTransformer(variants, CLI::ignore_case))
+        ->capture_default_str()
+        ->group("pkttag");
+    add_option(rep, "--vote", a.pkttag.vote,
+               "pkttag: a flow's tag is the majority over its first N tagged packets")
+        ->capture_default_str()
+        ->group("pkttag");
+    rep->add_flag("--features", a.pkttag.features, "pkttag: add each packet's input features (\"x\")")
+        ->group("pkttag");
+    rep->add_flag("--flows-only", a.pkttag.flows_only, "pkttag: only the per-flow lines")->group("pkttag");
 }
 
 std::string endpoint(const std::string& addr, uint16_t port, uint8_t family) {
@@ -226,6 +250,17 @@ struct ReplayedCapture {
 int run_replay(const ReplayArgs& a, const CLI::App&) {
     // BPF_PROG_TEST_RUN of an XDP program: loading it needs all three.
     if (auto c = require_capabilities("replay", {Cap::Bpf, Cap::NetAdmin, Cap::Perfmon}); !c) return fail(c.error());
+    if (a.prog == "pkttag") {
+        auto plan = plan_captures(a.inputs, a.jobs, 0, a.quiet);
+        if (!plan) return fail(plan.error());
+        PkttagReplayArgs p = a.pkttag;
+        p.captures = plan->captures;
+        p.json_path = a.json_path;
+        p.table = a.table;
+        p.quiet = a.quiet;
+        p.max_frames = a.max_frames;
+        return run_pkttag_replay(p);
+    }
     auto fo = a.flowmgr.to_options();
     if (!fo) return fail(fo.error());
     fo->ring_wakeup = false;  // the replay drains the ring after every run
