@@ -263,13 +263,19 @@ NDPI_CACHE := testdata/ndpi/.complete
 $(NDPI_CACHE): scripts/fetch-testdata.sh $(DEPS_STAMP)
 	$(Q)bash scripts/fetch-testdata.sh
 
-.PHONY: testdata test demo bench clean gpu-check model check-layers
+.PHONY: testdata test demo bench clean gpu-check model pkttag-model check-layers
 testdata: $(NDPI_CACHE)
 
 # Retrains the shipped classifier from the nDPI captures (scripts/train.py):
 # models/etc_app.{onnx,pt,md,confusion.svg}.
 model: $(CLI_BIN) $(NDPI_CACHE)
 	$(Q)/usr/bin/python3 scripts/train.py --etcpipe $(CLI_BIN) --work $(BUILD)/train --out models/etc_app
+
+# Retrains the per-packet tagger (scripts/train_pkttag.py) with the flow
+# model's classes and split: include/etcpipe/pkttag_model.h, models/pkttag.md.
+pkttag-model: $(CLI_BIN) $(NDPI_CACHE)
+	$(Q)/usr/bin/python3 scripts/train_pkttag.py --etcpipe $(CLI_BIN) --work $(BUILD)/pkttag-train \
+		--flow-work $(BUILD)/train
 
 # The include rules between loader/common, the applications, gpu/ and
 # bpf/include (scripts/check-layers.sh says which).

@@ -15,13 +15,20 @@ int xdp_pkttag(struct xdp_md *ctx)
 {
 	struct pkttag_where where = { 0 };
 	__u32 tag = pkttag_classify(ctx, &where);
-	void *data_end = (void *)(long)ctx->data_end;
+	void *data, *data_end, *l3;
+
+	/* packet pointers read afresh: none stays live across the network */
+	PT_STAGE_BARRIER(ctx);
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	/* at most Ethernet + two VLAN tags: the mask bounds it for the verifier */
+	l3 = data + (where.l3off & 0x3f);
 
 	if (!tag)
 		return XDP_PASS;
 	if (!where.is_v6) {
-		struct iphdr *iph = where.l3;
-		__u16 *w = where.l3;
+		struct iphdr *iph = l3;
+		__u16 *w = l3;
 		__u32 old, new_, sum;
 
 		if ((void *)(iph + 1) > data_end)
@@ -37,7 +44,7 @@ int xdp_pkttag(struct xdp_md *ctx)
 		w[0] = pt_opaque32(new_);
 		iph->check = pt_opaque32(~sum & 0xffff);
 	} else {
-		__u8 *p = where.l3;
+		__u8 *p = l3;
 
 		if ((void *)(p + 2) > data_end)
 			return XDP_PASS;
