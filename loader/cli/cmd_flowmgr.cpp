@@ -163,18 +163,16 @@ void add_replay_options(CLI::App* rep, ReplayArgs& a) {
     rep->add_flag("-a,--all-counters", a.all_counters, "list zero counters too");
     add_flowmgr_options(rep, a.flowmgr);
     rep->get_option("--delivery")->default_str("inline");
-    const std::map<std::string, std::string> progs{{"flowmgr", "flowmgr"}, {"pkttag", "pkttag"}};
     add_option(rep, "--prog", a.prog,
                "the XDP program: flowmgr (flows, counters) or pkttag (the per-packet traffic "
                "tagger: one JSON line per packet and per flow with its tag and class)")
-        ->transform(CLI::CheckedTransformer(progs, CLI::ignore_case))
+        ->check(CLI::IsMember({"flowmgr", "pkttag"}))
         ->capture_default_str()
         ->group("pkttag");
-    const std::map<std::string, std::string> variants{{"meta", "meta"}, {"dscp", "dscp"}};
     add_option(rep, "--pkttag-variant", a.pkttag.variant,
-               "pkttag: read the tag from the XDP metadata (xdp_pkttag_meta) or from the DSCP "
-               "(xdp_pkttag, the offloadable one)")
-        ->transform(CLI::CheckedTransformer(variants, CLI::ignore_case))
+               "pkttag: read the tag from the XDP metadata (meta: xdp_pkttag_meta) or from the "
+               "DSCP (dscp: xdp_pkttag, the offloadable one)")
+        ->check(CLI::IsMember({"meta", "dscp"}))
         ->capture_default_str()
         ->group("pkttag");
     add_option(rep, "--vote", a.pkttag.vote,
@@ -548,7 +546,8 @@ Entry replay_command() {
         "replay",
         "run captures (pcap/pcapng files or directories of them) through the FlowManager with "
         "BPF_PROG_TEST_RUN and print one JSON line per flow; the program is loaded once per job "
-        "and reset between captures, the output is in input order whatever --jobs",
+        "and reset between captures, the output is in input order whatever --jobs "
+        "(--prog pkttag: through the per-packet tagger instead, one job)",
         add_replay_options, run_replay});
 }
 
