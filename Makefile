@@ -264,7 +264,7 @@ NDPI_CACHE := testdata/ndpi/.complete
 $(NDPI_CACHE): scripts/fetch-testdata.sh $(DEPS_STAMP)
 	$(Q)bash scripts/fetch-testdata.sh
 
-.PHONY: testdata test demo bench clean gpu-check model nicnn-model check-layers
+.PHONY: testdata test demo bench clean gpu-check model nicnn-model pkttag-model check-layers
 testdata: $(NDPI_CACHE)
 
 # Retrains the shipped classifier from the nDPI captures (scripts/train.py):
@@ -276,6 +276,12 @@ model: $(CLI_BIN) $(NDPI_CACHE)
 # digits: include/etcpipe/nicnn_model.h, models/nicnn.md, models/nicnn_float.pt.
 nicnn-model: $(DEPS_STAMP)
 	$(Q)/usr/bin/python3 scripts/train_nicnn.py
+
+# Retrains the per-packet tagger (scripts/train_pkttag.py) with the flow
+# model's classes and split: include/etcpipe/pkttag_model.h, models/pkttag.md.
+pkttag-model: $(CLI_BIN) $(NDPI_CACHE)
+	$(Q)/usr/bin/python3 scripts/train_pkttag.py --etcpipe $(CLI_BIN) --work $(BUILD)/pkttag-train \
+		--flow-work $(BUILD)/train
 
 # The include rules between loader/common, the applications, gpu/ and
 # bpf/include (scripts/check-layers.sh says which).

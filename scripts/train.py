@@ -184,37 +184,9 @@ def confusion_svg(cm, classes, title):
     return "\n".join(out) + "\n"
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--etcpipe", default="build/etcpipe")
-    ap.add_argument("--pcaps", default="testdata/ndpi/pcap")
-    ap.add_argument("--results", default="testdata/ndpi/result")
-    ap.add_argument("--spec", default="payload:10x256,sizes:10,iat:10")
-    ap.add_argument("--work", default="build/train")
-    ap.add_argument("--out", default="models/etc_app", help="path prefix of .onnx/.pt/.md/.svg")
-    ap.add_argument("--min-flows", type=int, default=30)
-    ap.add_argument("--min-files", type=int, default=3)
-    ap.add_argument("--cap-per-file", type=int, default=150)
-    ap.add_argument("--test-share", type=float, default=0.25)
-    ap.add_argument("--epochs", type=int, default=40, help="most epochs a candidate trains")
-    ap.add_argument("--val-share", type=float, default=0.25,
-                    help="share of the training files held back to choose the settings")
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--data-only", action="store_true",
-                    help="extract and label, print the counts per class, do not train")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
-    t_start = time.time()
-
-    kinds = feature_files(args.spec)
-    h = int(args.spec.split("payload:")[1].split("x")[0])
-    l = int(args.spec.split("payload:")[1].split("x")[1].split(",")[0])
-    assert [k for k, _ in kinds] == ["payload", "sizes", "iat"], "spec must be payload,sizes,iat"
-
-    # ---- features (one `etcpipe features` over the directory) + labels ----
+def labelled_flows(args, kinds):
+    """The flows of the captures with their nDPI labels: (rows, unlabelled,
+    unknown, failed, pcaps), rows = [(capture name, label, {kind: array row})]."""
     rows = []  # (file, label, {kind: array row})
     unlabelled, unknown = 0, 0
     pcaps = sorted(p for p in os.listdir(args.pcaps) if p.endswith((".pcap", ".pcapng", ".cap")))
@@ -245,17 +217,13 @@ def main():
             unknown += 1
             continue
         rows.append((name, lab, {k: np.asarray(arrays[k][i]) for k, _ in kinds}))
-    print(f"train: {len(rows)} labelled flows from {len(pcaps)} captures "
-          f"({unlabelled} without an nDPI match, {unknown} Unknown, {len(failed)} captures failed)")
-    if args.data_only:
-        per = {}
-        for f, lab, _ in rows:
-            per[lab] = per.get(lab, 0) + 1
-        for lab, n in sorted(per.items(), key=lambda kv: -kv[1]):
-            print(f"  {lab:24} {n}")
-        return
+    return rows, unlabelled, unknown, failed, pcaps
 
-    # ---- classes ----
+
+def classes_and_split(args, rows):
+    """The classes kept and the split by capture file: (rows of the kept
+    classes, classes, dropped, cidx, per_label, files_of, flows_per_file,
+    train_files, test_files, test_set)."""
     per_label, files_of = {}, {}
     for f, lab, _ in rows:
         per_label[lab] = per_label.get(lab, 0) + 1
@@ -271,6 +239,67 @@ def main():
     train_files, test_files = split_files({c: files_of[c] for c in classes}, flows_per_file,
                                           args.seed, args.test_share)
     test_set = set(test_files)
+    return (rows, classes, dropped, cidx, per_label, files_of, flows_per_file,
+            train_files, test_files, test_set)
+
+
+def validation_split(args, classes, files_of, flows_per_file, test_set):
+    """The training files split again by file: (fit files, validation files)."""
+    return split_files({c: files_of[c] - test_set for c in classes},
+                       {f: n for f, n in flows_per_file.items() if f not in test_set},
+                       args.seed + 1, args.val_share)
+
+
+def build_parser():
+    """The command line (scripts/train_pkttag.py reads its data defaults from it)."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--etcpipe", default="build/etcpipe")
+    ap.add_argument("--pcaps", default="testdata/ndpi/pcap")
+    ap.add_argument("--results", default="testdata/ndpi/result")
+    ap.add_argument("--spec", default="payload:10x256,sizes:10,iat:10")
+    ap.add_argument("--work", default="build/train")
+    ap.add_argument("--out", default="models/etc_app", help="path prefix of .onnx/.pt/.md/.svg")
+    ap.add_argument("--min-flows", type=int, default=30)
+    ap.add_argument("--min-files", type=int, default=3)
+    ap.add_argument("--cap-per-file", type=int, default=150)
+    ap.add_argument("--test-share", type=float, default=0.25)
+    ap.add_argument("--epochs", type=int, default=40, help="most epochs a candidate trains")
+    ap.add_argument("--val-share", type=float, default=0.25,
+                    help="share of the training files held back to choose the settings")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--data-only", action="store_true",
+                    help="extract and label, print the counts per class, do not train")
+    return ap
+
+
+def main():
+    args = build_parser().parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    t_start = time.time()
+
+    kinds = feature_files(args.spec)
+    h = int(args.spec.split("payload:")[1].split("x")[0])
+    l = int(args.spec.split("payload:")[1].split("x")[1].split(",")[0])
+    assert [k for k, _ in kinds] == ["payload", "sizes", "iat"], "spec must be payload,sizes,iat"
+
+    # ---- features (one `etcpipe features` over the directory) + labels ----
+    rows, unlabelled, unknown, failed, pcaps = labelled_flows(args, kinds)
+    print(f"train: {len(rows)} labelled flows from {len(pcaps)} captures "
+          f"({unlabelled} without an nDPI match, {unknown} Unknown, {len(failed)} captures failed)")
+    if args.data_only:
+        per = {}
+        for f, lab, _ in rows:
+            per[lab] = per.get(lab, 0) + 1
+        for lab, n in sorted(per.items(), key=lambda kv: -kv[1]):
+            print(f"  {lab:24} {n}")
+        return
+
+    # ---- classes ----
+    (rows, classes, dropped, cidx, per_label, files_of, flows_per_file,
+     train_files, test_files, test_set) = classes_and_split(args, rows)
 
     # ---- arrays ----
     def stack(sel):
@@ -339,9 +368,7 @@ def main():
     # ---- settings chosen on validation files carved out of the training files ----
     # The held-out files are never looked at here. The cosine schedule depends on the
     # epoch count, so a candidate's best epoch is retrained as its own schedule.
-    fit_files, val_files = split_files({c: files_of[c] - test_set for c in classes},
-                                       {f: n for f, n in flows_per_file.items() if f not in test_set},
-                                       args.seed + 1, args.val_share)
+    fit_files, val_files = validation_split(args, classes, files_of, flows_per_file, test_set)
     (xfit, yfit), (xval, yval) = stack(capped(set(fit_files))), stack(capped(set(val_files)))
     candidates = [(1e-4, 0.0), (1e-3, 0.3), (1e-2, 0.5)]
     print(f"choosing settings: {len(fit_files)} fit files, {len(val_files)} validation files")

@@ -1,6 +1,6 @@
-/* In-NIC integer networks: wire format of the digit CNN (bpf/nicnn.bpf.c)
- * and the metadata/tag of the per-packet traffic tagger (bpf/pkttag.bpf.c),
- * shared with the loader, the references and the tools. Valid C and C++.
+/* In-NIC integer networks: wire format of the digit CNN (bpf/nicnn.bpf.c),
+ * shared with the loader, the references and the tools (the per-packet
+ * traffic tagger, bpf/pkttag.bpf.c, has its own: etcpipe/pkttag.h). Valid C and C++.
  * Multi-byte fields are little-endian, as the ANOVA messages. */
 #ifndef ETCPIPE_NICNN_H
 #define ETCPIPE_NICNN_H

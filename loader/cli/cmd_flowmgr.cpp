@@ -15,6 +15,7 @@
 #include "nicnn/nicnn.hpp"
 #include "cli/cli_anova.hpp"
 #include "cli/cli_common.hpp"
+#include "cli/cli_pkttag.hpp"
 #include "cli/many_inputs.hpp"
 #include "cli/cmd_status.hpp"
 #include "cli/flowmgr_args.hpp"
@@ -154,6 +155,8 @@ struct ReplayArgs {
     unsigned jobs = 0;
     FlowMgrArgs flowmgr;
     bool quiet = false, all_counters = false, table = false;
+    std::string prog = "flowmgr";
+    PkttagReplayArgs pkttag;
 };
 
 void add_replay_options(CLI::App* rep, ReplayArgs& a) {
@@ -172,6 +175,25 @@ void add_replay_options(CLI::App* rep, ReplayArgs& a) {
     rep->add_flag("-a,--all-counters", a.all_counters, "list zero counters too");
     add_flowmgr_options(rep, a.flowmgr);
     rep->get_option("--delivery")->default_str("inline");
+    add_option(rep, "--prog", a.prog,
+               "the XDP program: flowmgr (flows, counters) or pkttag (the per-packet traffic "
+               "tagger: one JSON line per packet and per flow with its tag and class)")
+        ->check(CLI::IsMember({"flowmgr", "pkttag"}))
+        ->capture_default_str()
+        ->group("pkttag");
+    add_option(rep, "--pkttag-variant", a.pkttag.variant,
+               "pkttag: read the tag from the XDP metadata (meta: xdp_pkttag_meta) or from the "
+               "DSCP (dscp: xdp_pkttag, the offloadable one)")
+        ->check(CLI::IsMember({"meta", "dscp"}))
+        ->capture_default_str()
+        ->group("pkttag");
+    add_option(rep, "--vote", a.pkttag.vote,
+               "pkttag: a flow's tag is the majority over its first N tagged packets")
+        ->capture_default_str()
+        ->group("pkttag");
+    rep->add_flag("--features", a.pkttag.features, "pkttag: add each packet's input features (\"x\")")
+        ->group("pkttag");
+    rep->add_flag("--flows-only", a.pkttag.flows_only, "pkttag: only the per-flow lines")->group("pkttag");
 }
 
 std::string endpoint(const std::string& addr, uint16_t port, uint8_t family) {
@@ -238,6 +260,17 @@ struct ReplayedCapture {
 int run_replay(const ReplayArgs& a, const CLI::App&) {
     // BPF_PROG_TEST_RUN of an XDP program: loading it needs all three.
     if (auto c = require_capabilities("replay", {Cap::Bpf, Cap::NetAdmin, Cap::Perfmon}); !c) return fail(c.error());
+    if (a.prog == "pkttag") {
+        auto plan = plan_captures(a.inputs, a.jobs, 0, a.quiet);
+        if (!plan) return fail(plan.error());
+        PkttagReplayArgs p = a.pkttag;
+        p.captures = plan->captures;
+        p.json_path = a.json_path;
+        p.table = a.table;
+        p.quiet = a.quiet;
+        p.max_frames = a.max_frames;
+        return run_pkttag_replay(p);
+    }
     auto fo = a.flowmgr.to_options();
     if (!fo) return fail(fo.error());
     fo->ring_wakeup = false;  // the replay drains the ring after every run
@@ -525,7 +558,8 @@ Entry replay_command() {
         "replay",
         "run captures (pcap/pcapng files or directories of them) through the FlowManager with "
         "BPF_PROG_TEST_RUN and print one JSON line per flow; the program is loaded once per job "
-        "and reset between captures, the output is in input order whatever --jobs",
+        "and reset between captures, the output is in input order whatever --jobs "
+        "(--prog pkttag: through the per-packet tagger instead, one job)",
         add_replay_options, run_replay});
 }
 

@@ -16,6 +16,7 @@
 #include <fstream>
 #include <optional>
 #include <regex>
+#include <sstream>
 #include <string>
 
 #include "common/netns.hpp"
@@ -124,6 +125,33 @@ TEST_F(Cli, ReplayTruncatedCaptureReportsWhatWasReadThenTheOffset) {
     EXPECT_GT(count_lines(r.out), 0u);
     EXPECT_LE(count_lines(r.out), count_lines(full.out));
     unlink(cut.c_str());
+}
+
+TEST_F(Cli, ReplayPkttagPrintsPacketsFlowsAndNoMismatch) {
+    const std::string src = first_capture();
+    if (src.empty()) GTEST_SKIP() << "testdata/ndpi missing (make testdata)";
+    if (geteuid() != 0) GTEST_SKIP() << "BPF_PROG_TEST_RUN needs root";
+    for (const char* variant : {"meta", "dscp"}) {
+        auto r = sh(etcpipe_bin() + " replay --prog pkttag --pkttag-variant " + variant + " --features " + src);
+        ASSERT_EQ(r.status, 0) << variant << ": " << r.err;
+        size_t packets = 0, flows = 0, with_x = 0;
+        std::istringstream in(r.out);
+        std::string line;
+        while (std::getline(in, line)) {
+            packets += line.find("\"type\":\"packet\"") != std::string::npos;
+            flows += line.find("\"type\":\"flow\"") != std::string::npos;
+            with_x += line.find("\"x\":[") != std::string::npos;
+            EXPECT_EQ(line.find("\"reference\""), std::string::npos) << line;
+        }
+        EXPECT_GT(packets, 0u);
+        EXPECT_GT(flows, 0u);
+        EXPECT_GT(with_x, 0u);
+        EXPECT_NE(r.err.find(" 0 tags differing from the reference"), std::string::npos) << r.err;
+        EXPECT_NE(r.err.find("flows by majority tag:"), std::string::npos) << r.err;
+    }
+    auto t = sh(etcpipe_bin() + " replay --prog pkttag -t -q " + src);
+    ASSERT_EQ(t.status, 0) << t.err;
+    EXPECT_NE(t.out.find("majority"), std::string::npos) << t.out;
 }
 
 TEST_F(Cli, ReplayWritesFlowsAndSelectedPackets) {
