@@ -13,6 +13,7 @@
 
 #include "anova/anova_attach.hpp"
 #include "nicnn/nicnn.hpp"
+#include "pkttag/pkttag.hpp"
 #include "cli/cli_anova.hpp"
 #include "cli/cli_common.hpp"
 #include "cli/cli_pkttag.hpp"
@@ -62,8 +63,9 @@ void add_load_options(CLI::App* load, LoadArgs& a) {
                      "directory (e.g. /sys/fs/bpf/etcpipe)");
     add_option(load, "--prog", a.prog,
                      "flowmgr: the FlowManager; anova: the ANOVA state split (offloadable, -m hw); "
-                     "nicnn: the digit CNN (udp/9878, requests say pass or reply)")
-        ->check(CLI::IsMember({"flowmgr", "anova", "nicnn"}))
+                     "nicnn: the digit CNN (udp/9878, requests say pass or reply); pkttag: the "
+                     "per-packet tagger (class into the DSCP, offloadable)")
+        ->check(CLI::IsMember({"flowmgr", "anova", "nicnn", "pkttag"}))
         ->capture_default_str();
     add_flowmgr_options(load, a.flowmgr);
     add_anova_params(load, a.anova);
@@ -101,6 +103,14 @@ int load_nicnn(const LoadArgs& a) {
     return kOk;
 }
 
+int load_pkttag(const LoadArgs& a) {
+    auto r = pkttag::attach(a.iface, a.mode);
+    if (!r) return fail(r.error());
+    std::printf("%s: per-packet tagger attached (program id %u, %s mode): class + 1 into the DSCP\n",
+                a.iface.c_str(), r->prog_id, xdp_mode_name(r->mode));
+    return kOk;
+}
+
 int load_flowmgr(const LoadArgs& a) {
     auto opts = a.flowmgr.to_options();
     if (!opts) return fail(opts.error());
@@ -117,6 +127,7 @@ int run_load(const LoadArgs& a, const CLI::App&) {
     if (auto c = require_capabilities("load", {Cap::Bpf, Cap::NetAdmin, Cap::Perfmon}); !c) return fail(c.error());
     if (a.prog == "anova") return load_anova(a);
     if (a.prog == "nicnn") return load_nicnn(a);
+    if (a.prog == "pkttag") return load_pkttag(a);
     return load_flowmgr(a);
 }
 

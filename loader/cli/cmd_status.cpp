@@ -6,6 +6,7 @@
 #include "cli/cli_common.hpp"
 #include "anova/anova_status.hpp"
 #include "nicnn/nicnn.hpp"
+#include "pkttag/pkttag.hpp"
 #include "flowmgr/flowmgr_attach.hpp"
 #include "mdfeed/mdfeed_attach.hpp"
 
@@ -54,7 +55,8 @@ void print_status(const std::vector<InterfaceStatus>& all) {
 }
 
 std::vector<ProgramKind> etcpipe_program_kinds() {
-    return {flowmgr_program_kind(), anova::program_kind(), md::program_kind(), nicnn::program_kind()};
+    return {flowmgr_program_kind(), anova::program_kind(), md::program_kind(), nicnn::program_kind(),
+            pkttag::program_kind()};
 }
 
 Entry status_command() {

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <variant>
 
@@ -244,6 +245,16 @@ Result<AttachResult> attach(const std::string& iface, XdpMode mode, const Attach
     auto s = Skeleton<pkttag_bpf>::open(object_file(o.variant));
     if (!s) return s.error();
     return attach_object(iface, mode, (*s)->obj, PKTTAG_PROG_NAME, {});
+}
+
+ProgramKind program_kind() {
+    ProgramKind k;
+    k.application = "pkttag";
+    k.prog_names = {PKTTAG_PROG_NAME, PKTTAG_META_PROG_NAME};
+    k.describe = [](int, bool, std::FILE* out) {
+        std::fprintf(out, "    per-packet tagger: %d classes, stateless\n", classes());
+    };
+    return k;
 }
 
 }  // namespace etcpipe::pkttag

@@ -93,4 +93,7 @@ struct AttachOptions {
 [[nodiscard]] Result<AttachResult> attach(const std::string& iface, XdpMode mode,
                                           const AttachOptions& opts = {});
 
+// How status and unload know both programs.
+[[nodiscard]] ProgramKind program_kind();
+
 }  // namespace etcpipe::pkttag

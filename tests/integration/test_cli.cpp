@@ -18,6 +18,7 @@
 #include <regex>
 #include <sstream>
 #include <string>
+#include <tuple>
 
 #include "common/netns.hpp"
 #include "common/pcap.hpp"
@@ -358,6 +359,23 @@ TEST_F(NetnsVeth, AnovaLoadStatusUnload) {
     EXPECT_EQ(un.status, 0) << un.err;
     auto after = in_ns("status veth-b");
     EXPECT_EQ(after.out.find("xdp_anova"), std::string::npos) << after.out;
+}
+
+// The stateless in-NIC programs: load, status names them as etcpipe's, unload.
+TEST_F(NetnsVeth, NicnnAndPkttagLoadStatusUnload) {
+    for (const auto& [prog, name, said] : {std::tuple{"nicnn", "xdp_nicnn", "digit CNN attached"},
+                                           std::tuple{"pkttag", "xdp_pkttag", "per-packet tagger attached"}}) {
+        auto load = in_ns(std::string("load veth-b --prog ") + prog);
+        ASSERT_EQ(load.status, 0) << prog << ": " << load.err;
+        EXPECT_NE(load.out.find(said), std::string::npos) << load.out;
+        auto st = in_ns("status veth-b");
+        EXPECT_NE(st.out.find(name), std::string::npos) << st.out;
+        EXPECT_NE(st.out.find("stateless"), std::string::npos) << st.out;  // described as ours
+        auto un = in_ns("unload veth-b");
+        EXPECT_EQ(un.status, 0) << un.err;
+        auto after = in_ns("status veth-b");
+        EXPECT_EQ(after.out.find(name), std::string::npos) << after.out;
+    }
 }
 
 TEST_F(NetnsVeth, HwModeIsRefusedWithAReason) {
