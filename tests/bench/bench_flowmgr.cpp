@@ -18,6 +18,7 @@
 #include "common/pcap.hpp"
 #include "flowmgr/replay.hpp"
 #include "common/skeleton.hpp"
+#include "pkttag/pkttag.hpp"
 #include "xdp_pass.skel.h"
 
 namespace fs = std::filesystem;
@@ -121,6 +122,22 @@ int main(int argc, char** argv) {
         return 3;
     }
     const int pass_fd = bpf_program__fd(pass->get()->progs.xdp_pass);
+    // The per-packet tagger (stateless, no maps) on the same frames.
+    struct Tagger {
+        const char* name;
+        pkttag::Program prog;
+        uint64_t ns = 0;
+    };
+    std::vector<Tagger> taggers;
+    for (auto [name, v] : {std::pair{"xdp_pkttag (class into the DSCP)", pkttag::Variant::Dscp},
+                           std::pair{"xdp_pkttag_meta (class into metadata)", pkttag::Variant::Meta}}) {
+        auto p = pkttag::Program::load(v);
+        if (!p) {
+            std::fprintf(stderr, "bench_flowmgr: %s: %s\n", name, p.error().message().c_str());
+            return 3;
+        }
+        taggers.push_back({name, std::move(*p), 0});
+    }
 
     // Per-packet cost. Switching the program that BPF_PROG_TEST_RUN runs
     // re-patches the kernel's XDP dispatcher (an RCU grace period), so the
@@ -132,6 +149,8 @@ int main(int argc, char** argv) {
     for (int p = 0; p < passes; ++p) {
         for (auto& v : variants)
             for (const auto& f : frames) v.ns += run_ns(v.fm->prog_fd(), f, repeat, bufs);
+        for (auto& t : taggers)
+            for (const auto& f : frames) t.ns += run_ns(t.prog.prog_fd(), f, repeat, bufs);
         for (const auto& f : frames) pass_ns += run_ns(pass_fd, f, repeat, bufs);
         runs += uint64_t{repeat} * frames.size();
     }
@@ -170,6 +189,10 @@ int main(int argc, char** argv) {
     for (const auto& v : variants) {
         const double pp = static_cast<double>(v.ns) / static_cast<double>(runs);
         std::printf("%-44s %11.1f ns %11.1f ns %7.2fx\n", v.name, pp, pass_pp, pp / pass_pp);
+    }
+    for (const auto& t : taggers) {
+        const double pp = static_cast<double>(t.ns) / static_cast<double>(runs);
+        std::printf("%-44s %11.1f ns %11.1f ns %7.2fx\n", t.name, pp, pass_pp, pp / pass_pp);
     }
     std::printf("\n%-44s %14s %14s %8s\n", "measure", "etcpipe", "baseline", "ratio");
     std::printf("%-44s %10.0f p/s %10.0f p/s %7.2fx\n",
