@@ -75,6 +75,11 @@ echo "=== In-NIC digit CNN: the 450 held-out digits (python3-sklearn's) through 
 "$ETCPIPE" check --target nfp "$BUILD/bpf/nicnn.bpf.o" | tail -n 2 || true
 
 echo
+echo "=== Per-packet tagger: every packet of quic.pcap tagged alone by xdp_pkttag, majority per flow ==="
+"$ETCPIPE" replay "$PCAPS/quic.pcap" --prog pkttag --flows-only -t 2>&1 | head -n 8
+"$ETCPIPE" check --target nfp "$BUILD/bpf/pkttag.bpf.o" | tail -n 2 || true
+
+echo
 echo "=== Classification: the shipped ONNX model (models/etc_app.onnx) on three of its held-out captures ==="
 MODEL=models/etc_app.onnx
 "$ETCPIPE" classify "$PCAPS/skype.pcap" "$PCAPS/quic.pcap" "$PCAPS/1kxun.pcap" --model "$MODEL" \
