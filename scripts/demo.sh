@@ -75,7 +75,7 @@ echo "=== In-NIC digit CNN: the 450 held-out digits (python3-sklearn's) through 
 "$ETCPIPE" check --target nfp "$BUILD/bpf/nicnn.bpf.o" | tail -n 2 || true
 
 echo
-echo "=== Per-packet tagger: every packet of quic.pcap tagged alone by xdp_pkttag, majority per flow ==="
+echo "=== Per-packet tagger: every packet of quic.pcap tagged on its own (xdp_pkttag_meta; xdp_pkttag writes the same tag into the DSCP), majority per flow ==="
 "$ETCPIPE" replay "$PCAPS/quic.pcap" --prog pkttag --flows-only -t 2>&1 | head -n 8
 "$ETCPIPE" check --target nfp "$BUILD/bpf/pkttag.bpf.o" | tail -n 2 || true
 
