@@ -217,7 +217,7 @@ static __always_inline int anova_xdp(struct xdp_md *ctx, const int enc)
 
 	/* bounds with the encoding's constant size, which the verifier uses
 	 * for every later sample load */
-	if (parse_udp_request(data, data_end, cfg->port, need, &rq) < 0)
+	if (parse_udp_request(data, data_end, cfg->port, need, 1, &rq) < 0)
 		goto out;
 	req = rq.payload;
 	if (enc == ANOVA_ENC_F64) {

@@ -151,6 +151,7 @@ static __always_inline __u64 nicnn_run(const __u8 *px, struct nicnn_result *res)
 	__s32 mem[NICNN_FILTERS * 4 + NICNN_FILTERS * 2 + NICNN_CLASSES];
 	__s32 *h = mem, *part = mem + NICNN_FILTERS * 4, *score = part + NICNN_FILTERS * 2;
 	__u64 sum = 0;
+	__u32 small = 0;
 
 #pragma unroll
 	for (int i = 0; i < 4; i++) {
@@ -252,14 +253,18 @@ static __always_inline __u64 nicnn_run(const __u8 *px, struct nicnn_result *res)
 		s = score[k];
 		d = (__u32)(best - s) >> NICNN_SOFTMAX_SHIFT;
 		d ^= (d ^ 15) & lt_mask(15, d); /* min(d, 15) */
-		p = 0x8000 >> d;
+		p = d; /* the probability is 2^-d: the shift is the reader's */
 		res->score[k] = s;
-		res->prob[k] = p;
-		sum += (__u32)s;
-		sum += p;
+		res->shift[k] = p;
+		/* added here, in order: left to clang, each score was spilled
+		 * as 64 bits and summed after the loop */
+		asm volatile("%[sum] += %[v]" : [sum] "+r"(sum) : [v] "r"((__u64)(__u32)s));
+		small += p;
 	}
 	res->cls = opaque32(cls);
-	return sum + cls;
+	/* the shifts and the class are small: their sum stays 32-bit (one NFP
+	 * instruction per add instead of two) */
+	return sum + (small + cls);
 }
 
 /* Whether the result area of a request is all zero, as a request's must be
@@ -292,7 +297,7 @@ int xdp_nicnn(struct xdp_md *ctx)
 	__u32 new_, reply;
 	int action = XDP_PASS;
 
-	if (parse_udp_request(data, data_end, NICNN_PORT, sizeof(*msg), &rq) < 0)
+	if (parse_udp_request(data, data_end, NICNN_PORT, sizeof(*msg), 0, &rq) < 0)
 		goto out;
 	msg = rq.payload;
 	if (msg->magic != NICNN_MAGIC || msg->tag != NICNN_TAG_REQUEST ||
@@ -310,7 +315,7 @@ int xdp_nicnn(struct xdp_md *ctx)
 	 * checksum (0): it stays 0 */
 	rq.udph = (struct udphdr *)((void *)msg - sizeof(struct udphdr));
 	if (rq.udph->check)
-		udp_csum_replace(rq.udph, 0, new_); /* tag and result were 0 */
+		udp_csum_add(rq.udph, new_); /* tag and result were 0 */
 	/* XDP_TX is XDP_PASS + 1: no branch on reply after the network */
 	action = XDP_PASS + reply;
 out:

@@ -24,7 +24,8 @@ Integer model (what XDP runs):
           is folded into the next layer);
   fc      power-of-two weights q in {0, +-1, +-2, ..., +-2^E}: a shift and an
           add each, zeros vanish; integer bias C_k;
-  softmax p_k = 2^15 >> min((max_j s_j - s_k) >> T, 15), T chosen so that
+  softmax shift_k = min((max_j s_j - s_k) >> T, 15), the probability 2^-shift_k
+          (the NIC writes the exponent, the reader shifts), T chosen so that
           2^(-d >> T) approximates e^(z_k - z_max) for the float logits z;
   class   the first index of the largest score.
 Quantisation-aware training (straight-through estimator) from the float
@@ -184,8 +185,8 @@ def int_forward(p, x):
     scores = h @ p["q"].T + p["c"][None, :]
     cls = scores.argmax(1)
     d = (scores.max(1, keepdims=True) - scores) >> p["shift"]
-    prob = 0x8000 >> np.minimum(d, 15)
-    return scores, cls, prob
+    shift = np.minimum(d, 15)  # base-2 softmax exponents: probability 2^-shift
+    return scores, cls, shift
 
 
 def train_one(filters, taps, k, x, y, seed):

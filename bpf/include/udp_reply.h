@@ -73,12 +73,13 @@ struct udp_request {
 
 /* Parses Ethernet (VLANs too), IPv4 or plain IPv6, and UDP to `port` with
  * a payload of at least `need` bytes inside the datagram and the frame.
+ * allow_ipv6 (a constant) 0: IPv4 only, and no IPv6 code in the program.
  * Returns 0 and fills r for such a request, -1 for anything else: a first
  * fragment (MF), IPv6 with a zero UDP checksum (RFC 8200 §8.1 forbids it,
  * and no reply could carry a valid one without summing the payload), a
  * UDP length beyond the IP payload. */
 static __always_inline int parse_udp_request(void *data, void *data_end, __u16 port, __u32 need,
-					     struct udp_request *r)
+					     const int allow_ipv6, struct udp_request *r)
 {
 	struct hdr_cursor nh = { .pos = data };
 	struct l3_info l3;
@@ -96,7 +97,7 @@ static __always_inline int parse_udp_request(void *data, void *data_end, __u16 p
 		if (r->iph->frag_off & bpf_htons(UDP_REQ_IPV4_MF))
 			return -1;
 		l3_len = l3.payload_len;
-	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+	} else if (allow_ipv6 && proto == bpf_htons(ETH_P_IPV6)) {
 		if (parse_ipv6_plain(&nh, data_end, &r->ip6h) != IPPROTO_UDP)
 			return -1;
 		l3_len = bpf_ntohs(r->ip6h->payload_len);
@@ -144,6 +145,17 @@ static __always_inline __u32 csum_fold32(__u32 sum)
 static __always_inline void udp_csum_replace(struct udphdr *udph, __u32 old, __u32 new_)
 {
 	__u32 sum = (~(__u32)udph->check & 0xffff) + (~old & 0xffff) + new_;
+
+	sum = ~csum_fold32(sum) & 0xffff;
+	if (!sum)
+		sum = 0xffff;
+	udph->check = sum;
+}
+
+/* The same when the words were all zero before (old = 0). */
+static __always_inline void udp_csum_add(struct udphdr *udph, __u32 new_)
+{
+	__u32 sum = (~(__u32)udph->check & 0xffff) + new_;
 
 	sum = ~csum_fold32(sum) & 0xffff;
 	if (!sum)

@@ -27,7 +27,7 @@ enum nicnn_flags {
 struct nicnn_result {
 	__u32 cls;                   /* argmax of score (first of equals) */
 	__s32 score[NICNN_CLASSES];  /* integer logits */
-	__u16 prob[NICNN_CLASSES];   /* base-2 softmax: 0x8000 >> min((max - score) >> T, 15) */
+	__u16 shift[NICNN_CLASSES];  /* base-2 softmax: probability 2^-shift, shift = min((max - score) >> T, 15) */
 };
 
 /* A request is exactly this UDP payload (longer payloads are accepted; the

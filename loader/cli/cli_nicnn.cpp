@@ -130,9 +130,10 @@ int run_classify(const NicnnCommands& c) {
             if (im.label >= 0) std::fprintf(out, "\"label\":%d,", im.label);
             std::fprintf(out, "\"class\":%u,\"scores\":[", v->result.cls);
             for (int k = 0; k < NICNN_CLASSES; ++k) std::fprintf(out, "%s%d", k ? "," : "", v->result.score[k]);
+            // the base-2 softmax: 2^-shift (the NIC writes the exponent)
             std::fprintf(out, "],\"prob\":[");
             for (int k = 0; k < NICNN_CLASSES; ++k)
-                std::fprintf(out, "%s%.6f", k ? "," : "", v->result.prob[k] / 32768.0);
+                std::fprintf(out, "%s%.6f", k ? "," : "", 1.0 / static_cast<double>(1u << v->result.shift[k]));
             std::fprintf(out, "]}\n");
         }
     }

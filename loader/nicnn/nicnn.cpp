@@ -56,7 +56,7 @@ nicnn_result reference(const Pixels& raw) {
     }
     for (int k = 0; k < NICNN_CLASSES; ++k) {
         const uint32_t d = static_cast<uint32_t>(best - res.score[k]) >> NICNN_SOFTMAX_SHIFT;
-        res.prob[k] = static_cast<uint16_t>(0x8000u >> std::min<uint32_t>(d, 15));
+        res.shift[k] = static_cast<uint16_t>(std::min<uint32_t>(d, 15));
     }
     return res;
 }

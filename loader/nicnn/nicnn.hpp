@@ -25,7 +25,7 @@ struct Image {
 };
 
 // The integer network written plainly (a 5x5 convolution over the 4x4
-// outputs, max-pool, ReLU, fully connected, base-2 softmax, argmax): what
+// outputs, max-pool, ReLU, fully connected, base-2 softmax exponents, argmax): what
 // the XDP program must compute, bit for bit, for any 64 bytes (only their
 // low 4 bits count, as in the program).
 [[nodiscard]] nicnn_result reference(const Pixels& px);

@@ -209,6 +209,25 @@ TEST(NfpCheck, AnovaIsOffloadable) {
     }
 }
 
+// The in-NIC networks (issue 16): the digit CNN and the DSCP tagger pass
+// every rule, within the code store by the checker's own estimate.
+TEST(NfpCheck, InNicNetworksAreOffloadable) {
+    for (const auto& [object, prog] : {std::pair{"nicnn.bpf.o", "xdp_nicnn"},
+                                       std::pair{"pkttag.bpf.o", "xdp_pkttag"}}) {
+        SCOPED_TRACE(object);
+        const std::string path = build_dir() + "/bpf/" + object;
+        ASSERT_TRUE(fs::exists(path)) << path << " missing: `make` builds it";
+        const Report r = must_check(path);
+        EXPECT_TRUE(r.offloadable()) << dump(r);
+        ASSERT_EQ(r.programs.size(), 1u) << dump(r);
+        const auto& p = r.programs.front();
+        EXPECT_EQ(p.program, prog);
+        EXPECT_LE(p.nfp_insns, r.nfp_limit) << dump(r);
+        std::printf("[ estimate ] %s: %zu of %zu NFP instructions (%zu %%), %zu BPF\n", object,
+                    p.nfp_insns, r.nfp_limit, p.nfp_insns * 100 / r.nfp_limit, p.bpf_insns);
+    }
+}
+
 TEST(NfpCheck, MissingFileIsAnIoError) {
     auto r = check_object(build_dir() + "/tests/bpf_progs/does_not_exist.bpf.o");
     ASSERT_FALSE(r);
