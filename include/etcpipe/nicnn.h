@@ -9,7 +9,7 @@
 
 /* ---- nicnn: the seed's 8x8 digit CNN ------------------------------------ */
 #define NICNN_MAGIC        0x6E6E63696E637465ULL /* "etcnicnn" */
-#define NICNN_PORT         9878          /* UDP destination port of requests */
+#define NICNN_PORT         9878          /* UDP destination port of requests (IPv4) */
 #define NICNN_PIXELS       64            /* 8x8, row-major */
 #define NICNN_PIXEL_MAX    15            /* 4-bit pixels: higher bits are ignored */
 #define NICNN_CLASSES      10
