@@ -38,18 +38,11 @@
 
 #include "etcpipe/nicnn.h"
 #include "etcpipe/nicnn_model.h"
+#include "branchless.h"
 #include "parsing.h"
 #include "udp_reply.h"
 
 #define LANES4    0x0f0f0f0fU /* the low 4 bits of four pixels */
-
-/* Keeps clang from folding a stored constant into a store-immediate
- * (BPF_ST, which the NFP JIT rejects). */
-static __always_inline __u32 opaque32(__u32 v)
-{
-	asm volatile("" : "+r"(v));
-	return v;
-}
 
 /* The convolution is written in inline assembly, one statement per
  * instruction, all volatile: they stay in this order, so a loaded word is
@@ -71,35 +64,6 @@ static __always_inline __u32 opaque32(__u32 v)
 		     : [n] "=&w"(out_)                                     \
 		     : [t] "w"(in_), [m] "i"(LANES4))
 #define ACC_ADD(acc_, in_) asm volatile("%[a] += %[t]" : [a] "+w"(acc_) : [t] "w"(in_))
-
-/* Branch-free compare and select. With a branch per max, ReLU and argmax
- * the verifier walks 2^n paths (it gives up, E2BIG), and the NFP runs
- * straight-line code best; opaque32 stops clang from turning the masks
- * back into branches. */
-
-/* all ones if a < b, else 0 (|a - b| < 2^31): the sign of a - b, in
- * assembly so that clang cannot see a compare in it */
-static __always_inline __u32 lt_mask(__s32 a, __s32 b)
-{
-	__u32 m;
-
-	asm volatile("%[m] = %[a]\n\t"
-		     "%[m] -= %[b]\n\t"
-		     "%[m] s>>= 31"
-		     : [m] "=&w"(m)
-		     : [a] "w"(a), [b] "w"(b));
-	return m;
-}
-
-static __always_inline __u32 max_u32(__u32 a, __u32 b)
-{
-	return a ^ ((a ^ b) & lt_mask(a, b));
-}
-
-static __always_inline __s32 relu(__s32 x)
-{
-	return x & ~lt_mask(x, 0);
-}
 
 /* Does any filter use kernel position (u, v)? Constant-folded. */
 static __always_inline int tap_used(int u, int v)
@@ -135,14 +99,6 @@ static __always_inline int filter_negatives(int f)
 			n += nicnn_conv_w[f][u][v] < 0;
 	return n;
 }
-
-/* A compiler barrier over the arrays at p: values stored there before it
- * are read from memory after it. The network is computed in stages (a conv
- * row, a class) with one between each, so that clang neither interleaves
- * the stages nor keeps every intermediate live at once: with ten scores or
- * forty pixel words in flight it spills most of them, and a spill or reload
- * costs as much on the NFP as the work itself. */
-#define STAGE_BARRIER(p) asm volatile("" : : "r"(p) : "memory")
 
 /* The network on the 64 pixels at px; scores, probabilities and class into
  * res. Returns the ones' complement sum of what it wrote (as 32-bit words). */
@@ -254,7 +210,7 @@ static __always_inline __u64 nicnn_run(const __u8 *px, struct nicnn_result *res)
 		STAGE_BARRIER(mem);
 		s = score[k];
 		d = (__u32)(best - s) >> NICNN_SOFTMAX_SHIFT;
-		d ^= (d ^ 15) & lt_mask(15, d); /* min(d, 15) */
+		d = min15(d);
 		p = d; /* the probability is 2^-d: the shift is the reader's */
 		res->score[k] = s;
 		res->shift[k] = p;

@@ -18,7 +18,7 @@ int xdp_pkttag(struct xdp_md *ctx)
 	void *data, *data_end, *l3;
 
 	/* packet pointers read afresh: none stays live across the network */
-	PT_STAGE_BARRIER(ctx);
+	STAGE_BARRIER(ctx);
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 	/* at most Ethernet + two VLAN tags: the mask bounds it for the verifier */
@@ -41,8 +41,8 @@ int xdp_pkttag(struct xdp_md *ctx)
 		sum += new_;
 		sum = (sum & 0xffff) + (sum >> 16);
 		sum = (sum & 0xffff) + (sum >> 16);
-		w[0] = pt_opaque32(new_);
-		iph->check = pt_opaque32(~sum & 0xffff);
+		w[0] = opaque32(new_);
+		iph->check = opaque32(~sum & 0xffff);
 	} else {
 		__u8 *p = l3;
 
@@ -51,8 +51,8 @@ int xdp_pkttag(struct xdp_md *ctx)
 		/* version(4) | traffic class(8) | flow label(20): DSCP = the upper
 		 * six bits of the traffic class, bits 3..0 of byte 0 and 7..6 of
 		 * byte 1 */
-		p[0] = pt_opaque32((p[0] & 0xf0) | (tag >> 2));
-		p[1] = pt_opaque32((p[1] & 0x3f) | ((tag & 3) << 6));
+		p[0] = opaque32((p[0] & 0xf0) | (tag >> 2));
+		p[1] = opaque32((p[1] & 0x3f) | ((tag & 3) << 6));
 	}
 	return XDP_PASS;
 }

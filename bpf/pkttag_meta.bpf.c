@@ -24,7 +24,7 @@ int xdp_pkttag_meta(struct xdp_md *ctx)
 	m = (void *)(long)ctx->data_meta;
 	if ((void *)(m + 1) > data)
 		return XDP_PASS;
-	m->magic = pt_opaque32(PKTTAG_META_MAGIC);
+	m->magic = opaque32(PKTTAG_META_MAGIC);
 	m->tag = tag;
 	return XDP_PASS;
 }

@@ -33,46 +33,16 @@
 
 #include "etcpipe/pkttag.h"
 #include "etcpipe/pkttag_model.h"
+#include "branchless.h"
 #include "parsing.h"
-
-/* Keeps clang from turning masks back into branches and from folding a
- * stored constant into a store-immediate (BPF_ST, which the NFP rejects). */
-static __always_inline __u32 pt_opaque32(__u32 v)
-{
-	asm volatile("" : "+r"(v));
-	return v;
-}
-
-/* all ones if a < b, else 0 (|a - b| < 2^31) */
-static __always_inline __u32 pt_lt_mask(__s32 a, __s32 b)
-{
-	/* a barrier on both sides of the shift: without the first clang
-	 * computes the mask with a compare and a branch, without the second it
-	 * turns the select the mask feeds into a branch */
-	return pt_opaque32((__u32)((__s32)pt_opaque32((__u32)(a - b)) >> 31));
-}
-
-/* min(v, 15) for v < 2^31 */
-static __always_inline __u32 pt_min15(__u32 v)
-{
-	return v ^ ((v ^ 15) & pt_lt_mask(15, (__s32)v));
-}
 
 /* 15 if v == c, else 0 (v ^ c < 2^28), without a branch (and without a
  * [-1, 0] mask ANDed with a constant, on which the verifier forks) */
 static __always_inline __u32 pt_eq15(__u32 v, __u32 c)
 {
-	return (pt_opaque32(v ^ c) - 1) >> 28;
+	return (opaque32(v ^ c) - 1) >> 28;
 }
 
-static __always_inline __s32 pt_relu(__s32 x)
-{
-	return x & ~pt_opaque32((__u32)(x >> 31));
-}
-
-#define PT_STAGE_BARRIER(p) asm volatile("" : : "r"(p) : "memory")
-
-/* Where the tag goes, for the caller. */
 /* Where the tag goes, for the caller: offsets, not packet pointers, so
  * that no packet pointer (each path's its own verifier state) is kept live
  * across the network; the caller reads ctx->data afresh. */
@@ -88,7 +58,7 @@ static __always_inline __u32 pkttag_net(__u32 *x)
 	__s32 best = 0;
 	__u32 cls = 0;
 
-	PT_STAGE_BARRIER(x);
+	STAGE_BARRIER(x);
 #pragma unroll
 	for (int j = 0; j < PKTTAG_HIDDEN; j++) {
 		__s32 a = pkttag_b1[j];
@@ -100,13 +70,13 @@ static __always_inline __u32 pkttag_net(__u32 *x)
 			else if (pkttag_w1[j][i] < 0)
 				a -= (__s32)x[i];
 		}
-		h[j] = pt_relu(a);
+		h[j] = relu(a);
 	}
 #pragma unroll
 	for (int k = 0; k < PKTTAG_CLASSES; k++) {
 		__s32 s = 0;
 
-		PT_STAGE_BARRIER(h);
+		STAGE_BARRIER(h);
 		/* Horner over the exponents: one add per non-zero weight, at
 		 * most PKTTAG_OUT_EMAX shifts per class */
 #pragma unroll
@@ -124,16 +94,16 @@ static __always_inline __u32 pkttag_net(__u32 *x)
 		if (k == 0) {
 			best = s;
 		} else {
-			const __u32 g = pt_lt_mask(best, s); /* s > best: take it */
+			const __u32 g = lt_mask(best, s); /* s > best: take it */
 
 			best ^= (best ^ s) & g;
 			/* cls ^ k opaque: the kernel verifier forks its state on
 			 * a [-1, 0] mask ANDed with a known constant, 2^18 times
 			 * over the classes (E2BIG) */
-			cls ^= pt_opaque32(cls ^ k) & g;
+			cls ^= opaque32(cls ^ k) & g;
 		}
 	}
-	return pt_opaque32(cls) + 1;
+	return opaque32(cls) + 1;
 }
 
 /* Parses the frame, computes the features and runs the network. Returns
@@ -241,23 +211,23 @@ static __always_inline __u32 pkttag_classify(struct xdp_md *ctx, struct pkttag_w
 		w = *(__u32 *)pay; /* b0 in the low byte (little-endian BPF) */
 
 	/* the lower port in lo, the higher in sport ^ dport ^ lo */
-	d = pt_lt_mask((__s32)dport, (__s32)sport);
+	d = lt_mask((__s32)dport, (__s32)sport);
 	lo = sport ^ ((sport ^ dport) & d);
 
 	x[PKTTAG_X_TCP] = pt_eq15(proto, IPPROTO_TCP);
 	x[PKTTAG_X_UDP] = pt_eq15(proto, IPPROTO_UDP);
-	x[PKTTAG_X_IPV6] = pt_opaque32(is_v6);
+	x[PKTTAG_X_IPV6] = opaque32(is_v6);
 	x[PKTTAG_X_OTHER] = 15 ^ x[PKTTAG_X_TCP] ^ x[PKTTAG_X_UDP];
 	x[PKTTAG_X_LO_PORT_N3] = lo >> 12;
 	x[PKTTAG_X_LO_PORT_N2] = (lo >> 8) & 15;
 	x[PKTTAG_X_LO_PORT_N1] = (lo >> 4) & 15;
 	x[PKTTAG_X_LO_PORT_N0] = lo & 15;
 	x[PKTTAG_X_HI_PORT_N3] = (sport ^ dport ^ lo) >> 12;
-	x[PKTTAG_X_LEN_128] = pt_min15(l3len >> 7);
-	x[PKTTAG_X_LEN_8] = pt_min15(l3len >> 3);
+	x[PKTTAG_X_LEN_128] = min15(l3len >> 7);
+	x[PKTTAG_X_LEN_8] = min15(l3len >> 3);
 	x[PKTTAG_X_TCP_FLAGS_LO] = flags & 15;
 	x[PKTTAG_X_TCP_FLAGS_HI] = flags >> 4;
-	x[PKTTAG_X_PAYLOAD_LEN] = pt_min15(pl);
+	x[PKTTAG_X_PAYLOAD_LEN] = min15(pl);
 	b = w;
 	x[PKTTAG_X_B0_HI] = (b >> 4) & 15;
 	x[PKTTAG_X_B0_LO] = b & 15;

@@ -138,21 +138,10 @@ static __always_inline __u32 csum_fold32(__u32 sum)
 	return (sum & 0xffff) + (sum >> 16);
 }
 
-/* RFC 1624 eqn. 3 over many words: the payload words that summed to `old`
- * now sum to `new` (both ones' complement sums of the same 16-bit words as
- * loaded: byte order does not matter, RFC 1071). A result of 0 is sent as
- * 0xffff, as for any UDP checksum. */
-static __always_inline void udp_csum_replace(struct udphdr *udph, __u32 old, __u32 new_)
-{
-	__u32 sum = (~(__u32)udph->check & 0xffff) + (~old & 0xffff) + new_;
-
-	sum = ~csum_fold32(sum) & 0xffff;
-	if (!sum)
-		sum = 0xffff;
-	udph->check = sum;
-}
-
-/* The same when the words were all zero before (old = 0). */
+/* RFC 1624 eqn. 3 for payload words that were all zero and now sum to
+ * `new_` (a ones' complement sum of the same 16-bit words as loaded: byte
+ * order does not matter, RFC 1071). A result of 0 is sent as 0xffff, as
+ * for any UDP checksum. */
 static __always_inline void udp_csum_add(struct udphdr *udph, __u32 new_)
 {
 	__u32 sum = (~(__u32)udph->check & 0xffff) + new_;
