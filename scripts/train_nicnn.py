@@ -77,7 +77,6 @@ class Net(nn.Module):
         self.quant_conv = self.quant_fc = False
         self.k = LANE_MAX_NNZ
         self.emax = FC_EMAX
-        self.fc_keep = 4 * filters
         self.taps = 25
 
     # ---- quantisers (each returns float tensors equal to the integer model) --
@@ -109,10 +108,8 @@ class Net(nn.Module):
         s = (wp.abs().max() / 2.0 ** self.emax).detach()
         r = wp / s
         e = torch.round(torch.log2(r.abs().clamp(min=1e-12))).clamp(0, self.emax)
-        # the fc_keep largest weights of each class, and only those that
-        # do not round to 0: each kept weight is an add in the program
-        kth = r.abs().topk(min(self.fc_keep, r.shape[1]), dim=1).values[:, -1:]
-        keep = ((r.abs() >= kth) & (r.abs() >= 2.0 ** -0.5)).float()
+        # weights that round to 0 vanish; each kept one is an add in the program
+        keep = (r.abs() >= 2.0 ** -0.5).float()
         q = torch.sign(r) * 2.0 ** e * keep
         w_eff = s * q / bcol[None, :]
         wq = self.fc.weight + (w_eff - self.fc.weight).detach()

@@ -4,10 +4,12 @@
 #include <cinttypes>
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <tuple>
 
 #include "cli/cli_common.hpp"
 #include "common/json_text.hpp"
+#include "common/capture_loop.hpp"
 #include "common/pcap.hpp"
 #include "pkttag/pkttag.hpp"
 
@@ -40,6 +42,12 @@ FlowKey key_of(const pkttag::Packet& p) {
 
 bool put(std::FILE* f, const std::string& s) { return std::fwrite(s.data(), 1, s.size(), f) == s.size(); }
 
+// " NAME COUNT" for each tag counted at least once.
+void print_tag_counts(const std::vector<uint64_t>& counts) {
+    for (size_t t = 0; t < counts.size(); ++t)
+        if (counts[t]) std::fprintf(stderr, " %s %" PRIu64, pkttag::tag_name(static_cast<uint32_t>(t)), counts[t]);
+}
+
 }  // namespace
 
 int run_pkttag_replay(const PkttagReplayArgs& a) {
@@ -59,7 +67,6 @@ int run_pkttag_replay(const PkttagReplayArgs& a) {
     std::vector<uint64_t> total_tags(static_cast<size_t>(ntags), 0), total_flow_tags(static_cast<size_t>(ntags), 0);
     uint64_t frames = 0, ran = 0, skipped = 0, mismatches = 0, flows_total = 0;
     int failed = 0, first_error = 0;
-    std::vector<uint8_t> scratch;
     for (const auto& cap : a.captures) {
         auto rd = pcap::Reader::open(cap);
         if (!rd) {
@@ -71,29 +78,18 @@ int run_pkttag_replay(const PkttagReplayArgs& a) {
         std::map<FlowKey, Flow> flows;
         std::vector<const Flow*> order;
         const std::string head = "{\"capture\":" + json::string(cap);
-        pcap::Frame f;
-        uint64_t n = 0;
         bool write_failed = false;
-        for (;;) {
-            if (a.max_frames && n >= a.max_frames) break;
-            auto more = rd->next(f);
-            if (!more) {
-                fail(more.error());
-                ++failed;
-                if (!first_error) first_error = exit_code(more.error());
-                break;
+        std::optional<Error> run_error;
+        CaptureLoopOptions lo;
+        lo.max_frames = a.max_frames;
+        const auto loop = for_each_ethernet_frame(*rd, [&](const EthernetFrame& ef) {
+            auto run = prog->run(ef.bytes);
+            if (!run) {
+                run_error = run.error();
+                return false;
             }
-            if (!*more) break;
-            ++n, ++frames;
-            auto eth = pcap::to_ethernet(f, scratch);
-            if (!eth || eth->size() < 14) {
-                ++skipped;
-                continue;
-            }
-            auto run = prog->run(*eth);
-            if (!run) return fail(run.error());
             ++ran;
-            const pkttag::Packet p = pkttag::parse(*eth);
+            const pkttag::Packet p = pkttag::parse(ef.bytes);
             const uint32_t ref = p.ok ? static_cast<uint32_t>(pkttag::infer(p.x)) + 1 : 0;
             const uint32_t tag = run->tag;
             if (tag != ref) ++mismatches;
@@ -113,7 +109,7 @@ int run_pkttag_replay(const PkttagReplayArgs& a) {
                 if (tag && tag < fl->votes.size() && fl->tagged < a.vote) ++fl->votes[tag], ++fl->tagged;
             }
             if (json && !a.flows_only) {
-                std::string line = head + ",\"type\":\"packet\",\"frame\":" + std::to_string(f.index) +
+                std::string line = head + ",\"type\":\"packet\",\"frame\":" + std::to_string(ef.frame->index) +
                                    ",\"tag\":" + std::to_string(tag) + ",\"class\":" +
                                    json::string(pkttag::tag_name(tag));
                 if (tag != ref) line += ",\"reference\":" + std::to_string(ref);
@@ -129,6 +125,16 @@ int run_pkttag_replay(const PkttagReplayArgs& a) {
                 line += "}\n";
                 if (!put(json, line)) write_failed = true;
             }
+            return true;
+        }, lo);
+        if (run_error) return fail(*run_error);
+        const uint64_t n = loop.frames;
+        frames += loop.frames;
+        skipped += loop.not_ethernet + loop.too_short;
+        if (loop.capture_error) {
+            fail(*loop.capture_error);
+            ++failed;
+            if (!first_error) first_error = exit_code(*loop.capture_error);
         }
         std::vector<uint64_t> flow_tags(static_cast<size_t>(ntags), 0);
         if (a.table && !order.empty())
@@ -168,10 +174,7 @@ int run_pkttag_replay(const PkttagReplayArgs& a) {
         if (!a.quiet && a.captures.size() == 1) {
             std::fprintf(stderr, "%s: %" PRIu64 " frames, %zu flows; flows by majority tag (first %u tagged packets):",
                          cap.c_str(), n, order.size(), a.vote);
-            for (int t = 0; t < ntags; ++t)
-                if (flow_tags[static_cast<size_t>(t)])
-                    std::fprintf(stderr, " %s %" PRIu64, pkttag::tag_name(static_cast<uint32_t>(t)),
-                                 flow_tags[static_cast<size_t>(t)]);
+            print_tag_counts(flow_tags);
             std::fputc('\n', stderr);
         }
     }
@@ -186,15 +189,9 @@ int run_pkttag_replay(const PkttagReplayArgs& a) {
                      a.captures.size(), a.captures.size() == 1 ? "" : "s", frames, ran,
                      pkttag::prog_name(variant), skipped, flows_total, mismatches);
         std::fprintf(stderr, "packets by tag:");
-        for (int t = 0; t < ntags; ++t)
-            if (total_tags[static_cast<size_t>(t)])
-                std::fprintf(stderr, " %s %" PRIu64, pkttag::tag_name(static_cast<uint32_t>(t)),
-                             total_tags[static_cast<size_t>(t)]);
+        print_tag_counts(total_tags);
         std::fprintf(stderr, "\nflows by majority tag:");
-        for (int t = 0; t < ntags; ++t)
-            if (total_flow_tags[static_cast<size_t>(t)])
-                std::fprintf(stderr, " %s %" PRIu64, pkttag::tag_name(static_cast<uint32_t>(t)),
-                             total_flow_tags[static_cast<size_t>(t)]);
+        print_tag_counts(total_flow_tags);
         std::fputc('\n', stderr);
         if (failed) std::fprintf(stderr, "%d of %zu captures failed (named above)\n", failed, a.captures.size());
     }
