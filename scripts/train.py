@@ -39,9 +39,20 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from etcmodel import PREPROCESS, EtcNet, transform  # noqa: E402
+import baselines  # noqa: E402
 
 L4 = {"TCP": 6, "UDP": 17, "ICMP": 1, "ICMPV6": 58}
-FLOW_LINE = re.compile(r"^\s+\d+\s+(\S+)\s+(\S+)\s+(<->|->)\s+(\S+)\s+\[proto:\s*([^\]]+)\]")
+# One flow of nDPI's result file: protocol, endpoints, an optional [VLAN: N],
+# the protocol stack, and (further on) how nDPI found it.
+FLOW_LINE = re.compile(r"^\s+\d+\s+(\S+)\s+(\S+)\s+(<->|->)\s+(\S+)\s+(?:\[VLAN: \d+\])?"
+                       r"\[proto:\s*([^\]]+)\]")
+CONFIDENCE = re.compile(r"\[Confidence: ([^\]]+)\]")
+# nDPI's guesses: the label comes from the port or the address, not from the
+# bytes. Flows labelled that way are left out (counted in the report).
+GUESSES = ("Match by port", "Match by IP")
+# A DNS exchange is labelled DNS whatever name it looks up: nDPI writes
+# "DNS.Google" for a lookup of a Google name, but the packets are DNS.
+LOOKUP_MASTERS = ("DNS",)
 
 
 def endpoint(text):
@@ -56,9 +67,9 @@ def endpoint(text):
     return str(ipaddress.ip_address(host)), int(port) if port else 0
 
 
-def ndpi_labels(path):
-    """5-tuple key → application label, from nDPI's expected output."""
-    labels, conflicted = {}, set()
+def ndpi_flows(path):
+    """nDPI's result lines: (key, master, app, confidence) per flow, key =
+    (IP protocol number, frozenset of the two endpoints)."""
     with open(path, errors="replace") as f:
         for line in f:
             m = FLOW_LINE.match(line)
@@ -68,15 +79,64 @@ def ndpi_labels(path):
                 a, b = endpoint(m.group(2)), endpoint(m.group(4))
             except ValueError:
                 continue
-            names = m.group(5).split("/", 1)[-1]
-            app = names.split(".")[-1].strip()
-            key = (L4[m.group(1)], frozenset([a, b]))
-            if key in labels and labels[key] != app:
-                conflicted.add(key)
-            labels[key] = app
+            names = m.group(5).split("/", 1)[-1].split(".")
+            c = CONFIDENCE.search(line)
+            yield ((L4[m.group(1)], frozenset([a, b])), names[0].strip(), names[-1].strip(),
+                   c.group(1) if c else "")
+
+
+def ndpi_labels(path, stats=None):
+    """5-tuple key → application label, from nDPI's expected output: the last
+    component of "proto: M.A/Master.App"; DNS lookups labelled DNS; nDPI's
+    port and address guesses and 5-tuples listed twice with different labels
+    are left out. `stats` (a dict) counts what was left out and why."""
+    labels, conflicted = {}, set()
+    stats = {} if stats is None else stats
+    for key, master, app, confidence in ndpi_flows(path):
+        if confidence in GUESSES:
+            stats[confidence] = stats.get(confidence, 0) + 1
+            continue
+        if master in LOOKUP_MASTERS and app != master:
+            stats["lookup relabelled " + master] = stats.get("lookup relabelled " + master, 0) + 1
+            app = master
+        if key in labels and labels[key] != app:
+            conflicted.add(key)
+        labels[key] = app
     for k in conflicted:
+        stats["conflicting labels"] = stats.get("conflicting labels", 0) + 1
         del labels[k]
     return labels
+
+
+def capture_groups(results, names):
+    """Captures that share a 5-tuple (the same host and ports, e.g. skype.pcap
+    and skype_no_unknown.pcap) → one group, so a split keeps them on one side.
+    5-tuples with an unspecified address (DHCP discover 0.0.0.0:68 →
+    255.255.255.255:67, MLD from ::) are the same on every host and link
+    nothing. Returns {capture name: group name}, the group named by its first
+    capture in sort order."""
+    parent = {n: n for n in names}
+
+    def find(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    owner = {}
+    for n in sorted(names):
+        res = os.path.join(results, n + ".out")
+        if not os.path.exists(res):
+            continue
+        for key, _, _, _ in ndpi_flows(res):
+            if any(ipaddress.ip_address(ip).is_unspecified for ip, _ in key[1]):
+                continue
+            first = owner.setdefault(key, n)
+            if first != n:
+                ra, rb = find(first), find(n)
+                if ra != rb:
+                    parent[max(ra, rb)] = min(ra, rb)
+    return {n: find(n) for n in names}
 
 
 def extract_all(etcpipe, pcaps, spec, out_dir):
@@ -139,6 +199,19 @@ def split_files(files_of_class, flows_per_file, seed, test_share):
     return sorted(set(files) - test), sorted(test)
 
 
+def split_groups(files_of_class, flows_per_file, group_of, seed, share):
+    """split_files over groups of captures (capture_groups): a group goes
+    whole to one side. Returns (kept files, held-out files)."""
+    members = {}
+    for f in flows_per_file:
+        members.setdefault(group_of.get(f, f), set()).add(f)
+    g_of_class = {c: {group_of.get(f, f) for f in fs} for c, fs in files_of_class.items()}
+    flows_per_group = {g: sum(flows_per_file[f] for f in fs) for g, fs in members.items()}
+    keep, held = split_files(g_of_class, flows_per_group, seed, share)
+    expand = lambda gs: sorted(f for g in gs for f in members[g])  # noqa: E731
+    return expand(keep), expand(held)
+
+
 def macro_f1(cm):
     f1s = []
     for i in range(len(cm)):
@@ -184,9 +257,10 @@ def confusion_svg(cm, classes, title):
     return "\n".join(out) + "\n"
 
 
-def labelled_flows(args, kinds):
+def labelled_flows(args, kinds, label_stats=None):
     """The flows of the captures with their nDPI labels: (rows, unlabelled,
-    unknown, failed, pcaps), rows = [(capture name, label, {kind: array row})]."""
+    unknown, failed, pcaps), rows = [(capture name, label, {kind: array row})].
+    `label_stats` (a dict) counts the nDPI lines left out or relabelled."""
     rows = []  # (file, label, {kind: array row})
     unlabelled, unknown = 0, 0
     pcaps = sorted(p for p in os.listdir(args.pcaps) if p.endswith((".pcap", ".pcapng", ".cap")))
@@ -202,7 +276,7 @@ def labelled_flows(args, kinds):
         if not os.path.exists(res) or name in failed_names:
             continue
         if name not in labels_of:
-            labels_of[name] = ndpi_labels(res)
+            labels_of[name] = ndpi_labels(res, label_stats)
         labels = labels_of[name]
         try:
             a = (str(ipaddress.ip_address(fl["src"])), int(fl["sport"]))
@@ -216,14 +290,17 @@ def labelled_flows(args, kinds):
         if lab == "Unknown":
             unknown += 1
             continue
-        rows.append((name, lab, {k: np.asarray(arrays[k][i]) for k, _ in kinds}))
+        x = {k: np.asarray(arrays[k][i]) for k, _ in kinds}
+        x["_flow"] = (int(fl["proto"]), int(fl["sport"]), int(fl["dport"]))
+        rows.append((name, lab, x))
     return rows, unlabelled, unknown, failed, pcaps
 
 
 def classes_and_split(args, rows):
-    """The classes kept and the split by capture file: (rows of the kept
-    classes, classes, dropped, cidx, per_label, files_of, flows_per_file,
-    train_files, test_files, test_set)."""
+    """The classes kept and the split by capture file, captures sharing
+    5-tuples kept together: (rows of the kept classes, classes, dropped,
+    cidx, per_label, files_of, flows_per_file, train_files, test_files,
+    test_set, group_of)."""
     per_label, files_of = {}, {}
     for f, lab, _ in rows:
         per_label[lab] = per_label.get(lab, 0) + 1
@@ -236,18 +313,20 @@ def classes_and_split(args, rows):
     flows_per_file = {}
     for f, _, _ in rows:
         flows_per_file[f] = flows_per_file.get(f, 0) + 1
-    train_files, test_files = split_files({c: files_of[c] for c in classes}, flows_per_file,
-                                          args.seed, args.test_share)
+    group_of = capture_groups(args.results, sorted(flows_per_file))
+    train_files, test_files = split_groups({c: files_of[c] for c in classes}, flows_per_file,
+                                           group_of, args.seed, args.test_share)
     test_set = set(test_files)
     return (rows, classes, dropped, cidx, per_label, files_of, flows_per_file,
-            train_files, test_files, test_set)
+            train_files, test_files, test_set, group_of)
 
 
-def validation_split(args, classes, files_of, flows_per_file, test_set):
-    """The training files split again by file: (fit files, validation files)."""
-    return split_files({c: files_of[c] - test_set for c in classes},
-                       {f: n for f, n in flows_per_file.items() if f not in test_set},
-                       args.seed + 1, args.val_share)
+def validation_split(args, classes, files_of, flows_per_file, test_set, group_of=None):
+    """The training files split again by file (groups of captures kept
+    together): (fit files, validation files)."""
+    return split_groups({c: files_of[c] - test_set for c in classes},
+                        {f: n for f, n in flows_per_file.items() if f not in test_set},
+                        group_of or {}, args.seed + 1, args.val_share)
 
 
 def build_parser():
@@ -286,9 +365,11 @@ def main():
     assert [k for k, _ in kinds] == ["payload", "sizes", "iat"], "spec must be payload,sizes,iat"
 
     # ---- features (one `etcpipe features` over the directory) + labels ----
-    rows, unlabelled, unknown, failed, pcaps = labelled_flows(args, kinds)
+    label_stats = {}
+    rows, unlabelled, unknown, failed, pcaps = labelled_flows(args, kinds, label_stats)
     print(f"train: {len(rows)} labelled flows from {len(pcaps)} captures "
-          f"({unlabelled} without an nDPI match, {unknown} Unknown, {len(failed)} captures failed)")
+          f"({unlabelled} without an nDPI match, {unknown} Unknown, {len(failed)} captures failed); "
+          f"nDPI lines: " + ", ".join(f"{k} {v}" for k, v in sorted(label_stats.items())))
     if args.data_only:
         per = {}
         for f, lab, _ in rows:
@@ -299,7 +380,7 @@ def main():
 
     # ---- classes ----
     (rows, classes, dropped, cidx, per_label, files_of, flows_per_file,
-     train_files, test_files, test_set) = classes_and_split(args, rows)
+     train_files, test_files, test_set, group_of) = classes_and_split(args, rows)
 
     # ---- arrays ----
     def stack(sel):
@@ -368,7 +449,8 @@ def main():
     # ---- settings chosen on validation files carved out of the training files ----
     # The held-out files are never looked at here. The cosine schedule depends on the
     # epoch count, so a candidate's best epoch is retrained as its own schedule.
-    fit_files, val_files = validation_split(args, classes, files_of, flows_per_file, test_set)
+    fit_files, val_files = validation_split(args, classes, files_of, flows_per_file, test_set,
+                                            group_of)
     (xfit, yfit), (xval, yval) = stack(capped(set(fit_files))), stack(capped(set(val_files)))
     candidates = [(1e-4, 0.0), (1e-3, 0.3), (1e-2, 0.5)]
     print(f"choosing settings: {len(fit_files)} fit files, {len(val_files)} validation files")
@@ -385,15 +467,40 @@ def main():
     model, _ = fit(xtr, ytr, wd, dropout, epochs)
     n_params = sum(p.numel() for p in model.parameters())
 
+    # ---- baselines: same classes, split, capped rows, held-out flows ----
+    print("baselines (settings chosen on the validation files):")
+
+    def tree_data(sel):
+        return ({k: np.stack([r[2][k] for r in sel]) for k, _ in kinds},
+                [r[2]["_flow"] for r in sel], np.array([cidx[r[1]] for r in sel], np.int64))
+
+    data = {"fit": tree_data(capped(set(fit_files))), "val": tree_data(capped(set(val_files))),
+            "train": tree_data(train_rows), "test": tree_data(test_rows)}
+    base = baselines.run_all(data, len(classes), args.seed)
+    yte_np = yte.numpy()
+    base_scores = [(name, desc, pred, *baselines.macro_f1(yte_np, pred, len(classes)))
+                   for name, desc, pred in base]
+    for name, _, pred, f1, _ in base_scores:
+        print(f"  {name}: held-out accuracy {(pred == yte_np).mean():.4f}, macro-F1 {f1:.4f}")
+
     # ---- evaluation on the held-out files ----
     cm = evaluate(model, xte, yte)
+    with torch.no_grad():
+        prob_te = model(*xte).numpy() if len(yte) else np.zeros((0, len(classes)))
+    pred_te = prob_te.argmax(1)
+    best_base = max(base_scores, key=lambda b: b[3])
+    test_file_of = [r[0] for r in test_rows]
+    lo, hi, ahead = baselines.bootstrap_diff(test_file_of, yte_np, pred_te, best_base[2],
+                                             len(classes), seed=args.seed)
     with torch.no_grad():
         pred_tr = model(*xtr).argmax(1)
     acc = sum(cm[i][i] for i in range(len(classes))) / max(1, len(yte))
     mf1, f1s = macro_f1(cm)
     train_acc = (pred_tr == ytr).float().mean().item()
     print(f"held-out files: accuracy {acc:.4f}, macro-F1 {mf1:.4f} on {len(yte)} flows "
-          f"(train accuracy {train_acc:.4f})")
+          f"(train accuracy {train_acc:.4f}); against the best baseline ({best_base[0]}, "
+          f"{best_base[3]:.4f}): 95 % interval of the macro-F1 difference over held-out files "
+          f"[{lo:+.3f}, {hi:+.3f}], ahead in {100 * ahead:.1f} % of 1000 draws")
 
     # ---- export ----
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
@@ -422,6 +529,10 @@ def main():
         f.write(confusion_svg(cm, classes, title))
 
     # ---- report ----
+    groups = {}
+    for f in sorted(set(train_files) | set(test_files)):
+        groups.setdefault(group_of.get(f, f), []).append(f)
+    groups_listed = [g for g in groups.values() if len(g) > 1]
     base = os.path.basename(args.out)
     lines = [f"# Training report: `{base}.onnx`", "",
              f"Produced by `make model` (scripts/train.py) on "
@@ -434,7 +545,12 @@ def main():
              f"{', '.join(ops)}.",
              f"- Split by capture file (seed {args.seed}): {len(train_files)} training files, "
              f"{len(test_files)} held-out files; training rows capped at {args.cap_per_file} per "
-             f"(file, class).",
+             f"(file, class). Captures that share a 5-tuple stay on one side (groups: "
+             + ("; ".join(" + ".join(g) for g in groups_listed) or "none") + ").",
+             "- Labels left out or changed (nDPI result lines): "
+             + ", ".join(f"{k} {v}" for k, v in sorted(label_stats.items()))
+             + ". Port and address guesses (`Match by port`, `Match by IP`) are not labels the "
+             "bytes support; a DNS exchange is labelled DNS whatever name it looks up.",
              f"- Settings chosen without the held-out files: the training files were split again "
              f"by file ({len(fit_files)} fit, {len(val_files)} validation); each candidate (weight "
              f"decay, dropout) trained up to {args.epochs} epochs and was scored by validation "
@@ -453,6 +569,32 @@ def main():
     for i, c in enumerate(classes):
         lines.append(f"| {c} | {count(train_rows, c)} | {count(test_rows, c)} | {f1s[i]:.3f} | "
                      f"{len(files_of[c])} |")
+    # baselines next to the model, per class too
+    methods = [(f"**{base}** (this model)", "", pred_te, mf1, np.array(f1s))] + base_scores
+    lines += ["", "## Baselines on the same held-out flows", "",
+              "Same classes, split, capped training rows and held-out flows; tree settings chosen "
+              "by macro-F1 on the validation files, then refit on all training files.", "",
+              "| method | settings | held-out accuracy | macro-F1 |", "|---|---|---|---|"]
+    for name, desc, pred, f1, _ in methods:
+        lines.append(f"| {name} | {desc} | {(pred == yte_np).mean():.4f} | {f1:.4f} |")
+    lines += ["", f"Against the best baseline ({best_base[0]}): macro-F1 difference "
+              f"{mf1 - best_base[3]:+.4f}; 95 % bootstrap interval over the {len(test_files)} "
+              f"held-out files (1000 draws with replacement, macro over the classes each draw "
+              f"holds) [{lo:+.4f}, {hi:+.4f}]; this model ahead in {100 * ahead:.1f} % of the draws.",
+              "", "F1 per class:", "",
+              "| class | " + " | ".join(m[0].replace("**", "") for m in methods) + " |",
+              "|---" * (len(methods) + 1) + "|"]
+    for i, c in enumerate(classes):
+        lines.append(f"| {c} | " + " | ".join(f"{m[4][i]:.2f}" for m in methods) + " |")
+    lines += ["", "## `--min-prob`: precision and coverage on the held-out flows", "",
+              "`etcpipe classify --min-prob P` labels a flow `unknown` when its top probability is "
+              "below P. Coverage: the share of flows that keep a class; precision: the share of "
+              "those that are right.", "", "| P | coverage | precision |", "|---|---|---|"]
+    top = prob_te.max(1) if len(yte) else np.zeros(0)
+    for pmin in (0.0, 0.5, 0.7, 0.9, 0.95):
+        kept = top >= pmin
+        prec = float((pred_te[kept] == yte_np[kept]).mean()) if kept.any() else float("nan")
+        lines.append(f"| {pmin:g} | {kept.mean():.3f} | {prec:.3f} |")
     lines += ["", "Confusion matrix (rows: true, columns: predicted, order as above):", "", "```"]
     lines += [" ".join(f"{v:5d}" for v in row) for row in cm]
     lines += ["```", "", "## Held-out files", "", ", ".join(test_files), "",

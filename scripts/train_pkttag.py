@@ -255,8 +255,9 @@ def main():
     kinds = train.feature_files(targs.spec)
     rows, _, _, failed, _ = train.labelled_flows(targs, kinds)
     (rows, classes, _, cidx, _, files_of, flows_per_file, train_files, test_files,
-     test_set) = train.classes_and_split(targs, rows)
-    fit_files, val_files = train.validation_split(targs, classes, files_of, flows_per_file, test_set)
+     test_set, group_of) = train.classes_and_split(targs, rows)
+    fit_files, val_files = train.validation_split(targs, classes, files_of, flows_per_file, test_set,
+                                                  group_of)
     failed_names = {f for f, _ in failed}
     ncls = len(classes)
     print(f"train_pkttag: {ncls} classes, {len(train_files)} training files ({len(fit_files)} fit, "
