@@ -247,6 +247,11 @@ __global__ void k_scatter(const uint64_t* skeys, uint32_t n, const pp::Parsed* p
                 memcpy(base + uint64_t{rank} * 4, &v, 4);
                 break;
             }
+            case static_cast<uint32_t>(Kind::Port): {
+                const int32_t v = pp::port_code(k);
+                memcpy(base + uint64_t{rank} * 4, &v, 4);
+                break;
+            }
             default: {  // Iat
                 int64_t v = 0;
                 if (rank > 0) {
@@ -320,7 +325,9 @@ __global__ void k_split(const uint8_t* emitted, uint64_t flow_bytes, const uint3
         const uint8_t* src = emitted + uint64_t{perm[r]} * flow_bytes;
         for (uint32_t f = 0; f < nfeat; ++f) {
             const DevFeature& ft = feats[f];
-            const uint64_t rb = ft.kind == static_cast<uint32_t>(Kind::Sizes) ? uint64_t{ft.h} * 4
+            const uint64_t rb = ft.kind == static_cast<uint32_t>(Kind::Sizes) ||
+                                        ft.kind == static_cast<uint32_t>(Kind::Port)
+                                    ? uint64_t{ft.h} * 4
                               : ft.kind == static_cast<uint32_t>(Kind::Iat) ? uint64_t{ft.h} * 8
                                              : uint64_t{ft.h} * ft.l;
             uint8_t* dst = outs[f] + uint64_t{r} * rb;

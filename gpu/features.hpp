@@ -68,7 +68,7 @@ enum class Device : uint8_t { Cpu, Gpu, Auto };
 
 namespace etcpipe::features {
 
-enum class Kind : uint8_t { Payload, Packet, Sizes, Iat };
+enum class Kind : uint8_t { Payload, Packet, Sizes, Iat, Port };
 
 struct Feature {
     Kind kind = Kind::Payload;

@@ -34,6 +34,7 @@ std::string Feature::name() const {
     case Kind::Packet: return "packet_" + std::to_string(h) + "x" + std::to_string(l);
     case Kind::Sizes: return "sizes_" + std::to_string(h);
     case Kind::Iat: return "iat_" + std::to_string(h);
+    case Kind::Port: return "port_" + std::to_string(h);
     }
     return "?";
 }
@@ -42,7 +43,8 @@ size_t Feature::elem_size() const {
     switch (kind) {
     case Kind::Payload:
     case Kind::Packet: return 1;
-    case Kind::Sizes: return 4;
+    case Kind::Sizes:
+    case Kind::Port: return 4;
     case Kind::Iat: return 8;
     }
     return 1;
@@ -97,13 +99,13 @@ Result<std::vector<Feature>> parse_spec(const std::string& spec) {
                 return spec_error(part, "H must be 1.." + std::to_string(kMaxH));
             if (!parse_num(shape.substr(x + 1), kMaxL, f.l))
                 return spec_error(part, "L must be 1.." + std::to_string(kMaxL));
-        } else if (name == "sizes" || name == "iat") {
-            f.kind = name == "sizes" ? Kind::Sizes : Kind::Iat;
+        } else if (name == "sizes" || name == "iat" || name == "port") {
+            f.kind = name == "sizes" ? Kind::Sizes : name == "iat" ? Kind::Iat : Kind::Port;
             if (!parse_num(shape, kMaxH, f.h))
                 return spec_error(part, "H must be 1.." + std::to_string(kMaxH));
         } else {
             return spec_error(part, "unknown feature '" + name +
-                                        "' (payload, packet, sizes, iat)");
+                                        "' (payload, packet, sizes, iat, port)");
         }
         for (const Feature& g : out)
             if (g.name() == f.name()) return spec_error(part, "given twice");

@@ -188,7 +188,9 @@ class CpuExtractor final : public Extractor {
         flow_bytes_ = off;
         size_t blob = 0;
         for (const Feature& f : spec_) {
-            feat_row_.push_back(f.kind == Kind::Sizes ? 4u : f.kind == Kind::Iat ? 8u : f.l);
+            feat_row_.push_back(f.kind == Kind::Sizes || f.kind == Kind::Port ? 4u
+                                : f.kind == Kind::Iat                          ? 8u
+                                                                               : f.l);
             blob += 4 + feat_row_.back();
         }
         max_blob_ = blob;
@@ -393,6 +395,12 @@ class CpuExtractor final : public Extractor {
                 const int64_t v = j == 0 ? 0 : pp::iat_us(ts, st.last_sel_ns);
                 std::memcpy(dst, &v, 8);
                 len = 8;
+                break;
+            }
+            case Kind::Port: {
+                const int32_t v = pp::port_code(s.pk);
+                std::memcpy(dst, &v, 4);
+                len = 4;
                 break;
             }
             }

@@ -3,7 +3,7 @@
 //
 // Weights live on the device from construction. Per batch, on one stream:
 //  1. k_transform per input: the extractor's integer tensor (u8 bytes, i32
-//     sizes, i64 iat; on the device, e.g. where the GPU extractor left it)
+//     sizes and port codes, i64 iat; on the device, e.g. where the GPU extractor left it)
 //     → float with the etcpipe-v1 scaling, written into the first layer's
 //     input buffer: the u8→float conversion is the first layer's input
 //     transform, there is no separate host pass.
@@ -56,6 +56,8 @@ __global__ void k_transform(int kind, const void* raw, size_t n, float* out) {
             out[i] = static_cast<float>(static_cast<const uint8_t*>(raw)[i] * (1.0 / 255.0));
         } else if (kind == 1) {
             out[i] = static_cast<float>(static_cast<const int32_t*>(raw)[i] / 1500.0);
+        } else if (kind == 3) {  // port codes as they are
+            out[i] = static_cast<float>(static_cast<const int32_t*>(raw)[i]);
         } else {
             const int64_t v = static_cast<const int64_t*>(raw)[i];
             const double a = log1p(fabs(static_cast<double>(v))) / 16.0;
@@ -338,7 +340,10 @@ class GpuBackend final : public Backend {
         for (size_t f = 0; f < m.spec.size(); ++f) {
             const auto& feat = m.spec[f];
             const size_t n = rows * feat.row_bytes() / feat.elem_size();
-            const int kind = feat.kind == features::Kind::Sizes ? 1 : feat.kind == features::Kind::Iat ? 2 : 0;
+            const int kind = feat.kind == features::Kind::Sizes ? 1
+                           : feat.kind == features::Kind::Iat   ? 2
+                           : feat.kind == features::Kind::Port  ? 3
+                                                                : 0;
             k_transform<<<blocks_for(n), kThreads, 0, stream_>>>(kind, b.tensors[f], n,
                                                                  values_[static_cast<size_t>(m.inputs[f])].p);
         }

@@ -13,10 +13,11 @@
 //    etcpipe.preprocess = "etcpipe-v1".
 //  * One graph input per feature, named Feature::name() ("payload_10x256"),
 //    float32, shape [batch, H, L] (payload/packet) or [batch, H] (sizes,
-//    iat), batch symbolic; one output [batch, classes] of probabilities.
+//    iat, port), batch symbolic; one output [batch, classes] of probabilities.
 //  * Input transform etcpipe-v1 (the engine applies it to the extractor's
 //    integer tensors): bytes / 255; sizes / 1500; iat (µs)
-//    sign(x)·log1p(|x|) / 16. scripts/etcmodel.py is the python twin.
+//    sign(x)·log1p(|x|) / 16; port codes unchanged (integers below 2^24,
+//    exact in float32). scripts/etcmodel.py is the python twin.
 //
 // A model file is untrusted input. The loader rejects, as a Data error that
 // names the node or tensor: dimensions that are negative, zero or whose

@@ -36,6 +36,13 @@ void transform_input(const features::Feature& f, std::span<const uint8_t> raw, s
             out[i] = static_cast<float>(v / 1500.0);
         }
         break;
+    case features::Kind::Port:  // the code as it is (exact in float below 2^24)
+        for (size_t i = 0; i < n; ++i) {
+            int32_t v;
+            std::memcpy(&v, raw.data() + i * 4, 4);
+            out[i] = static_cast<float>(v);
+        }
+        break;
     case features::Kind::Iat:
         for (size_t i = 0; i < n; ++i) {
             int64_t v;

@@ -382,6 +382,12 @@ Result<void> Builder::node(const onnx::NodeProto& n, size_t index) {
         return {};
     }
     if (t == "BatchNormalization") return fold_batchnorm(n, where);
+    // The exporter writes a weight shared by several layers once, and names
+    // it again through Identity nodes: those outputs are the same constant.
+    if (t == "Identity" && n.input_size() == 1 && consts_.count(n.input(0))) {
+        consts_[n.output(0)] = consts_.at(n.input(0));
+        return {};
+    }
 
     Op op;
     op.node = name;

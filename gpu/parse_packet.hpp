@@ -196,6 +196,15 @@ ETC_HD inline int32_t signed_size(const Parsed& pk, uint8_t initiator_is_a) {
     return pk.from_a == initiator_is_a ? s : -s;
 }
 
+// port:H element: IP protocol × 65536 + the server port, taken as the lower
+// of the two ports (0 for protocols without ports). The same for every
+// packet of a flow, whichever way it goes.
+ETC_HD inline int32_t port_code(const Parsed& pk) {
+    uint32_t port = 0;
+    if (pk.has_ports) port = pk.key.port_a < pk.key.port_b ? pk.key.port_a : pk.key.port_b;
+    return static_cast<int32_t>(uint32_t{pk.key.proto} << 16 | port);
+}
+
 // iat:H element: µs since the previous selected packet, toward zero.
 ETC_HD inline int64_t iat_us(uint64_t ts, uint64_t prev_ts) {
     return static_cast<int64_t>(ts - prev_ts) / 1000;

@@ -20,12 +20,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from etcmodel import EtcNet, transform  # noqa: E402
+from etcmodel import build, transform  # noqa: E402
 
 
 def load(pt):
     ck = torch.load(pt, map_location="cpu")
-    model = EtcNet(ck["h"], ck["l"], len(ck["classes"]), dropout=ck.get("dropout", 0.0))
+    model = build(ck)
     model.load_state_dict(ck["state_dict"])
     model.eval()
     return model, ck

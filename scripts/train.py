@@ -38,7 +38,8 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from etcmodel import PREPROCESS, EtcNet, transform  # noqa: E402
+import etcmodel  # noqa: E402
+from etcmodel import PREPROCESS, transform  # noqa: E402
 import baselines  # noqa: E402
 
 L4 = {"TCP": 6, "UDP": 17, "ICMP": 1, "ICMPV6": 58}
@@ -329,22 +330,49 @@ def validation_split(args, classes, files_of, flows_per_file, test_set, group_of
                         group_of or {}, args.seed + 1, args.val_share)
 
 
+def cv_folds(train_files, flows_per_file, group_of, k, seed):
+    """The training files in k folds by group of captures (capture_groups),
+    each fold about the same number of (capped) flows: groups, shuffled with
+    the seed, go largest first to the fold with the fewest flows. Returns
+    [(fit files, validation files)] for each fold."""
+    groups = {}
+    for f in train_files:
+        groups.setdefault(group_of.get(f, f), []).append(f)
+    names = sorted(groups)
+    random.Random(seed).shuffle(names)
+    names.sort(key=lambda g: -sum(flows_per_file.get(f, 0) for f in groups[g]))
+    folds, load = [[] for _ in range(k)], [0] * k
+    for g in names:
+        i = min(range(k), key=lambda j: (load[j], j))
+        folds[i] += groups[g]
+        load[i] += sum(flows_per_file.get(f, 0) for f in groups[g])
+    return [(sorted(f for j in range(k) if j != i for f in folds[j]), sorted(folds[i]))
+            for i in range(k)]
+
+
 def build_parser():
     """The command line (scripts/train_pkttag.py reads its data defaults from it)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--etcpipe", default="build/etcpipe")
     ap.add_argument("--pcaps", default="testdata/ndpi/pcap")
     ap.add_argument("--results", default="testdata/ndpi/result")
-    ap.add_argument("--spec", default="payload:10x256,sizes:10,iat:10")
+    ap.add_argument("--spec", default="payload:10x256,sizes:10,iat:10,port:1",
+                    help="what is extracted; each candidate model reads a slice of it")
     ap.add_argument("--work", default="build/train")
     ap.add_argument("--out", default="models/etc_app", help="path prefix of .onnx/.pt/.md/.svg")
     ap.add_argument("--min-flows", type=int, default=30)
     ap.add_argument("--min-files", type=int, default=3)
     ap.add_argument("--cap-per-file", type=int, default=150)
     ap.add_argument("--test-share", type=float, default=0.25)
-    ap.add_argument("--epochs", type=int, default=40, help="most epochs a candidate trains")
+    ap.add_argument("--epochs", type=int, default=60, help="most epochs a candidate trains")
     ap.add_argument("--val-share", type=float, default=0.25,
                     help="share of the training files held back to choose the settings")
+    ap.add_argument("--folds", type=int, default=4,
+                    help="cross-validation folds over the training files that choose the model "
+                         "and every baseline's settings")
+    ap.add_argument("--ensemble", type=int, default=5,
+                    help="members of the shipped model (the chosen candidate from different "
+                         "initialisations; their logits are averaged)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--data-only", action="store_true",
@@ -360,9 +388,10 @@ def main():
     t_start = time.time()
 
     kinds = feature_files(args.spec)
-    h = int(args.spec.split("payload:")[1].split("x")[0])
-    l = int(args.spec.split("payload:")[1].split("x")[1].split(",")[0])
-    assert [k for k, _ in kinds] == ["payload", "sizes", "iat"], "spec must be payload,sizes,iat"
+    H = int(args.spec.split("payload:")[1].split("x")[0])
+    L = int(args.spec.split("payload:")[1].split("x")[1].split(",")[0])
+    assert [k for k, _ in kinds] == ["payload", "sizes", "iat", "port"], \
+        "spec must be payload:HxL,sizes:H,iat:H,port:1 (the candidates read slices of it)"
 
     # ---- features (one `etcpipe features` over the directory) + labels ----
     label_stats = {}
@@ -383,9 +412,27 @@ def main():
      train_files, test_files, test_set, group_of) = classes_and_split(args, rows)
 
     # ---- arrays ----
-    def stack(sel):
-        x = {k: np.stack([r[2][k] for r in sel]) if sel else None for k, _ in kinds}
-        inputs = [torch.from_numpy(transform(k, x[k])) for k, _ in kinds]
+    def spec_of(cand):
+        """The feature spec a candidate model reads (a slice of --spec)."""
+        if cand["family"] == "etcnet":
+            parts = [f"payload:{H}x{L}"]
+        else:
+            parts = [f"payload:{cand['p']}x{cand['b']}"]
+        parts += [f"sizes:{H}", f"iat:{H}"] + (["port:1"] if cand.get("ports") else [])
+        return ",".join(parts)
+
+    def stack(sel, cand):
+        spec = spec_of(cand)
+        inputs = []
+        for part in spec.split(","):
+            kind, shape = part.split(":")
+            raw = np.stack([r[2][kind] for r in sel])
+            if kind == "payload":
+                ph, pl = (int(v) for v in shape.split("x"))
+                raw = raw[:, :ph, :pl]
+            elif kind == "port":
+                raw = raw[:, :1]
+            inputs.append(torch.from_numpy(transform(kind, np.ascontiguousarray(raw))))
         y = torch.tensor([cidx[r[1]] for r in sel], dtype=torch.long)
         return inputs, y
 
@@ -401,9 +448,20 @@ def main():
                 out.append(r)
         return out
 
+    def port_vocab(sel):
+        """Port codes seen in at least 2 of the rows' capture files, most
+        frequent first, at most 128: a port only one capture uses is that
+        capture's, not its class's."""
+        files_of_code, n = {}, {}
+        for r in sel:
+            code = int(r[2]["port"][0])
+            files_of_code.setdefault(code, set()).add(r[0])
+            n[code] = n.get(code, 0) + 1
+        keep = [c for c in files_of_code if len(files_of_code[c]) >= 2]
+        return sorted(sorted(keep, key=lambda c: (-n[c], c))[:128])
+
     train_rows = capped(set(train_files))
     test_rows = [r for r in rows if r[0] in test_set]
-    (xtr, ytr), (xte, yte) = stack(train_rows), stack(test_rows)
     count = lambda sel, c: sum(1 for r in sel if r[1] == c)  # noqa: E731
 
     def evaluate(model, x, y):
@@ -415,23 +473,37 @@ def main():
             cm[t][p] += 1
         return cm
 
-    def fit(x, y, wd, dropout, epochs, val=None):
-        """Trains a fresh model; with `val` (x, y), returns the validation
-        macro-F1 after every 5th epoch too."""
-        torch.manual_seed(args.seed)
-        model = EtcNet(h, l, len(classes), dropout=dropout)
+    def make_model(cand, sel):
+        if cand["family"] == "etcnet":
+            ck = {"family": "etcnet", "h": H, "l": L, "dropout": cand["dropout"]}
+        else:
+            ck = {"family": "bytecnn", "args": {
+                "p": cand["p"], "b": cand["b"], "h": H, "dropout": cand["dropout"],
+                "port_vocab": port_vocab(sel) if cand.get("ports") else None}}
+        ck["classes"] = classes
+        return etcmodel.build(ck), ck
+
+    def fit(cand, sel, epochs, val=None, seed=None):
+        """Trains a fresh model on the rows `sel`; with `val` (rows), returns
+        the validation macro-F1 (over the classes the rows hold) after every
+        5th epoch too."""
+        torch.manual_seed(args.seed if seed is None else seed)
+        x, y = stack(sel, cand)
+        model, ck = make_model(cand, sel)
+        vx = stack(val, cand) if val is not None else None
         freq = torch.bincount(y, minlength=len(classes)).float()
-        weight = (freq.sum() / (len(classes) * freq.clamp(min=1))).sqrt()
+        weight = (freq.sum() / (len(classes) * freq.clamp(min=1))) ** cand["balance"]
         loss_fn = nn.CrossEntropyLoss(weight=weight)
-        opt = torch.optim.Adam(model.parameters(), lr=2e-3, weight_decay=wd)
+        opt = torch.optim.Adam(model.parameters(), lr=2e-3, weight_decay=cand["wd"])
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
         n, curve = len(y), []
+        batch = 128 if cand["family"] == "etcnet" else 64
         for epoch in range(epochs):
             model.train()
             perm = torch.randperm(n)
             total = 0.0
-            for s0 in range(0, n, 128):
-                idx = perm[s0:s0 + 128]
+            for s0 in range(0, n, batch):
+                idx = perm[s0:s0 + batch]
                 if len(idx) < 2:
                     continue
                 opt.zero_grad()
@@ -440,41 +512,88 @@ def main():
                 opt.step()
                 total += loss.item() * len(idx)
             sched.step()
-            if val is not None and epoch % 5 == 4:
-                curve.append((epoch + 1, macro_f1(evaluate(model, *val))[0]))
-        print(f"  wd {wd:g} dropout {dropout:g} {epochs} epochs: loss {total / n:.4f}"
-              + (f", validation macro-F1 by epoch {[(e, round(f, 3)) for e, f in curve]}" if curve else ""))
-        return model, curve
+            if vx is not None and epoch % 5 == 4:
+                model.eval()
+                with torch.no_grad():
+                    pv = model(*vx[0]).argmax(1).numpy()
+                curve.append((epoch + 1, baselines.macro_f1(vx[1].numpy(), pv, len(classes),
+                                                             present_only=True)[0]))
+        print(f"  {describe(cand)}, {epochs} epochs: loss {total / n:.4f}"
+              + (f", validation macro-F1 by epoch {[(e, round(f, 3)) for e, f in curve]}" if curve else ""),
+              flush=True)
+        return model, ck, curve
 
-    # ---- settings chosen on validation files carved out of the training files ----
-    # The held-out files are never looked at here. The cosine schedule depends on the
-    # epoch count, so a candidate's best epoch is retrained as its own schedule.
-    fit_files, val_files = validation_split(args, classes, files_of, flows_per_file, test_set,
-                                            group_of)
-    (xfit, yfit), (xval, yval) = stack(capped(set(fit_files))), stack(capped(set(val_files)))
-    candidates = [(1e-4, 0.0), (1e-3, 0.3), (1e-2, 0.5)]
-    print(f"choosing settings: {len(fit_files)} fit files, {len(val_files)} validation files")
+    def describe(cand):
+        if cand["family"] == "etcnet":
+            head = f"EtcNet payload:{H}x{L}"
+        else:
+            head = f"ByteCnn payload:{cand['p']}x{cand['b']}" + (" + port" if cand.get("ports") else "")
+        return (f"{head}, weight decay {cand['wd']:g}, dropout {cand['dropout']:g}, "
+                f"class weights ^{cand['balance']:g}")
+
+    # ---- model and settings chosen by cross-validation over the training files ----
+    # The held-out files are never looked at here. Folds are groups of training
+    # captures; a candidate's score at an epoch is its mean validation macro-F1
+    # over the folds. The cosine schedule depends on the epoch count, so the
+    # best epoch is retrained as its own schedule.
+    per_file_class = {}
+    for r in rows:
+        per_file_class[(r[0], r[1])] = per_file_class.get((r[0], r[1]), 0) + 1
+    capped_per_file = {}
+    for (f, _), n in per_file_class.items():
+        capped_per_file[f] = capped_per_file.get(f, 0) + min(n, args.cap_per_file)
+    folds = cv_folds(train_files, capped_per_file, group_of, args.folds, args.seed + 1)
+    fold_rows = [(capped(set(fi)), capped(set(va))) for fi, va in folds]
+    candidates = [
+        {"family": "etcnet", "wd": 1e-4, "dropout": 0.0, "balance": 0.5},
+        {"family": "etcnet", "wd": 1e-2, "dropout": 0.5, "balance": 0.5},
+        {"family": "bytecnn", "p": 3, "b": 64, "ports": False, "wd": 1e-3, "dropout": 0.3, "balance": 1.0},
+        {"family": "bytecnn", "p": 3, "b": 64, "ports": True, "wd": 1e-3, "dropout": 0.3, "balance": 1.0},
+        {"family": "bytecnn", "p": 3, "b": 128, "ports": True, "wd": 1e-3, "dropout": 0.3, "balance": 1.0},
+        {"family": "bytecnn", "p": 5, "b": 64, "ports": True, "wd": 1e-3, "dropout": 0.3, "balance": 1.0},
+        {"family": "bytecnn", "p": 3, "b": 128, "ports": True, "wd": 1e-2, "dropout": 0.5, "balance": 1.0},
+        {"family": "bytecnn", "p": 3, "b": 128, "ports": True, "wd": 1e-3, "dropout": 0.3, "balance": 0.5},
+    ]
+    print(f"choosing the model: {args.folds}-fold cross-validation over the {len(train_files)} "
+          f"training files (validation files per fold: {[len(v) for _, v in folds]})")
     trials = []
-    for wd, dropout in candidates:
-        _, curve = fit(xfit, yfit, wd, dropout, args.epochs, val=(xval, yval))
-        best_epoch, best_f1 = max(curve, key=lambda t: (t[1], -t[0]))
-        trials.append((best_f1, wd, dropout, best_epoch))
-    val_f1, wd, dropout, epochs = max(trials, key=lambda t: t[0])
-    print(f"chosen: weight decay {wd:g}, dropout {dropout:g}, {epochs} epochs "
-          f"(validation macro-F1 {val_f1:.4f}); retraining on all {len(train_files)} training files")
+    for cand in candidates:
+        curves = [fit(cand, fi, args.epochs, val=va)[2] for fi, va in fold_rows]
+        mean = [(curves[0][i][0], float(np.mean([c[i][1] for c in curves])))
+                for i in range(len(curves[0]))]
+        best_epoch, best_f1 = max(mean, key=lambda t: (t[1], -t[0]))
+        trials.append((best_f1, best_epoch, cand))
+        print(f"  -> {describe(cand)}: mean validation macro-F1 {best_f1:.3f} at epoch {best_epoch}",
+              flush=True)
+    val_f1, epochs, chosen = max(trials, key=lambda t: t[0])
+    print(f"chosen: {describe(chosen)}, {epochs} epochs (mean validation macro-F1 {val_f1:.4f}); "
+          f"{args.ensemble} members trained on all {len(train_files)} training files")
 
-    # ---- the shipped model: all training files, the chosen settings ----
-    model, _ = fit(xtr, ytr, wd, dropout, epochs)
-    n_params = sum(p.numel() for p in model.parameters())
+    # ---- the shipped model: all training files, the chosen settings, K initialisations ----
+    members, member_cks = [], []
+    for i in range(args.ensemble):
+        m, mck, _ = fit(chosen, train_rows, epochs, seed=args.seed + i)
+        members.append(m)
+        member_cks.append({k: v for k, v in mck.items() if k != "classes"})
+    if len(members) == 1:
+        model, ck = members[0], {**member_cks[0], "classes": classes}
+    else:
+        model = etcmodel.Ensemble(members)
+        model.scale_last_layers()
+        ck = {"family": "ensemble", "members": member_cks, "classes": classes}
+    model.eval()
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    model_spec = spec_of(chosen)
+    (xtr, ytr), (xte, yte) = stack(train_rows, chosen), stack(test_rows, chosen)
 
     # ---- baselines: same classes, split, capped rows, held-out flows ----
-    print("baselines (settings chosen on the validation files):")
+    print("baselines (settings chosen by the same cross-validation):")
 
     def tree_data(sel):
         return ({k: np.stack([r[2][k] for r in sel]) for k, _ in kinds},
                 [r[2]["_flow"] for r in sel], np.array([cidx[r[1]] for r in sel], np.int64))
 
-    data = {"fit": tree_data(capped(set(fit_files))), "val": tree_data(capped(set(val_files))),
+    data = {"folds": [(tree_data(fi), tree_data(va)) for fi, va in fold_rows],
             "train": tree_data(train_rows), "test": tree_data(test_rows)}
     base = baselines.run_all(data, len(classes), args.seed)
     yte_np = yte.numpy()
@@ -504,16 +623,15 @@ def main():
 
     # ---- export ----
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    torch.save({"state_dict": model.state_dict(), "h": h, "l": l, "classes": classes,
-                "spec": args.spec, "dropout": dropout}, args.out + ".pt")
-    names = [fn[:-4] for _, fn in kinds]
+    torch.save({**ck, "state_dict": model.state_dict(), "spec": model_spec}, args.out + ".pt")
+    names = [fn[:-4] for _, fn in feature_files(model_spec)]
     dummy = tuple(x[:2] for x in xtr)
     torch.onnx.export(model, dummy, args.out + ".onnx", input_names=names,
                       output_names=["probabilities"], opset_version=13,
                       dynamic_axes={**{nm: {0: "batch"} for nm in names}, "probabilities": {0: "batch"}})
     import onnx
     m = onnx.load(args.out + ".onnx")
-    meta = {"etcpipe.features": args.spec, "etcpipe.classes": json.dumps(classes),
+    meta = {"etcpipe.features": model_spec, "etcpipe.classes": json.dumps(classes),
             "etcpipe.preprocess": PREPROCESS, "etcpipe.task": "application (nDPI 4.2 labels)"}
     del m.metadata_props[:]
     for k, v in meta.items():
@@ -538,11 +656,12 @@ def main():
              f"Produced by `make model` (scripts/train.py) on "
              f"{datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, "
              f"torch {torch.__version__}, {args.threads} threads, {time.time() - t_start:.0f} s.", "",
-             f"- Features: `{args.spec}` from `etcpipe features` (input transform `{PREPROCESS}`).",
+             f"- Features: `{model_spec}` from `etcpipe features` (input transform `{PREPROCESS}`); "
+             f"the candidates read slices of one extraction with `{args.spec}`.",
              f"- Labels: nDPI 4.2 expected output, application protocol; classes with ≥{args.min_flows} "
              f"flows in ≥{args.min_files} captures; other labels dropped.",
-             f"- Model: EtcNet (scripts/etcmodel.py), {n_params} parameters, ONNX opset 13, ops: "
-             f"{', '.join(ops)}.",
+             f"- Model: {describe(chosen)} (scripts/etcmodel.py), {n_params} trained parameters, "
+             f"ONNX opset 13, ops: {', '.join(ops)}.",
              f"- Split by capture file (seed {args.seed}): {len(train_files)} training files, "
              f"{len(test_files)} held-out files; training rows capped at {args.cap_per_file} per "
              f"(file, class). Captures that share a 5-tuple stay on one side (groups: "
@@ -551,13 +670,13 @@ def main():
              + ", ".join(f"{k} {v}" for k, v in sorted(label_stats.items()))
              + ". Port and address guesses (`Match by port`, `Match by IP`) are not labels the "
              "bytes support; a DNS exchange is labelled DNS whatever name it looks up.",
-             f"- Settings chosen without the held-out files: the training files were split again "
-             f"by file ({len(fit_files)} fit, {len(val_files)} validation); each candidate (weight "
-             f"decay, dropout) trained up to {args.epochs} epochs and was scored by validation "
-             f"macro-F1 every 5 epochs: "
-             + "; ".join(f"wd {t[1]:g}/dropout {t[2]:g}: {t[0]:.3f} at epoch {t[3]}" for t in trials)
-             + f". Chosen: wd {wd:g}, dropout {dropout:g}, {epochs} epochs, retrained on all "
-             f"training files.",
+             f"- Model and settings chosen without the held-out files: {args.folds}-fold "
+             f"cross-validation over the training files (folds are groups of captures, "
+             f"{[len(v) for _, v in folds]} validation files); each candidate trained up to "
+             f"{args.epochs} epochs and was scored by its mean validation macro-F1 (over the classes "
+             f"each fold holds) every 5 epochs (table below). Chosen: {describe(chosen)}, {epochs} "
+             f"epochs; the shipped model averages the logits of {args.ensemble} such models trained "
+             f"on all training files from different initialisations.",
              f"- Data: {len(rows)} labelled flows of the kept classes ({unlabelled} extracted flows had "
              f"no nDPI line, {unknown} were Unknown); captures that failed to extract: "
              + (", ".join(f"{n} ({e})" for n, e in failed) or "none") + ".",
@@ -569,11 +688,17 @@ def main():
     for i, c in enumerate(classes):
         lines.append(f"| {c} | {count(train_rows, c)} | {count(test_rows, c)} | {f1s[i]:.3f} | "
                      f"{len(files_of[c])} |")
+    lines += ["", "## Candidates (cross-validation over the training files)", "",
+              "| candidate | best mean validation macro-F1 | at epoch |",
+              "|---|---|---|"]
+    for f1, ep, cand in trials:
+        lines.append(f"| {describe(cand)} | {f1:.3f} | {ep} |")
     # baselines next to the model, per class too
     methods = [(f"**{base}** (this model)", "", pred_te, mf1, np.array(f1s))] + base_scores
     lines += ["", "## Baselines on the same held-out flows", "",
               "Same classes, split, capped training rows and held-out flows; tree settings chosen "
-              "by macro-F1 on the validation files, then refit on all training files.", "",
+              "by the same cross-validation (mean validation macro-F1), then refit on all "
+              "training files.", "",
               "| method | settings | held-out accuracy | macro-F1 |", "|---|---|---|---|"]
     for name, desc, pred, f1, _ in methods:
         lines.append(f"| {name} | {desc} | {(pred == yte_np).mean():.4f} | {f1:.4f} |")

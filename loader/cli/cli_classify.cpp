@@ -63,6 +63,9 @@ std::string explain_json(const std::vector<features::Feature>& spec, const featu
                 break;
             case features::Kind::Sizes: j += ",\"value\":\"IP length, negative toward the initiator\""; break;
             case features::Kind::Iat: j += ",\"value\":\"µs since the previous selected packet\""; break;
+            case features::Kind::Port:
+                j += ",\"value\":\"IP protocol x 65536 + the lower of the two ports\"";
+                break;
         }
         j += "}";
     }

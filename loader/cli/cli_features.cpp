@@ -60,7 +60,8 @@ void add_features_command(CLI::App& app, FeaturesCommand& c) {
         ->required();
     add_option(c.cmd, "--features", c.spec,
                       "payload:HxL (L4 payload bytes), packet:HxL (from the IP header, addresses "
-                      "and ports zeroed), sizes:H (signed IP length), iat:H (µs); comma-separated")
+                      "and ports zeroed), sizes:H (signed IP length), iat:H (µs), port:H (IP protocol x 65536 "
+                      "+ the lower port); comma-separated")
         ->capture_default_str();
     add_device_option(c.cmd, c.device, "gpu, cpu or auto (the GPU when there is one)");
     add_option(c.cmd, "--threads", c.threads, "CPU threads per capture (0: the cores shared among the jobs)")

@@ -73,7 +73,7 @@ void append_feature(std::string& s, const features::Feature& ft, const uint8_t* 
                 s += kHex[p[i] & 15];
             }
             s += '"';
-        } else if (ft.kind == features::Kind::Sizes) {
+        } else if (ft.kind == features::Kind::Sizes || ft.kind == features::Kind::Port) {
             int32_t v;
             std::memcpy(&v, base + size_t{j} * 4, 4);
             s += std::to_string(v);

@@ -197,9 +197,9 @@ void expect_same(const Output& x, const Output& y, const std::string& what) {
 // ------------------------------------------------------------- the spec --
 
 TEST(FeatureSpec, ParsesGoodSpecs) {
-    auto r = parse_spec("payload:10x1000,packet:5x100,sizes:10,iat:20");
+    auto r = parse_spec("payload:10x1000,packet:5x100,sizes:10,iat:20,port:1");
     ASSERT_TRUE(r.ok()) << r.error().message();
-    ASSERT_EQ(r->size(), 4u);
+    ASSERT_EQ(r->size(), 5u);
     EXPECT_EQ((*r)[0].kind, Kind::Payload);
     EXPECT_EQ((*r)[0].h, 10u);
     EXPECT_EQ((*r)[0].l, 1000u);
@@ -213,6 +213,9 @@ TEST(FeatureSpec, ParsesGoodSpecs) {
     EXPECT_EQ((*r)[3].name(), "iat_20");
     EXPECT_EQ((*r)[3].row_bytes(), 160u);
     EXPECT_EQ((*r)[3].elem_size(), 8u);
+    EXPECT_EQ((*r)[4].kind, Kind::Port);
+    EXPECT_EQ((*r)[4].name(), "port_1");
+    EXPECT_EQ((*r)[4].row_bytes(), 4u);
     EXPECT_EQ(max_packets(*r), 20u);
     auto one = parse_spec("sizes:3");
     ASSERT_TRUE(one.ok());
@@ -234,6 +237,8 @@ TEST(FeatureSpec, RejectsBadSpecsNamingThePart) {
         {"sizes:10,", "''"},
         {"iat:5,iat:5", "iat:5"},
         {"sizes:99999999999", "sizes:99999999999"},
+        {"port:2x3", "port:2x3"},
+        {"port:0", "port:0"},
     };
     for (const auto& [spec, part] : bad) {
         auto r = parse_spec(spec);
@@ -262,6 +267,7 @@ TEST(Npy, HeaderIsParseableAndAligned) {
         {{Kind::Packet, 2, 7}, 0, "|u1", "(0, 2, 7)"},
         {{Kind::Sizes, 10, 0}, 5, "<i4", "(5, 10)"},
         {{Kind::Iat, 1, 0}, 123456, "<i8", "(123456, 1)"},
+        {{Kind::Port, 2, 0}, 4, "<i4", "(4, 2)"},
     };
     for (const Case& c : cases) {
         Bytes t(c.rows * c.f.row_bytes());
@@ -294,7 +300,7 @@ TEST(Npy, HeaderIsParseableAndAligned) {
 // ------------------------------------------------------- hand-made flows --
 
 TEST(CpuExtractor, ExactBytesOnHandMadeFlows) {
-    const auto spec = spec_of("payload:3x8,packet:3x48,sizes:3,iat:3");
+    const auto spec = spec_of("payload:3x8,packet:3x48,sizes:3,iat:3,port:3");
     Capture c;
     const auto cli = v4(10, 0, 0, 2), srv = v4(10, 0, 0, 1);  // the server is endpoint a
     auto tcp = [&](bool from_cli, const char* data) {
@@ -356,8 +362,8 @@ TEST(CpuExtractor, ExactBytesOnHandMadeFlows) {
             SCOPED_TRACE("threads " + std::to_string(threads) + " batch " + std::to_string(batch));
             const Output o = run_cpu(c, spec, threads, batch);
             ASSERT_EQ(o.rows.size(), 4u);
-            ASSERT_EQ(o.tensors.size(), 4u);
-            for (size_t f = 0; f < 4; ++f) EXPECT_EQ(o.tensors[f].size(), 4 * spec[f].row_bytes());
+            ASSERT_EQ(o.tensors.size(), 5u);
+            for (size_t f = 0; f < 5; ++f) EXPECT_EQ(o.tensors[f].size(), 4 * spec[f].row_bytes());
 
             // Row 0: the TCP flow, first packet 0, initiator = client = endpoint b.
             const FlowRow& r0 = o.rows[0];
@@ -386,6 +392,10 @@ TEST(CpuExtractor, ExactBytesOnHandMadeFlows) {
             EXPECT_EQ((elem<int64_t>(o, 3, 0, 0)), 0);
             EXPECT_EQ((elem<int64_t>(o, 3, 0, 1)), 700);
             EXPECT_EQ((elem<int64_t>(o, 3, 0, 2)), 1800);
+            // port: TCP × 65536 + 80 (the lower port) for packets either way; zero padding after
+            EXPECT_EQ((elem<int32_t>(o, 4, 0, 0)), 6 * 65536 + 80);
+            EXPECT_EQ((elem<int32_t>(o, 4, 0, 1)), 6 * 65536 + 80);
+            EXPECT_EQ((elem<int32_t>(o, 4, 0, 2)), 6 * 65536 + 80);
 
             // Row 1: UDP/IPv6 VLAN 5, one selected packet, truncated capture.
             const FlowRow& r1 = o.rows[1];
@@ -406,6 +416,8 @@ TEST(CpuExtractor, ExactBytesOnHandMadeFlows) {
             EXPECT_EQ((elem<int32_t>(o, 2, 1, 0)), 40 + 8 + 3 + 100);
             EXPECT_EQ((elem<int32_t>(o, 2, 1, 1)), 0);
             EXPECT_EQ((elem<int64_t>(o, 3, 1, 0)), 0);
+            EXPECT_EQ((elem<int32_t>(o, 4, 1, 0)), 17 * 65536 + 53);
+            EXPECT_EQ((elem<int32_t>(o, 4, 1, 1)), 0);  // one packet: padding
 
             // Row 2: the same 5-tuple on VLANs 6/7 is another flow.
             EXPECT_EQ(o.rows[2].first_index, 7u);
@@ -620,6 +632,10 @@ Output ref_extract(const std::vector<Bytes>& frames, const std::vector<uint64_t>
                 const int32_t v = static_cast<int32_t>(
                     src_is_a == static_cast<bool>(fl.row.initiator_is_a) ? p.ip_len : -p.ip_len);
                 std::memcpy(&fl.t[k][j * 4], &v, 4);
+            } else if (f.kind == Kind::Port) {
+                const int server = p.ports ? std::min(p.src.port, p.dst.port) : 0;
+                const int32_t v = p.proto * 65536 + server;
+                std::memcpy(&fl.t[k][j * 4], &v, 4);
             } else {
                 const int64_t v =
                     j == 0 ? 0
@@ -654,7 +670,7 @@ TEST(Reference, AgreesOnHandMadeFlows) {
     c.add(build(p), 5);
     p.proto = 47;  // GRE: no ports, the whole IP payload is payload
     c.add(build(p), 6);
-    const auto spec = spec_of("payload:2x6,packet:2x30,sizes:2,iat:2");
+    const auto spec = spec_of("payload:2x6,packet:2x30,sizes:2,iat:2,port:2");
     const Output ref = ref_extract(c.frames, c.ts, spec);
     ASSERT_EQ(ref.rows.size(), 2u);
     expect_same(run_cpu(c, spec, 2), ref, "handmade");
@@ -697,7 +713,7 @@ TEST(Ndpi, CpuThreadsAndReferenceAgree) {
         std::printf("[  SKIPPED ] testdata/ndpi/pcap missing (run `make testdata`)\n");
         GTEST_SKIP() << "testdata/ndpi/pcap missing";
     }
-    const auto spec = spec_of("payload:10x1000,packet:10x200,sizes:10,iat:10");
+    const auto spec = spec_of("payload:10x1000,packet:10x200,sizes:10,iat:10,port:10");
     size_t captures = 0, flows = 0, packets = 0, unreadable = 0;
     const auto t0 = std::chrono::steady_clock::now();
     for (const fs::path& path : files) {

@@ -25,7 +25,7 @@ namespace {
 
 using Bytes = std::vector<uint8_t>;
 
-const char* kSpec = "payload:6x64,packet:5x80,sizes:6,iat:6";
+const char* kSpec = "payload:6x64,packet:5x80,sizes:6,iat:6,port:2";
 
 std::vector<Feature> spec_of(const char* s) {
     auto r = parse_spec(s);
