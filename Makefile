@@ -267,6 +267,16 @@ $(NDPI_CACHE): scripts/fetch-testdata.sh $(DEPS_STAMP)
 .PHONY: testdata test demo bench clean gpu-check model nicnn-model pkttag-model check-layers
 testdata: $(NDPI_CACHE)
 
+# More real captures from Debian 12 source packages (wireshark, tcpflow,
+# dnscap, python-dpkt; EXTRA_SOURCES=all adds tcpdump's dissector cases),
+# labelled with Debian's ndpiReader as nDPI's tests/do.sh does:
+# testdata/extra/SOURCE/{pcap,result} (git-ignored; see testdata/PROVENANCE.md).
+# Not a prerequisite of any other target.
+EXTRA_SOURCES ?=
+.PHONY: extra-testdata
+extra-testdata:
+	$(Q)bash scripts/fetch-extra-captures.sh $(EXTRA_SOURCES)
+
 # Retrains the shipped classifier from the nDPI captures (scripts/train.py):
 # models/etc_app.{onnx,pt,md,confusion.svg}.
 model: $(CLI_BIN) $(NDPI_CACHE)
