@@ -277,9 +277,10 @@ EXTRA_SOURCES ?=
 extra-testdata:
 	$(Q)bash scripts/fetch-extra-captures.sh $(EXTRA_SOURCES)
 
-# Retrains the shipped classifier from the nDPI captures (scripts/train.py):
-# models/etc_app.{onnx,pt,md,confusion.svg}.
-model: $(CLI_BIN) $(NDPI_CACHE)
+# Retrains the shipped classifier (scripts/train.py) from nDPI's captures and
+# the extra Debian sources (fetched first, cached: make extra-testdata):
+# models/etc_app.{onnx,pt,md,confusion.svg}. About 15 minutes on 2 cores.
+model: $(CLI_BIN) $(NDPI_CACHE) extra-testdata
 	$(Q)/usr/bin/python3 scripts/train.py --etcpipe $(CLI_BIN) --work $(BUILD)/train --out models/etc_app
 
 # Retrains the in-NIC digit CNN (scripts/train_nicnn.py) on python3-sklearn's

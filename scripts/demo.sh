@@ -82,7 +82,7 @@ echo "=== Per-packet tagger: every packet of quic.pcap tagged on its own (xdp_pk
 echo
 echo "=== Classification: the shipped ONNX model (models/etc_app.onnx) on three of its held-out captures ==="
 MODEL=models/etc_app.onnx
-"$ETCPIPE" classify "$PCAPS/skype.pcap" "$PCAPS/quic.pcap" "$PCAPS/1kxun.pcap" --model "$MODEL" \
+"$ETCPIPE" classify "$PCAPS/skype.pcap" "$PCAPS/signal.pcap" "$PCAPS/1kxun.pcap" --model "$MODEL" \
     -o "$OUT/classes.jsonl"
 echo "first flow:"
 head -n 1 "$OUT/classes.jsonl" | cut -c1-300

@@ -109,7 +109,7 @@ def ndpi_labels(path, stats=None):
     return labels
 
 
-def capture_groups(results, names):
+def capture_groups(args, names):
     """Captures that share a 5-tuple (the same host and ports, e.g. skype.pcap
     and skype_no_unknown.pcap) → one group, so a split keeps them on one side.
     5-tuples with an unspecified address (DHCP discover 0.0.0.0:68 →
@@ -126,7 +126,7 @@ def capture_groups(results, names):
 
     owner = {}
     for n in sorted(names):
-        res = os.path.join(results, n + ".out")
+        res = result_path(args, n)
         if not os.path.exists(res):
             continue
         for key, _, _, _ in ndpi_flows(res):
@@ -140,22 +140,62 @@ def capture_groups(results, names):
     return {n: find(n) for n in names}
 
 
+def sources(args):
+    """The capture sources: [(name, pcap dir, result dir)]. ndpi is nDPI's
+    own captures and results (--pcaps, --results); the others are the
+    sources scripts/fetch-extra-captures.sh fetched and labelled with
+    Debian's ndpiReader (--extra/NAME/{pcap,result}, complete ones only).
+    --sources auto: all of them; else a comma-separated list of names."""
+    found = [("ndpi", args.pcaps, args.results)]
+    if os.path.isdir(args.extra):
+        for name in sorted(os.listdir(args.extra)):
+            d = os.path.join(args.extra, name)
+            if os.path.exists(os.path.join(d, ".complete")) and os.path.isdir(os.path.join(d, "pcap")):
+                found.append((name, os.path.join(d, "pcap"), os.path.join(d, "result")))
+    if args.sources == "auto":
+        return found
+    want = args.sources.split(",")
+    missing = [w for w in want if w not in {n for n, _, _ in found}]
+    if missing:
+        sys.exit(f"train: source(s) {', '.join(missing)} not found (fetched: "
+                 f"{', '.join(n for n, _, _ in found)}; `make extra-testdata` fetches the others)")
+    return [s_ for s_ in found if s_[0] in want]
+
+
+def capture_name(source, path):
+    """nDPI's captures keep their file name; the others are SOURCE/FILE."""
+    base = os.path.basename(path)
+    return base if source == "ndpi" else f"{source}/{base}"
+
+
+def source_of(name):
+    return name.split("/", 1)[0] if "/" in name else "ndpi"
+
+
+def result_path(args, name):
+    if "/" in name:
+        src, base = name.split("/", 1)
+        return os.path.join(args.extra, src, "result", base + ".out")
+    return os.path.join(args.results, name + ".out")
+
+
 def extract_all(etcpipe, pcaps, spec, out_dir):
-    """Runs `etcpipe features` once over the whole capture directory (one
+    """Runs `etcpipe features` once over the capture directories (one
     process, one dataset; cached) and returns the flows.csv rows, the arrays
-    by feature kind, and the captures that failed with their reasons."""
+    by feature kind, and the captures that failed (path, reason)."""
+    pcaps = [pcaps] if isinstance(pcaps, str) else list(pcaps)
     done = os.path.join(out_dir, ".done")
     failed_path = os.path.join(out_dir, "failed.json")
     if not os.path.exists(done):
         os.makedirs(out_dir, exist_ok=True)
-        r = subprocess.run([etcpipe, "features", pcaps, "-o", out_dir, "--features", spec,
+        r = subprocess.run([etcpipe, "features", *pcaps, "-o", out_dir, "--features", spec,
                             "--device", "cpu", "-q"], capture_output=True, text=True)
         # 0: all read; 4/5: some captures failed (each named on stderr), the rest are in.
         failed = []
         for line in r.stderr.splitlines():
             m = re.match(r"^error: (.+?): (read capture|open capture): (.*)$", line)
             if m:
-                failed.append((os.path.basename(m.group(1)), m.group(3)))
+                failed.append((m.group(1), m.group(3)))
         if r.returncode not in (0, 4, 5) or not os.path.exists(os.path.join(out_dir, "flows.csv")):
             sys.exit(f"train: etcpipe features failed (exit {r.returncode}): {r.stderr.strip()}")
         json.dump(failed, open(failed_path, "w"))
@@ -264,14 +304,24 @@ def labelled_flows(args, kinds, label_stats=None):
     `label_stats` (a dict) counts the nDPI lines left out or relabelled."""
     rows = []  # (file, label, {kind: array row})
     unlabelled, unknown = 0, 0
-    pcaps = sorted(p for p in os.listdir(args.pcaps) if p.endswith((".pcap", ".pcapng", ".cap")))
-    flows, arrays, failed = extract_all(args.etcpipe, args.pcaps, args.spec,
-                                        os.path.join(args.work, args.spec.replace(":", "_").replace(",", "-")))
+    srcs = sources(args)
+    source_of_dir = {os.path.normpath(d): n for n, d, _ in srcs}
+    pcaps = [capture_name(n, p) for n, d, _ in srcs for p in sorted(os.listdir(d))
+             if p.endswith((".pcap", ".pcapng", ".cap"))]
+    tag = args.spec.replace(":", "_").replace(",", "-") + "".join(
+        "+" + n for n, _, _ in srcs if n != "ndpi")
+    flows, arrays, failed_paths = extract_all(args.etcpipe, [d for _, d, _ in srcs], args.spec,
+                                              os.path.join(args.work, tag))
+
+    def name_of(path):
+        return capture_name(source_of_dir.get(os.path.normpath(os.path.dirname(path)), "ndpi"), path)
+
+    failed = [(name_of(p), e) for p, e in failed_paths]
     labels_of = {}
     failed_names = {f for f, _ in failed}
     for i, fl in enumerate(flows):
-        name = os.path.basename(fl["capture"])
-        res = os.path.join(args.results, name + ".out")
+        name = name_of(fl["capture"])
+        res = result_path(args, name)
         # A capture that failed part-way is left out whole, as nDPI's result
         # for it describes the whole file.
         if not os.path.exists(res) or name in failed_names:
@@ -314,7 +364,7 @@ def classes_and_split(args, rows):
     flows_per_file = {}
     for f, _, _ in rows:
         flows_per_file[f] = flows_per_file.get(f, 0) + 1
-    group_of = capture_groups(args.results, sorted(flows_per_file))
+    group_of = capture_groups(args, sorted(flows_per_file))
     train_files, test_files = split_groups({c: files_of[c] for c in classes}, flows_per_file,
                                            group_of, args.seed, args.test_share)
     test_set = set(test_files)
@@ -356,6 +406,11 @@ def build_parser():
     ap.add_argument("--etcpipe", default="build/etcpipe")
     ap.add_argument("--pcaps", default="testdata/ndpi/pcap")
     ap.add_argument("--results", default="testdata/ndpi/result")
+    ap.add_argument("--extra", default="testdata/extra",
+                    help="the sources scripts/fetch-extra-captures.sh fetched (make extra-testdata)")
+    ap.add_argument("--sources", default="auto",
+                    help="ndpi plus every fetched extra source (auto), or a comma-separated list "
+                         "of source names, e.g. ndpi")
     ap.add_argument("--spec", default="payload:10x256,sizes:10,iat:10,port:1",
                     help="what is extracted; each candidate model reads a slice of it")
     ap.add_argument("--work", default="build/train")
@@ -545,8 +600,8 @@ def main():
     folds = cv_folds(train_files, capped_per_file, group_of, args.folds, args.seed + 1)
     fold_rows = [(capped(set(fi)), capped(set(va))) for fi, va in folds]
     candidates = [
+        # the model shipped before (EtcNet, payload:10x256, the settings validation chose then)
         {"family": "etcnet", "wd": 1e-4, "dropout": 0.0, "balance": 0.5},
-        {"family": "etcnet", "wd": 1e-2, "dropout": 0.5, "balance": 0.5},
         {"family": "bytecnn", "p": 3, "b": 64, "ports": False, "wd": 1e-3, "dropout": 0.3, "balance": 1.0},
         {"family": "bytecnn", "p": 3, "b": 64, "ports": True, "wd": 1e-3, "dropout": 0.3, "balance": 1.0},
         {"family": "bytecnn", "p": 3, "b": 128, "ports": True, "wd": 1e-3, "dropout": 0.3, "balance": 1.0},
@@ -677,6 +732,12 @@ def main():
              f"each fold holds) every 5 epochs (table below). Chosen: {describe(chosen)}, {epochs} "
              f"epochs; the shipped model averages the logits of {args.ensemble} such models trained "
              f"on all training files from different initialisations.",
+             "- Sources (labelled flows of the kept classes, training / held-out): "
+             + "; ".join(f"{n} {sum(1 for r in rows if source_of(r[0]) == n and r[0] not in test_set)} / "
+                         f"{sum(1 for r in rows if source_of(r[0]) == n and r[0] in test_set)}"
+                         for n, _, _ in sources(args))
+             + " (ndpi: nDPI 4.2's captures and expected results; the others: Debian source "
+             "packages' captures labelled by Debian's ndpiReader, testdata/PROVENANCE.md).",
              f"- Data: {len(rows)} labelled flows of the kept classes ({unlabelled} extracted flows had "
              f"no nDPI line, {unknown} were Unknown); captures that failed to extract: "
              + (", ".join(f"{n} ({e})" for n, e in failed) or "none") + ".",

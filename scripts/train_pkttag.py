@@ -251,7 +251,10 @@ def main():
     t0 = time.time()
 
     # ---- the flow model's classes and split (scripts/train.py) ----
-    targs = train.build_parser().parse_args(["--etcpipe", args.etcpipe, "--work", args.flow_work])
+    # nDPI's captures only: the tagger replays them per packet (its model shipped before the
+    # extra sources existed).
+    targs = train.build_parser().parse_args(["--etcpipe", args.etcpipe, "--work", args.flow_work,
+                                             "--sources", "ndpi"])
     kinds = train.feature_files(targs.spec)
     rows, _, _, failed, _ = train.labelled_flows(targs, kinds)
     (rows, classes, _, cidx, _, files_of, flows_per_file, train_files, test_files,
