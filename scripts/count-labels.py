@@ -16,22 +16,12 @@ testdata/extra/wireshark, or a directory of .out files. Prints Markdown.
 import argparse
 import collections
 import os
-import re
 import sys
 
-FLOW_LINE = re.compile(r"^\s+\d+\s+(\S+)\s+(\S+)\s+(<->|->)\s+(\S+)\s+(?:\[VLAN: \d+\])?"
-                       r"\[proto:\s*([^\]]+)\]")
-CONFIDENCE = re.compile(r"\[Confidence: ([^\]]+)\]")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ndpi_results import CONFIDENCE, FLOW_LINE, label_of  # noqa: E402
+
 LABELLED = ("DPI", "DPI (cache)")
-LOOKUP_MASTERS = ("DNS",)
-
-
-def label_of(proto):
-    """'91.125/TLS.Skype_Teams' → 'Skype_Teams'; 'GTP:7/HTTP' → 'HTTP';
-    '5.126/DNS.Google' → 'DNS'."""
-    names = proto.split("/", 1)[-1].split(".")
-    master, app = names[0].strip(), names[-1].strip()
-    return master if master in LOOKUP_MASTERS else app
 
 
 def count(directory):

@@ -42,18 +42,7 @@ import etcmodel  # noqa: E402
 from etcmodel import PREPROCESS, transform  # noqa: E402
 import baselines  # noqa: E402
 
-L4 = {"TCP": 6, "UDP": 17, "ICMP": 1, "ICMPV6": 58}
-# One flow of nDPI's result file: protocol, endpoints, an optional [VLAN: N],
-# the protocol stack, and (further on) how nDPI found it.
-FLOW_LINE = re.compile(r"^\s+\d+\s+(\S+)\s+(\S+)\s+(<->|->)\s+(\S+)\s+(?:\[VLAN: \d+\])?"
-                       r"\[proto:\s*([^\]]+)\]")
-CONFIDENCE = re.compile(r"\[Confidence: ([^\]]+)\]")
-# nDPI's guesses: the label comes from the port or the address, not from the
-# bytes. Flows labelled that way are left out (counted in the report).
-GUESSES = ("Match by port", "Match by IP")
-# A DNS exchange is labelled DNS whatever name it looks up: nDPI writes
-# "DNS.Google" for a lookup of a Google name, but the packets are DNS.
-LOOKUP_MASTERS = ("DNS",)
+from ndpi_results import CONFIDENCE, FLOW_LINE, GUESSES, L4, LOOKUP_MASTERS, stack_of  # noqa: E402
 
 
 def endpoint(text):
@@ -80,10 +69,9 @@ def ndpi_flows(path):
                 a, b = endpoint(m.group(2)), endpoint(m.group(4))
             except ValueError:
                 continue
-            names = m.group(5).split("/", 1)[-1].split(".")
+            master, app = stack_of(m.group(5))
             c = CONFIDENCE.search(line)
-            yield ((L4[m.group(1)], frozenset([a, b])), names[0].strip(), names[-1].strip(),
-                   c.group(1) if c else "")
+            yield (L4[m.group(1)], frozenset([a, b])), master, app, c.group(1) if c else ""
 
 
 def ndpi_labels(path, stats=None):
