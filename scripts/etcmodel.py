@@ -103,10 +103,13 @@ class ByteCnn(nn.Module):
     """Deep-Packet-style 1D CNN over the first P packets' first B payload
     bytes side by side (payload:PxB), a dense branch over sizes:H + iat:H,
     and (with a port vocabulary) a learnt embedding of the server port's
-    one-hot (port:1). Outputs class probabilities (softmax in the graph)."""
+    one-hot (port:1). With `wide`, the port one-hot also goes straight to the
+    logits through one linear layer (wide and deep: a port that names its
+    class, as the port rule finds, need not pass through the hidden layers).
+    Outputs class probabilities (softmax in the graph)."""
 
     def __init__(self, p, b, h, n_classes, port_vocab=None, conv1=32, conv2=64, seq=32,
-                 port_dim=16, hidden=128, dropout=0.3):
+                 port_dim=16, hidden=128, dropout=0.3, wide=False):
         super().__init__()
         self.p, self.b = p, b
         lout = ((p * b - 5) // 2 + 1 - 5) // 2 + 1
@@ -122,13 +125,16 @@ class ByteCnn(nn.Module):
         width = self.cnn_out + seq + (port_dim if self.port is not None else 0)
         self.head = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout),
                                   nn.Linear(hidden, n_classes))
+        self.wide = nn.Linear(self.port.width, n_classes, bias=False) if wide and self.port is not None else None
 
     def logits(self, payload, sizes, iat, port=None):
         x = self.cnn(payload.reshape(-1, 1, self.p * self.b)).reshape(-1, self.cnn_out)
         parts = [x, self.seq(torch.cat([sizes, iat], 1))]
         if self.port is not None:
-            parts.append(torch.relu(self.port_embed(self.port(port))))  # port: [B, 1]
-        return self.head(torch.cat(parts, 1))
+            onehot = self.port(port)  # port: [B, 1]
+            parts.append(torch.relu(self.port_embed(onehot)))
+        out = self.head(torch.cat(parts, 1))
+        return out + self.wide(onehot) if self.wide is not None else out
 
     def forward(self, payload, sizes, iat, port=None):
         return torch.softmax(self.logits(payload, sizes, iat, port), 1)
@@ -151,6 +157,8 @@ class Ensemble(nn.Module):
                 last = m.head[-1]
                 last.weight.div_(k)
                 last.bias.div_(k)
+                if getattr(m, "wide", None) is not None:
+                    m.wide.weight.div_(k)
 
     def logits(self, *x):
         total = self.members[0].logits(*x)
@@ -171,7 +179,8 @@ def build(ck):
     if family == "bytecnn":
         a = ck["args"]
         return ByteCnn(a["p"], a["b"], a["h"], len(ck["classes"]), port_vocab=a.get("port_vocab"),
-                       dropout=a.get("dropout", 0.3), hidden=a.get("hidden", 128))
+                       dropout=a.get("dropout", 0.3), hidden=a.get("hidden", 128),
+                       wide=a.get("wide", False))
     if family == "ensemble":
         return Ensemble([build({**m, "classes": ck["classes"]}) for m in ck["members"]])
     raise ValueError(f"unknown model family {family}")

@@ -522,7 +522,8 @@ def main():
         else:
             ck = {"family": "bytecnn", "args": {
                 "p": cand["p"], "b": cand["b"], "h": H, "dropout": cand["dropout"],
-                "port_vocab": port_vocab(sel) if cand.get("ports") else None}}
+                "port_vocab": port_vocab(sel) if cand.get("ports") else None,
+                "wide": cand.get("wide", False)}}
         ck["classes"] = classes
         return etcmodel.build(ck), ck
 
@@ -570,7 +571,8 @@ def main():
         if cand["family"] == "etcnet":
             head = f"EtcNet payload:{H}x{L}"
         else:
-            head = f"ByteCnn payload:{cand['p']}x{cand['b']}" + (" + port" if cand.get("ports") else "")
+            head = f"ByteCnn payload:{cand['p']}x{cand['b']}" + (" + port" if cand.get("ports") else "") \
+                + (" (wide)" if cand.get("wide") else "")
         return (f"{head}, weight decay {cand['wd']:g}, dropout {cand['dropout']:g}, "
                 f"class weights ^{cand['balance']:g}")
 
@@ -596,6 +598,10 @@ def main():
         {"family": "bytecnn", "p": 5, "b": 64, "ports": True, "wd": 1e-3, "dropout": 0.3, "balance": 1.0},
         {"family": "bytecnn", "p": 3, "b": 128, "ports": True, "wd": 1e-2, "dropout": 0.5, "balance": 1.0},
         {"family": "bytecnn", "p": 3, "b": 128, "ports": True, "wd": 1e-3, "dropout": 0.3, "balance": 0.5},
+        {"family": "bytecnn", "p": 3, "b": 64, "ports": True, "wide": True, "wd": 1e-3, "dropout": 0.3,
+         "balance": 1.0},
+        {"family": "bytecnn", "p": 3, "b": 128, "ports": True, "wide": True, "wd": 1e-3, "dropout": 0.3,
+         "balance": 1.0},
     ]
     print(f"choosing the model: {args.folds}-fold cross-validation over the {len(train_files)} "
           f"training files (validation files per fold: {[len(v) for _, v in folds]})")
