@@ -28,6 +28,13 @@ def macro_f1(y, pred, n_classes, present_only=False):
     """Macro-F1 over all classes (or only those in y), and the F1 per class."""
     cm = np.zeros((n_classes, n_classes), np.int64)
     np.add.at(cm, (y, pred), 1)
+    return macro_f1_cm(cm, present_only)
+
+
+def macro_f1_cm(cm, present_only=False):
+    """macro_f1 of a confusion matrix (rows true, columns predicted)."""
+    cm = np.asarray(cm)
+    n_classes = len(cm)
     tp = np.diag(cm).astype(float)
     prec = np.divide(tp, cm.sum(0), out=np.zeros(n_classes), where=cm.sum(0) > 0)
     rec = np.divide(tp, cm.sum(1), out=np.zeros(n_classes), where=cm.sum(1) > 0)

@@ -24,6 +24,7 @@ Usage: scripts/train.py --etcpipe build/etcpipe --out models/etc_app
 import argparse
 import csv
 import datetime
+import functools
 import ipaddress
 import json
 import os
@@ -57,9 +58,15 @@ def endpoint(text):
     return str(ipaddress.ip_address(host)), int(port) if port else 0
 
 
+@functools.lru_cache(maxsize=None)
 def ndpi_flows(path):
     """nDPI's result lines: (key, master, app, confidence) per flow, key =
-    (IP protocol number, frozenset of the two endpoints)."""
+    (IP protocol number, frozenset of the two endpoints). Read once per file
+    (labels and capture groups both use them)."""
+    return tuple(_read_ndpi_flows(path))
+
+
+def _read_ndpi_flows(path):
     with open(path, errors="replace") as f:
         for line in f:
             m = FLOW_LINE.match(line)
@@ -242,15 +249,8 @@ def split_groups(files_of_class, flows_per_file, group_of, seed, share):
 
 
 def macro_f1(cm):
-    f1s = []
-    for i in range(len(cm)):
-        tp = cm[i][i]
-        fp = sum(cm[j][i] for j in range(len(cm))) - tp
-        fn = sum(cm[i]) - tp
-        p = tp / (tp + fp) if tp + fp else 0.0
-        r = tp / (tp + fn) if tp + fn else 0.0
-        f1s.append(2 * p * r / (p + r) if p + r else 0.0)
-    return sum(f1s) / len(f1s), f1s
+    """Macro-F1 of a confusion matrix and the F1 per class (baselines.macro_f1_cm)."""
+    return baselines.macro_f1_cm(cm)
 
 
 def confusion_svg(cm, classes, title):

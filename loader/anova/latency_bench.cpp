@@ -84,25 +84,10 @@ UdpLatencyLabels labels() {
     return l;
 }
 
-UdpLatencyOptions common_options(const BenchOptions& o) {
-    UdpLatencyOptions c;
-    c.round_trips = o.windows;
-    c.block = o.block;
-    c.xdp_port = o.xdp_port;
-    c.user_port = o.user_port;
-    c.timeout_ms = o.timeout_ms;
-    c.max_seconds = o.max_seconds;
-    c.test_run_repeat = o.test_run_repeat;
-    c.verify = o.verify;
-    c.stop = o.stop;
-    return c;
-}
-
 }  // namespace
 
 Result<BenchResult> latency_bench(const BenchOptions& o) {
-    const UdpLatencyOptions co = common_options(o);
-    if (auto v = check_latency_options(co); !v) return v.error();
+    if (auto v = check_latency_options(o); !v) return v.error();
     if (auto v = check_params(o.params); !v) return v.error();
     auto reqs = build_requests(o);
     if (!reqs) return reqs.error();
@@ -136,7 +121,7 @@ Result<BenchResult> latency_bench(const BenchOptions& o) {
     };
     b.prog_fd = prog->prog_fd();
     b.pass_fd = bpf_program__fd(pass->get()->progs.xdp_pass);
-    return udp_latency_bench(b, co);
+    return udp_latency_bench(b, o);
 }
 
 std::string format_bench(const BenchResult& r) { return format_latency(r, labels()); }

@@ -31,18 +31,15 @@ struct BenchTopology {
 
 using etcpipe::LatencyStats;
 
-struct BenchOptions {
-    size_t windows = 100000;            // round trips per target
-    size_t block = 1000;                // interleaving block
-    std::string series_path;            // empty: a synthetic random walk
-    Params params;                      // u32 encoding, params.frac_bits
-    uint16_t xdp_port = ANOVA_DEFAULT_PORT;
-    uint16_t user_port = ANOVA_DEFAULT_PORT + 1;
-    int timeout_ms = 200;               // per round trip
-    int max_seconds = 60;               // the timed phase, both targets together
-    uint32_t test_run_repeat = 10000;
-    size_t verify = 32;                 // windows checked against decide_u32 first
-    std::atomic<bool>* stop = nullptr;  // e.g. set by SIGINT
+// round_trips: windows per target; verify: windows checked against
+// decide_u32 first.
+struct BenchOptions : UdpLatencyOptions {
+    BenchOptions() {
+        xdp_port = ANOVA_DEFAULT_PORT;
+        user_port = ANOVA_DEFAULT_PORT + 1;
+    }
+    std::string series_path;  // empty: a synthetic random walk
+    Params params;            // u32 encoding, params.frac_bits
 };
 
 // test_run_prog_* are xdp_anova's.

@@ -118,7 +118,7 @@ int run_bench(const AnovaCommands& c) {
     if (auto cp = require_capabilities("anova bench", {Cap::SysAdmin, Cap::NetAdmin}); !cp) return fail(cp.error());
     install_stop_handlers();
     anova::BenchOptions bo;
-    bo.windows = c.windows;
+    bo.round_trips = c.windows;
     bo.series_path = c.bench_series;
     bo.stop = &stop_flag();
     auto r = anova::latency_bench(bo);

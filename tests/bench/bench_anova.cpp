@@ -35,7 +35,7 @@ int main(int argc, char** argv) {
             std::fprintf(stderr, "usage: bench_anova [WINDOWS] [SERIES]\n");
             return 2;
         }
-        o.windows = static_cast<size_t>(n);
+        o.round_trips = static_cast<size_t>(n);
     }
     if (argc > 2) {
         o.series_path = argv[2];
@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
     // SIGINT/SIGTERM end the timed phase early; the topology is still removed.
     install_stop_handlers();
 
-    std::printf("bench_anova: %zu round trips per target, series %s\n", o.windows,
+    std::printf("bench_anova: %zu round trips per target, series %s\n", o.round_trips,
                 o.series_path.empty() ? "(synthetic random walk)" : o.series_path.c_str());
     std::fflush(stdout);
     auto r = anova::latency_bench(o);

@@ -572,7 +572,7 @@ TEST(AnovaToolsNet, SendToXdpTxOnVethAgreesWithDecideU32) {
 TEST(AnovaToolsNet, LatencyBenchTinyRunLeavesNothingBehind) {
     if (!is_root()) GTEST_SKIP() << "needs root for network namespaces and XDP";
     BenchOptions o;
-    o.windows = 200;
+    o.round_trips = 200;
     o.block = 50;
     o.verify = 16;
     o.test_run_repeat = 100;
