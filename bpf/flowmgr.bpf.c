@@ -94,11 +94,33 @@ struct parsed_pkt {
 	__u8 canon_dir;           /* 1 when the packet's source is endpoint b */
 };
 
+/* As 32-bit words: the key's addresses are 4-aligned, and x86 loads from
+ * the (2-aligned) IP header unaligned at no cost; a memcpy here became byte
+ * loads and stores, 8 instructions per word. */
+/* The flow table's clock, in ns: idle expiry counts seconds, so a tick is
+ * enough. bpf_jiffies64 is inlined by the verifier (one load), several ns a
+ * packet cheaper than the bpf_ktime_get_coarse_ns helper; its epoch is the
+ * kernel's jiffies, not CLOCK_MONOTONIC's, which only the table sees. The
+ * loader sets ns_per_tick from the kernel's CONFIG_HZ; 0 (unknown, or an
+ * object loaded by another tool) keeps the coarse clock. */
+static __always_inline __u64 table_clock_ns(void)
+{
+	if (cfg.ns_per_tick)
+		return bpf_jiffies64() * cfg.ns_per_tick;
+	return bpf_ktime_get_coarse_ns();
+}
+
 static __always_inline void copy_addr(__u8 dst[16], const void *src, int len)
 {
-	__builtin_memcpy(dst, src, 4);
-	if (len == 16)
-		__builtin_memcpy(dst + 4, src + 4, 12);
+	const __u32 *s = src;
+	__u32 *d = (__u32 *)dst;
+
+	d[0] = s[0];
+	if (len == 16) {
+		d[1] = s[1];
+		d[2] = s[2];
+		d[3] = s[3];
+	}
 }
 
 /* Orders endpoints (address, then port) so both directions share a key. */
@@ -117,12 +139,16 @@ static __always_inline __u8 canonicalise(struct etc_flow_key *k)
 	if (cmp <= 0)
 		return 0;
 
-	__u8 tmp[16];
 	__u16 p = k->port_a;
 
-	__builtin_memcpy(tmp, k->addr_a, 16);
-	__builtin_memcpy(k->addr_a, k->addr_b, 16);
-	__builtin_memcpy(k->addr_b, tmp, 16);
+	/* word by word: a memcpy of the swap became 32 byte stores */
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		__u32 t = a[i];
+
+		a[i] = b[i];
+		b[i] = t;
+	}
 	k->port_a = k->port_b;
 	k->port_b = p;
 	return 1;
@@ -287,7 +313,14 @@ static __always_inline int write_meta(struct xdp_md *ctx, const struct etc_meta 
 	}
 	if (meta + sizeof(*m) > data) /* the verifier learns the bound here */
 		return -1;
-	__builtin_memcpy(meta, m, sizeof(*m));
+	/* word by word (a memcpy to the packet became 64 byte loads and
+	 * stores); the area is as aligned as the frame, x86 does not care */
+	__u32 *d = meta;
+	const __u32 *w = (const __u32 *)m;
+
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(*m) / 4); i++)
+		d[i] = w[i];
 	return 0;
 }
 
@@ -344,11 +377,10 @@ static __always_inline int flowmgr(struct xdp_md *ctx)
 			replayed = 1;
 		}
 	}
-	/* Idle expiry counts seconds: the coarse clock (a jiffy) is enough for
-	 * the flow table and costs a fraction of bpf_ktime_get_ns, which only
-	 * selected packets pay, for the timestamp their features use. */
+	/* Only selected packets pay for bpf_ktime_get_ns, for the timestamp
+	 * their features use; the table runs on ticks. */
 	if (!replayed)
-		now = bpf_ktime_get_coarse_ns();
+		now = table_clock_ns();
 
 	reason = parse_packet(ctx, &p);
 	if (reason) {
@@ -412,7 +444,15 @@ static __always_inline int flowmgr(struct xdp_md *ctx)
 		c->cnt[ETC_CNT_NOT_SELECTED]++;
 		c->cnt[(m.flags & ETC_META_PAYLOAD) ? ETC_CNT_SKIP_BEYOND_N
 						    : ETC_CNT_SKIP_NO_PAYLOAD]++;
+		/* Metadata only where someone reads it: the replayer (its flow
+		 * records), a program after this one (--meta-all). The stack
+		 * ignores it and AF_XDP only gets selected packets. */
+		if (!replayed && !cfg.meta_all)
+			goto out_unselected;
 		m.index = 0xffff;
+		/* CLOCK_MONOTONIC's coarse time, as documented, not the table's */
+		if (!replayed)
+			m.ts_ns = bpf_ktime_get_coarse_ns();
 	}
 	if (write_meta(ctx, &m))
 		c->cnt[ETC_CNT_META_FAIL]++;

@@ -29,8 +29,10 @@
  * canonical order, so both directions of a conversation share one key.
  * IPv4 addresses occupy the first 4 bytes of addr_*; the rest is zero. */
 struct etc_flow_key {
-	__u8  addr_a[16];
-	__u8  addr_b[16];
+	/* 4-aligned (the struct's own alignment; offsets and size unchanged):
+	 * the program copies and compares the addresses as words, not bytes */
+	__u8  addr_a[16] __attribute__((aligned(4)));
+	__u8  addr_b[16] __attribute__((aligned(4)));
 	__u16 port_a;     /* host byte order; 0 for protocols without ports */
 	__u16 port_b;
 	__u16 vlan[ETC_MAX_VLAN_DEPTH]; /* VIDs outer→inner; 0 = untagged */
@@ -43,7 +45,9 @@ struct etc_flow_key {
  * may see packets of one flow when RSS spreads directions over queues. */
 struct etc_flow_value {
 	__u64 flow_id;     /* unique per flow since load; 0 is never used */
-	__u64 first_ns;    /* first packet (replay: capture time; live: ktime) */
+	__u64 first_ns;    /* first packet (replay: capture time; live: the
+			    * kernel's jiffies in ns, a tick's resolution, its
+			    * own epoch: only for idle expiry and durations) */
 	__u64 last_ns;
 	__u64 bytes;       /* sum of original frame lengths */
 	__u32 packets;     /* every packet of the flow seen by the program */
@@ -64,9 +68,11 @@ ETC_STATIC_ASSERT(__builtin_offsetof(struct etc_flow_value, packets) % 8 == 0 &&
 		  __builtin_offsetof(struct etc_flow_value, payload_pkts) ==
 			  __builtin_offsetof(struct etc_flow_value, packets) + 4,
 		  "packets and payload_pkts form one aligned u64");
+ETC_STATIC_ASSERT(sizeof(struct etc_flow_key) == 44, "the flow key's layout is the map's and the datasets'");
 
 /* XDP metadata area (bpf_xdp_adjust_meta), written in front of every packet
- * the FlowManager tracks. AF_XDP readers find it at data - sizeof(meta).
+ * the FlowManager selects (of every packet it tracks with cfg.meta_all, and
+ * of every replayed one). AF_XDP readers find it at data - sizeof(meta).
  * The replayer also sends one in (magic ETC_META_MAGIC_REPLAY) to supply the
  * capture timestamp, so expiry follows capture time, not wall time. */
 #define ETC_META_MAGIC         0x45544331u /* "ETC1" written by the program */
@@ -82,8 +88,8 @@ enum etc_meta_flags {
 struct etc_meta {
 	__u64 flow_id;
 	__u64 ts_ns;      /* CLOCK_MONOTONIC (bpf_ktime_get_ns) on selected packets;
-			   * on the others the coarse clock the flow table runs
-			   * on (resolution: a jiffy); replay: the capture time */
+			   * on the others (cfg.meta_all) its coarse version
+			   * (resolution: a tick); replay: the capture time */
 	__u32 orig_len;   /* frame length as received */
 	__u16 index;      /* index among the flow's selected packets, 0..N-1 */
 	__u16 flags;      /* enum etc_meta_flags */
@@ -112,6 +118,8 @@ enum etc_delivery {
  * by the loader before load, so the verifier prunes disabled branches. */
 struct etc_flowmgr_config {
 	__u64 idle_timeout_ns;   /* a flow idle this long starts afresh */
+	__u64 ns_per_tick;       /* 1e9 / CONFIG_HZ: the flow table counts jiffies
+				  * (0: the coarse clock, e.g. HZ unknown) */
 	__u64 proto_allow[4];    /* bitmap of allowed IP protocols (bit n = proto n) */
 	__u32 max_pkts;          /* N: packets selected per flow */
 	__u32 snap_len;          /* L: bytes copied per packet in inline mode */
@@ -125,6 +133,8 @@ struct etc_flowmgr_config {
 	__u8  ring_no_wakeup;    /* inline: submit without waking the reader (a
 				  * replay drains after every run; a live reader
 				  * that sleeps in epoll needs the wakeups) */
+	__u8  meta_all;          /* etc_meta on every tracked packet, not only the
+				  * selected ones (replayed frames always get it) */
 };
 
 /* For `make bench` only: the program returns XDP_PASS after this stage, so

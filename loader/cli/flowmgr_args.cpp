@@ -21,6 +21,7 @@ Result<FlowMgrOptions> FlowMgrArgs::to_options() const {
     o.delivery = delivery;
     o.unselected_drop = drop_unselected;
     o.count_all = count_all;
+    o.meta_all = meta_all;
     o.pin_path = pin_path;
     if (!protocols.empty()) {
         auto p = parse_protocols(protocols);
@@ -64,6 +65,10 @@ void add_flowmgr_options(CLI::App* cmd, FlowMgrArgs& a) {
                     "tap: selected packets to AF_XDP (XSKMAP); inline: copy their first "
                     "--snap bytes to a ring buffer and pass every packet")
         ->transform(CLI::CheckedTransformer(deliveries, CLI::ignore_case))
+        ->group(g);
+    cmd->add_flag("--meta-all", a.meta_all,
+                  "write the etc_meta metadata in front of every tracked packet, not only the "
+                  "selected ones (for a program after this one that reads it; costs ~10 ns a packet)")
         ->group(g);
     cmd->add_flag("--drop-unselected", a.drop_unselected,
                   "tap: drop packets that are not selected (default: pass them to the stack)")

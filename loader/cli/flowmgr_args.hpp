@@ -21,6 +21,7 @@ struct FlowMgrArgs {
     etc_delivery delivery = ETC_DELIVERY_TAP;
     bool drop_unselected = false;
     bool count_all = false;
+    bool meta_all = false;
     std::string protocols, ports;
     std::vector<std::string> allow, deny;
     std::string pin_path;

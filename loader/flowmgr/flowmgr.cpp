@@ -13,6 +13,7 @@
 
 #include "etcpipe/flowmgr.h"
 #include "common/fd.hpp"
+#include "common/kernel_config.hpp"
 #include "common/xdp_attach.hpp"
 #include "flowmgr.skel.h"
 #include "common/skeleton.hpp"
@@ -261,11 +262,13 @@ Result<FlowManager> FlowManager::open(const FlowMgrOptions& o) {
 
     auto& cfg = s->rodata->cfg;
     cfg.idle_timeout_ns = uint64_t{o.idle_timeout_s} * 1000000000ull;
+    if (const auto hz = kernel_hz()) cfg.ns_per_tick = 1000000000ull / *hz;
     cfg.max_pkts = o.max_pkts;
     cfg.snap_len = o.snap_len;
     cfg.delivery = static_cast<uint8_t>(o.delivery);
     cfg.unselected_drop = o.unselected_drop;
     cfg.count_all = o.count_all;
+    cfg.meta_all = o.meta_all;
     if (!o.protocols.empty()) {
         for (auto& w : cfg.proto_allow) w = 0;
         for (uint8_t p : o.protocols) cfg.proto_allow[p >> 6] |= 1ull << (p & 63);

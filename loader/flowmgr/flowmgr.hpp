@@ -49,6 +49,7 @@ struct FlowMgrOptions {
     etc_delivery delivery = ETC_DELIVERY_TAP;
     bool unselected_drop = false;                 // tap: drop the rest
     bool count_all = false;                       // select any packet, not only payload
+    bool meta_all = false;                        // etc_meta on unselected packets too (replay: always)
     std::vector<uint8_t> protocols;               // empty: all
     std::vector<uint16_t> ports;                  // empty: no port filter
     std::vector<Cidr> allow;                      // empty: no allow-list

@@ -1193,6 +1193,48 @@ TEST_F(FlowMgrTest, LiveTimeWithoutReplayHeader) {
     EXPECT_EQ(r2.r.meta->index, 1);
 }
 
+// Live (no replay header): only selected packets get metadata unless
+// meta_all asks for it on every tracked packet; the table counts them all.
+TEST_F(FlowMgrTest, LiveMetadataOnSelectedPacketsUnlessMetaAll) {
+    for (bool all : {false, true}) {
+        SCOPED_TRACE(all ? "meta_all" : "default");
+        FlowMgrOptions o;
+        o.max_pkts = 2;
+        o.meta_all = all;
+        LOAD_OR_RETURN(fm, o);
+        auto data = v4_tcp(20).build();
+        auto ack = v4_tcp(0, kTcpAck).build();
+        // data, data (selected), data (beyond N), ack (no payload)
+        const std::vector<std::pair<const std::vector<uint8_t>*, bool>> seq{
+            {&data, true}, {&data, true}, {&data, false}, {&ack, false}};
+        uint64_t flow_id = 0;
+        for (size_t i = 0; i < seq.size(); ++i) {
+            SCOPED_TRACE("packet " + std::to_string(i));
+            auto r = run(*fm, *seq[i].first, 0);
+            ASSERT_TRUE(r.ok) << r.error;
+            if (!seq[i].second && !all) {
+                EXPECT_FALSE(r.r.meta.has_value());
+                EXPECT_EQ(at(r.delta, ETC_CNT_META_FAIL), 0u);
+                continue;
+            }
+            ASSERT_TRUE(r.r.meta.has_value());
+            const etc_meta& m = *r.r.meta;
+            if (i == 0) flow_id = m.flow_id;
+            EXPECT_EQ(m.flow_id, flow_id);
+            EXPECT_EQ(m.pkt_index, i);
+            EXPECT_EQ(bool(m.flags & ETC_META_SELECTED), seq[i].second);
+            EXPECT_EQ(m.index, seq[i].second ? i : kNoIndex);
+            EXPECT_GT(m.ts_ns, 0u);  // CLOCK_MONOTONIC, fine or coarse
+        }
+        auto fl = flows(*fm);
+        ASSERT_EQ(fl.size(), 1u);
+        EXPECT_EQ(fl[0].second.packets, 4u);
+        EXPECT_EQ(fl[0].second.payload_pkts, 3u);
+        EXPECT_EQ(fl[0].second.selected, 2u);
+        EXPECT_EQ(fl[0].second.bytes, 3 * data.size() + ack.size());
+    }
+}
+
 TEST_F(FlowMgrTest, RepeatRunsCountEveryRun) {
     LOAD_OR_RETURN(fm, FlowMgrOptions{});
     auto f = v4_tcp(20).build();

@@ -1,0 +1,21 @@
+// The running kernel's build configuration, read the way libbpf reads it for
+// __kconfig externs (/boot/config-$(uname -r), else /proc/config.gz), for
+// loaders that pass a value through rodata instead: an object with a
+// CONFIG_* extern does not load at all where neither file exists.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace etcpipe {
+
+// The value of `name` (e.g. "CONFIG_HZ") as an unsigned number; nullopt when
+// no configuration can be read, the name is absent, or it is not a number.
+// Read once per process and name.
+[[nodiscard]] std::optional<uint64_t> kernel_config_number(const std::string& name);
+
+// The kernel's tick rate (CONFIG_HZ), nullopt when unknown.
+[[nodiscard]] std::optional<uint32_t> kernel_hz();
+
+}  // namespace etcpipe
