@@ -423,55 +423,53 @@ static __always_inline int flowmgr(struct xdp_md *ctx)
 	/* Never backwards: a reordered packet must not shorten the idle time. */
 	if (now > v->last_ns)
 		v->last_ns = now;
-	m.flow_id = v->flow_id;
-	m.ts_ns = now;
-	m.orig_len = pkt_len;
-	m.magic = ETC_META_MAGIC;
 	/* packets and payload_pkts are adjacent u32s (low and high half of one
 	 * aligned u64, little-endian): one atomic add counts both, and its old
 	 * value gives both indices. (A flow would need 2^32 packets for the
 	 * low half to carry into the high one.) */
 	const int counts = cfg.count_all || p.payload_len > 0;
 	__u64 before = __sync_fetch_and_add((__u64 *)&v->packets, 1 + ((__u64)counts << 32));
+	const __u32 idx = before >> 32;
+	const int selected = counts && idx < cfg.max_pkts;
 
-	m.pkt_index = (__u32)before;
 	__sync_fetch_and_add(&v->bytes, pkt_len);
-	if (p.canon_dir != v->first_dir)
-		m.flags |= ETC_META_DIR_REPLY;
-
-	if (counts) {
-		__u32 idx = before >> 32;
-
-		m.flags |= ETC_META_PAYLOAD;
-		if (idx < cfg.max_pkts) {
-			m.flags |= ETC_META_SELECTED;
-			m.index = idx;
-			if (!replayed)
-				m.ts_ns = bpf_ktime_get_ns();
-			__sync_fetch_and_add(&v->selected, 1);
-		}
-	}
+	if (selected)
+		__sync_fetch_and_add(&v->selected, 1);
 	if (cfg.bench_stage == ETC_BENCH_COUNT)
 		goto out;
-	if (!(m.flags & ETC_META_SELECTED)) {
+	if (!selected) {
 		c->cnt[ETC_CNT_NOT_SELECTED]++;
-		c->cnt[(m.flags & ETC_META_PAYLOAD) ? ETC_CNT_SKIP_BEYOND_N
-						    : ETC_CNT_SKIP_NO_PAYLOAD]++;
+		c->cnt[counts ? ETC_CNT_SKIP_BEYOND_N : ETC_CNT_SKIP_NO_PAYLOAD]++;
 		/* Metadata only where someone reads it: the replayer (its flow
 		 * records), a program after this one (--meta-all). The stack
-		 * ignores it and AF_XDP only gets selected packets. */
+		 * ignores it and AF_XDP only gets selected packets. Nothing of
+		 * it is assembled before this point: most packets stop here. */
 		if (!replayed && !cfg.meta_all)
 			goto out_unselected;
+	}
+	m.flow_id = v->flow_id;
+	m.orig_len = pkt_len;
+	m.magic = ETC_META_MAGIC;
+	m.pkt_index = (__u32)before;
+	if (p.canon_dir != v->first_dir)
+		m.flags |= ETC_META_DIR_REPLY;
+	if (counts)
+		m.flags |= ETC_META_PAYLOAD;
+	if (selected) {
+		m.flags |= ETC_META_SELECTED;
+		m.index = idx;
+		/* CLOCK_MONOTONIC, for the features' inter-arrival times */
+		m.ts_ns = replayed ? now : bpf_ktime_get_ns();
+	} else {
 		m.index = 0xffff;
 		/* CLOCK_MONOTONIC's coarse time, as documented, not the table's */
-		if (!replayed)
-			m.ts_ns = bpf_ktime_get_coarse_ns();
+		m.ts_ns = replayed ? now : bpf_ktime_get_coarse_ns();
 	}
 	if (write_meta(ctx, &m))
 		c->cnt[ETC_CNT_META_FAIL]++;
 	if (cfg.bench_stage == ETC_BENCH_META)
 		goto out;
-	if (!(m.flags & ETC_META_SELECTED))
+	if (!selected)
 		goto out_unselected;
 
 	c->cnt[ETC_CNT_SELECTED]++;
