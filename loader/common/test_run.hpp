@@ -27,8 +27,16 @@ struct XdpTestRun {
 // Runs `frame` with `meta` (may be empty) in the XDP metadata area just in
 // front of it, `repeat` times. The spans returned stay valid until bufs is
 // used again.
+enum class TestRunOutput {
+    Whole,     // metadata and frame as the program left them
+    MetaOnly,  // only the metadata area, for a program that keeps it at the
+               // size passed in (no bpf_xdp_adjust_meta): the kernel then
+               // copies no frame back and `frame` is empty (frames over
+               // 3 KB, and runs without metadata, still come back whole)
+};
 [[nodiscard]] Result<XdpTestRun> xdp_test_run(int prog_fd, std::span<const uint8_t> frame,
                                               std::span<const uint8_t> meta, uint32_t repeat,
-                                              TestRunBuffers& bufs);
+                                              TestRunBuffers& bufs,
+                                              TestRunOutput output = TestRunOutput::Whole);
 
 }  // namespace etcpipe
