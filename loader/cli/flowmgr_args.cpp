@@ -68,7 +68,7 @@ void add_flowmgr_options(CLI::App* cmd, FlowMgrArgs& a) {
         ->group(g);
     cmd->add_flag("--meta-all", a.meta_all,
                   "write the etc_meta metadata in front of every tracked packet, not only the "
-                  "selected ones (for a program after this one that reads it; costs ~10 ns a packet)")
+                  "selected ones (for a program after this one that reads it)")
         ->group(g);
     cmd->add_flag("--drop-unselected", a.drop_unselected,
                   "tap: drop packets that are not selected (default: pass them to the stack)")
