@@ -9,9 +9,17 @@ Variants (combine with '_'): kd (distillation from the float model, as
 train_nicnn.py --distill), long (300 epochs per QAT step instead of 150),
 lr3 (conv QAT at lr 3e-3), fixmask (the ternary non-zero positions fixed from
 the float weights), joint (a last step with conv and fc quantised, both
-trained), mse (fc scale chosen by least squares over a grid, not max/2^6).
-Usage: scripts/nicnn_qat_study.py VARIANT [SEEDS]   e.g. kd_fixmask 5
+trained), mse (fc scale chosen by least squares over a grid, not max/2^6),
+tern (150 more float epochs whose penalty pulls each filter toward 12
+non-zeros of one magnitude before the ternary step; the float reference is the
+model before them), best (each QAT step keeps the epoch whose quantised model
+fits the training images best, instead of the last one).
+FOLDS > 1: K-fold cross-validation over the 1,347 training images (contiguous
+folds, as the writers are), each fold a validation part in turn: one
+validation split of 270 images is too small to tell variants apart.
+Usage: scripts/nicnn_qat_study.py VARIANT [SEEDS [FOLDS]]   e.g. tern_best 4 5
 """
+import copy
 import importlib.util
 import os
 import sys
@@ -43,26 +51,81 @@ def fc_q_least_squares(self, beta):
     return wq, cq, q.detach(), s, cint.detach()
 
 
+def fit_best(net, x, y, epochs, lr):
+    """t.fit, keeping the epoch whose model fits the training images best
+    (accuracy, then cross entropy): the last iterate of straight-through
+    training is often not the best one."""
+    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=1e-4)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    best = None
+    for _ in range(epochs):
+        net.train()
+        perm = torch.randperm(len(xt))
+        for i in range(0, len(xt), 64):
+            idx = perm[i:i + 64]
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
+            opt.step()
+        sched.step()
+        net.eval()
+        with torch.no_grad():
+            out = net(xt)
+            score = (float((out.argmax(1) == yt).float().mean()),
+                     -float(torch.nn.functional.cross_entropy(out, yt)))
+        if best is None or score > best[0]:
+            best = (score, copy.deepcopy(net.state_dict()))
+    net.load_state_dict(best[1])
+
+
+def ternary_pull(net, x, y, epochs=150, lr=3e-3, lam=1e-2):
+    """Float epochs with a penalty on each filter's weights outside its 12
+    largest and on the spread of those 12: the ternary step then loses less."""
+    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=1e-4)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    for ep in range(epochs):
+        net.train()
+        perm = torch.randperm(len(xt))
+        for i in range(0, len(xt), 64):
+            idx = perm[i:i + 64]
+            opt.zero_grad()
+            a = net.conv.weight[:, 0].reshape(net.conv.weight.shape[0], -1).abs()
+            keep = torch.zeros_like(a).scatter(1, a.topk(net.k, dim=1).indices, 1.0)
+            mean = (a * keep).sum(1, keepdim=True) / net.k
+            pen = (a * (1 - keep)).sum() + 10 * (((a - mean) * keep) ** 2).sum()
+            loss = torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx])
+            (loss + lam * min(1.0, 2 * ep / epochs) * pen).backward()
+            opt.step()
+        sched.step()
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     variant = sys.argv[1].split("_")
     seeds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    folds = int(sys.argv[3]) if len(sys.argv) > 3 else 1
     torch.set_num_threads(1)
     if "mse" in variant:
         t.Net.fc_q = fc_q_least_squares
     x, y = t.load()
-    xfit, yfit = x[:t.N_FIT], y[:t.N_FIT]
-    xval, yval = x[t.N_FIT:t.N_TRAIN], y[t.N_FIT:t.N_TRAIN]
+    idx = np.arange(t.N_TRAIN)
+    splits = ([(idx < t.N_FIT, idx >= t.N_FIT)] if folds <= 1 else
+              [(idx * folds // t.N_TRAIN != k, idx * folds // t.N_TRAIN == k) for k in range(folds)])
     epochs = 300 if "long" in variant else 150
+    qat = fit_best if "best" in variant else t.fit
     res = []
-    for seed in range(seeds):
+    for k, (fit_mask, val_mask), seed in [(k, sp, sd) for k, sp in enumerate(splits) for sd in range(seeds)]:
+        xfit, yfit, xval, yval = x[fit_mask], y[fit_mask], x[val_mask], y[val_mask]
         torch.manual_seed(seed)
         net = t.Net(3)
         net.taps, net.k = 25, 12
         t.fit(net, xfit, yfit, epochs=150, lr=0.01)
         fl = t.Net(3)
         fl.load_state_dict(net.state_dict())
+        if "tern" in variant:
+            ternary_pull(net, xfit, yfit)
         teacher = fl if "kd" in variant else None
         if "fixmask" in variant:
             with torch.no_grad():
@@ -71,12 +134,18 @@ def main():
                 net.conv.weight.mul_(mask)
             net.conv.weight.register_hook(lambda g: g * mask)
         net.quant_conv = True
-        t.fit(net, xfit, yfit, epochs=epochs, lr=3e-3 if "lr3" in variant else 1e-3, teacher=teacher)
+        if "best" in variant:
+            qat(net, xfit, yfit, epochs, 3e-3 if "lr3" in variant else 1e-3)
+        else:
+            t.fit(net, xfit, yfit, epochs=epochs, lr=3e-3 if "lr3" in variant else 1e-3, teacher=teacher)
         acc_conv = t.float_acc(net, xval, yval)
         net.conv.weight.requires_grad_(False)
         net.conv.bias.requires_grad_(False)
         net.quant_fc = True
-        t.fit(net, xfit, yfit, epochs=epochs, lr=1e-3, teacher=teacher)
+        if "best" in variant:
+            qat(net, xfit, yfit, epochs, 1e-3)
+        else:
+            t.fit(net, xfit, yfit, epochs=epochs, lr=1e-3, teacher=teacher)
         if "joint" in variant:
             net.conv.weight.requires_grad_(True)
             net.conv.bias.requires_grad_(True)
@@ -84,12 +153,14 @@ def main():
         _, cls, _ = t.int_forward(t.export(net), xval)
         row = (t.float_acc(fl, xval, yval), acc_conv, float((cls == yval).mean()))
         res.append(row)
-        print(f"{sys.argv[1]} seed {seed}: validation float {row[0]:.3f} conv ternary {row[1]:.3f} "
+        fold = "" if folds <= 1 else f"fold {k} "
+        print(f"{sys.argv[1]} {fold}seed {seed}: validation float {row[0]:.3f} conv ternary {row[1]:.3f} "
               f"integer {row[2]:.3f}", flush=True)
     r = np.array(res)
-    print(f"{sys.argv[1]} mean of {seeds}: float {r[:, 0].mean():.3f} conv ternary {r[:, 1].mean():.3f} "
+    gap = 100 * (r[:, 2] - r[:, 0])
+    print(f"{sys.argv[1]} mean of {len(res)} runs: float {r[:, 0].mean():.3f} conv ternary {r[:, 1].mean():.3f} "
           f"integer {r[:, 2].mean():.3f} (integer - float {100 * (r[:, 2] - r[:, 0]).mean():+.2f} "
-          f"points, lowest integer {r[:, 2].min():.3f})")
+          f"points, sd {gap.std():.2f}, lowest integer {r[:, 2].min():.3f})")
 
 
 if __name__ == "__main__":
