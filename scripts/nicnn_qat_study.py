@@ -117,7 +117,8 @@ def main():
     qat = fit_best if "best" in variant else t.fit
     res = []
     for k, (fit_mask, val_mask), seed in [(k, sp, sd) for k, sp in enumerate(splits) for sd in range(seeds)]:
-        xfit, yfit, xval, yval = x[fit_mask], y[fit_mask], x[val_mask], y[val_mask]
+        xtr, ytr = x[:t.N_TRAIN], y[:t.N_TRAIN]  # training images only, never the test ones
+        xfit, yfit, xval, yval = xtr[fit_mask], ytr[fit_mask], xtr[val_mask], ytr[val_mask]
         torch.manual_seed(seed)
         net = t.Net(3)
         net.taps, net.k = 25, 12
