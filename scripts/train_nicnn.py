@@ -78,6 +78,7 @@ class Net(nn.Module):
         self.fc = nn.Linear(4 * filters, 10)
         self.quant_conv = self.quant_fc = False
         self.k = LANE_MAX_NNZ
+        self.fc_keep = 0  # fc non-zeros kept (the largest); 0: every one
         self.emax = FC_EMAX
         self.taps = 25
 
@@ -112,6 +113,10 @@ class Net(nn.Module):
         e = torch.round(torch.log2(r.abs().clamp(min=1e-12))).clamp(0, self.emax)
         # weights that round to 0 vanish; each kept one is an add in the program
         keep = (r.abs() >= 2.0 ** -0.5).float()
+        if self.fc_keep:  # each fc weight is ~3.5 NFP instructions: keep the largest
+            flat = r.abs().flatten()
+            top = torch.zeros_like(flat).scatter(0, flat.topk(self.fc_keep).indices, 1.0)
+            keep = keep * top.reshape_as(r)
         q = torch.sign(r) * 2.0 ** e * keep
         w_eff = s * q / bcol[None, :]
         wq = self.fc.weight + (w_eff - self.fc.weight).detach()
@@ -201,13 +206,13 @@ def int_forward(p, x):
     return scores, cls, shift
 
 
-def train_one(filters, taps, k, x, y, seed, distill=False):
+def train_one(filters, taps, k, x, y, seed, distill=False, fc_keep=0):
     """The float model, then quantisation-aware training in two steps: the
     conv weights (ternary) first, then, with the conv frozen, the fc weights
     (powers of two). Quantising both at once lost 3-10 points on validation."""
     torch.manual_seed(seed)
     net = Net(filters)
-    net.taps, net.k = taps, k
+    net.taps, net.k, net.fc_keep = taps, k, fc_keep
     fit(net, x, y, epochs=150, lr=0.01)
     fl = Net(filters)
     fl.load_state_dict(net.state_dict())
@@ -267,12 +272,15 @@ def main():
     ap.add_argument("--out-header", default=os.path.join(root, "include/etcpipe/nicnn_model.h"))
     ap.add_argument("--report", default=os.path.join(root, "models/nicnn.md"))
     ap.add_argument("--float-model", default=os.path.join(root, "models/nicnn_float.pt"))
-    ap.add_argument("--candidates", default="3:25:12,4:25:12",
-                    help="FILTERS:TAPS:NNZ[:SEED],... chosen on validation (TAPS: kernel positions "
-                         "shared by all filters, NNZ <= 17: non-zeros per filter, SEED: one "
-                         "initialisation instead of --seeds of them). 4 filters do not fit the "
-                         "NFP code store (about 3,215 of 2,560); the default keeps them as the "
-                         "record of that choice")
+    ap.add_argument("--candidates", default="3:25:12,4:25:12,4:16:9/120,4:16:9/110",
+                    help="FILTERS:TAPS:NNZ[:SEED][/FCNNZ],... chosen on validation (TAPS: kernel "
+                         "positions shared by all filters, NNZ <= 17: non-zeros per filter, SEED: "
+                         "one initialisation instead of --seeds of them, FCNNZ: the fc weights "
+                         "kept, the largest; default all 40 x FILTERS). Each fc weight costs about "
+                         "3.5 NFP instructions. 4 filters with every fc weight do not fit the NFP "
+                         "code store (4:25:12 about 3,215, 4:16:9 2,695 of 2,560); 4:16:9 with 120 "
+                         "or 110 fc weights fits (2,547 / 2,513) but loses on validation. The "
+                         "default keeps them as the record of those choices")
     ap.add_argument("--seed", type=int, default=0, help="the first initialisation (default 0)")
     ap.add_argument("--seeds", type=int, default=1,
                     help="initialisations --seed .. --seed+N-1 tried per candidate without a SEED (default 1)")
@@ -290,18 +298,23 @@ def main():
     # equals the one that agrees most with its float model; then the first
     runs = []
     for cand in a.candidates.split(","):
-        parts = [int(v) for v in cand.split(":")]
+        spec, _, fc_text = cand.partition("/")
+        try:
+            parts = [int(v) for v in spec.split(":")]
+            fc_keep = int(fc_text) if fc_text else 0
+        except ValueError:
+            parts = []
         if len(parts) not in (3, 4):
-            sys.exit(f"train_nicnn: {cand}: FILTERS:TAPS:NNZ[:SEED]")
+            sys.exit(f"train_nicnn: {cand}: FILTERS:TAPS:NNZ[:SEED][/FCNNZ]")
         filters, taps, k = parts[:3]
-        if not 1 <= k <= LANE_MAX_NNZ or not 1 <= taps <= 25:
-            sys.exit(f"train_nicnn: {cand}: NNZ 1..{LANE_MAX_NNZ}, TAPS 1..25")
+        if not 1 <= k <= LANE_MAX_NNZ or not 1 <= taps <= 25 or not 0 <= fc_keep <= 40 * filters:
+            sys.exit(f"train_nicnn: {cand}: NNZ 1..{LANE_MAX_NNZ}, TAPS 1..25, FCNNZ 0..{40 * filters}")
         seeds = [parts[3]] if len(parts) == 4 else range(a.seed, a.seed + a.seeds)
-        runs += [(filters, taps, k, seed) for seed in seeds]
+        runs += [(filters, taps, k, seed, fc_keep) for seed in seeds]
     rows = []
     best = None
-    for filters, taps, k, seed in runs:
-        fl, qn = train_one(filters, taps, k, xfit, yfit, seed, distill=a.distill)
+    for filters, taps, k, seed, fc_keep in runs:
+        fl, qn = train_one(filters, taps, k, xfit, yfit, seed, distill=a.distill, fc_keep=fc_keep)
         p = export(qn)
         _, cls, _ = int_forward(p, xval)
         acc_i = float((cls == yval).mean())
@@ -310,8 +323,8 @@ def main():
         with torch.no_grad():
             fcls = fl(torch.from_numpy(xval)).argmax(1).numpy()
         agree = float((fcls == cls).mean())
-        rows.append((filters, taps, k, seed, acc_f, acc_i, agree))
-        print(f"train_nicnn: filters {filters} taps {taps} nnz {k} seed {seed}: validation float "
+        rows.append((filters, taps, k, seed, acc_f, acc_i, agree, fc_keep or 40 * filters))
+        print(f"train_nicnn: filters {filters} taps {taps} nnz {k} fc {fc_keep or 40 * filters} seed {seed}: validation float "
               f"{acc_f:.3f} int {acc_i:.3f} agree {agree:.3f}", flush=True)
         if best is None or (acc_i, agree) > (best[4] + 1e-9, best[5] + 1e-9):
             best = (filters, taps, k, seed, acc_i, agree, fl, qn)
@@ -359,10 +372,10 @@ def main():
                  "validation ships (ties: the one agreeing most with its float model). "
                  "'agree' is the share of validation images where the integer and float "
                  "models give the same class.\n\n"
-                 "| filters | shared taps | conv non-zeros/filter | seed | float | integer | agree |\n"
-                 "|---|---|---|---|---|---|---|\n")
+                 "| filters | shared taps | conv non-zeros/filter | fc non-zeros | seed | float | integer | agree |\n"
+                 "|---|---|---|---|---|---|---|---|\n")
         for r in rows:
-            fh.write(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]:.3f} | {r[5]:.3f} | {r[6]:.3f} |\n")
+            fh.write(f"| {r[0]} | {r[1]} | {r[2]} | {r[7]} | {r[3]} | {r[4]:.3f} | {r[5]:.3f} | {r[6]:.3f} |\n")
         fh.write(f"\nChosen: {filters} filters over {taps} shared kernel positions, ≤ {k} non-zero "
                  f"ternary weights each, seed {seed}.\n\n")
         fh.write("## Test images (450)\n\n| model | accuracy |\n|---|---|\n")
