@@ -19,7 +19,6 @@ folds, as the writers are), each fold a validation part in turn: one
 validation split of 270 images is too small to tell variants apart.
 Usage: scripts/nicnn_qat_study.py VARIANT [SEEDS [FOLDS]]   e.g. tern_best 4 5
 """
-import copy
 import importlib.util
 import os
 import sys
@@ -52,52 +51,21 @@ def fc_q_least_squares(self, beta):
 
 
 def fit_best(net, x, y, epochs, lr):
-    """t.fit, keeping the epoch whose model fits the training images best
-    (accuracy, then cross entropy): the last iterate of straight-through
-    training is often not the best one."""
-    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=1e-4)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
-    best = None
-    for _ in range(epochs):
-        net.train()
-        perm = torch.randperm(len(xt))
-        for i in range(0, len(xt), 64):
-            idx = perm[i:i + 64]
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
-            opt.step()
-        sched.step()
-        net.eval()
-        with torch.no_grad():
-            out = net(xt)
-            score = (float((out.argmax(1) == yt).float().mean()),
-                     -float(torch.nn.functional.cross_entropy(out, yt)))
-        if best is None or score > best[0]:
-            best = (score, copy.deepcopy(net.state_dict()))
-    net.load_state_dict(best[1])
+    """t.fit keeping the epoch whose model fits the training images best:
+    the last iterate of straight-through training is often not the best."""
+    t.fit(net, x, y, epochs, lr, keep_best=True)
 
 
 def ternary_pull(net, x, y, epochs=150, lr=3e-3, lam=1e-2):
     """Float epochs with a penalty on each filter's weights outside its 12
     largest and on the spread of those 12: the ternary step then loses less."""
-    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=1e-4)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
-    for ep in range(epochs):
-        net.train()
-        perm = torch.randperm(len(xt))
-        for i in range(0, len(xt), 64):
-            idx = perm[i:i + 64]
-            opt.zero_grad()
-            a = net.conv.weight[:, 0].reshape(net.conv.weight.shape[0], -1).abs()
-            keep = torch.zeros_like(a).scatter(1, a.topk(net.k, dim=1).indices, 1.0)
-            mean = (a * keep).sum(1, keepdim=True) / net.k
-            pen = (a * (1 - keep)).sum() + 10 * (((a - mean) * keep) ** 2).sum()
-            loss = torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx])
-            (loss + lam * min(1.0, 2 * ep / epochs) * pen).backward()
-            opt.step()
-        sched.step()
+    def penalty(n, frac):
+        a = n.conv.weight[:, 0].reshape(n.conv.weight.shape[0], -1).abs()
+        keep = torch.zeros_like(a).scatter(1, a.topk(n.k, dim=1).indices, 1.0)
+        mean = (a * keep).sum(1, keepdim=True) / n.k
+        pen = (a * (1 - keep)).sum() + 10 * (((a - mean) * keep) ** 2).sum()
+        return lam * min(1.0, 2 * frac) * pen
+    t.fit(net, x, y, epochs, lr, penalty=penalty)
 
 
 def main():

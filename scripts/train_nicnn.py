@@ -37,6 +37,7 @@ models/nicnn_float.pt (the float reference's state dict).
 Usage: scripts/train_nicnn.py [--out-header H] [--report R]
 """
 import argparse
+import copy
 import datetime
 import math
 import os
@@ -135,12 +136,15 @@ class Net(nn.Module):
         return self.fc(y)
 
 
-def fit(net, x, y, epochs, lr, wd=1e-4, teacher=None):
+def fit(net, x, y, epochs, lr, wd=1e-4, teacher=None, penalty=None, keep_best=False):
     """Adam with a cosine schedule. With a teacher (the float model), the
     loss is half the labels' cross entropy and half the distillation term
     (Hinton et al.: KL divergence to the teacher's softmax at temperature
     KD_T, times KD_T^2), so that the integer model learns to agree with the
-    float one rather than only to fit the labels again."""
+    float one rather than only to fit the labels again. penalty(net, epoch
+    fraction) is added to the loss; keep_best restores the epoch whose model
+    fits x best (accuracy, then cross entropy) instead of keeping the last
+    (scripts/nicnn_qat_study.py uses both)."""
     opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=wd)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
@@ -148,7 +152,8 @@ def fit(net, x, y, epochs, lr, wd=1e-4, teacher=None):
         teacher.eval()
         with torch.no_grad():
             soft = F_.softmax(teacher(xt) / KD_T, dim=1)
-    for _ in range(epochs):
+    best = None
+    for ep in range(epochs):
         net.train()
         perm = torch.randperm(len(xt))
         for i in range(0, len(xt), 64):
@@ -156,12 +161,23 @@ def fit(net, x, y, epochs, lr, wd=1e-4, teacher=None):
             opt.zero_grad()
             out = net(xt[idx])
             loss = F_.cross_entropy(out, yt[idx])
+            if penalty is not None:
+                loss = loss + penalty(net, ep / epochs)
             if teacher is not None:
                 kd = F_.kl_div(F_.log_softmax(out / KD_T, dim=1), soft[idx], reduction="batchmean")
                 loss = (1 - KD_WEIGHT) * loss + KD_WEIGHT * KD_T * KD_T * kd
             loss.backward()
             opt.step()
         sched.step()
+        if keep_best:
+            net.eval()
+            with torch.no_grad():
+                out = net(xt)
+                score = (float((out.argmax(1) == yt).float().mean()), -float(F_.cross_entropy(out, yt)))
+            if best is None or score > best[0]:
+                best = (score, copy.deepcopy(net.state_dict()))
+    if keep_best:
+        net.load_state_dict(best[1])
 
 
 def float_acc(net, x, y):
