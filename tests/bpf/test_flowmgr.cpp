@@ -34,11 +34,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <functional>
 #include <map>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -1233,6 +1235,28 @@ TEST_F(FlowMgrTest, LiveMetadataOnSelectedPacketsUnlessMetaAll) {
         EXPECT_EQ(fl[0].second.selected, 2u);
         EXPECT_EQ(fl[0].second.bytes, 3 * data.size() + ack.size());
     }
+}
+
+// Live packets (no replay header) expire on the flow table's own clock
+// (jiffies times ns_per_tick, or the coarse clock): wrong units would keep
+// the flow, or restart it at once.
+TEST_F(FlowMgrTest, LiveIdleExpiryOnTheTableClock) {
+    FlowMgrOptions o;
+    o.idle_timeout_s = 1;
+    o.meta_all = true;
+    LOAD_OR_RETURN(fm, o);
+    auto f = v4_tcp(20).build();
+    auto a = run(*fm, f, 0);
+    auto b = run(*fm, f, 0);
+    ASSERT_TRUE(a.ok && a.r.meta && b.ok && b.r.meta) << a.error << b.error;
+    EXPECT_EQ(b.r.meta->flow_id, a.r.meta->flow_id);
+    EXPECT_EQ(at(b.delta, ETC_CNT_FLOW_EXPIRED), 0u);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2300));  // > 1 s idle, one tick of slack
+    auto c = run(*fm, f, 0);
+    ASSERT_TRUE(c.ok && c.r.meta) << c.error;
+    EXPECT_EQ(at(c.delta, ETC_CNT_FLOW_EXPIRED), 1u);
+    EXPECT_NE(c.r.meta->flow_id, a.r.meta->flow_id);
+    EXPECT_TRUE(c.r.meta->flags & ETC_META_NEW_FLOW);
 }
 
 TEST_F(FlowMgrTest, RepeatRunsCountEveryRun) {
