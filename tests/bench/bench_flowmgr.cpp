@@ -2,6 +2,8 @@
 // program, both run by the kernel with BPF_PROG_TEST_RUN (repeat) on the same
 // real frames in the same run; and replay throughput (capture → program →
 // per-flow records) next to a bare test-run loop over the same frames.
+#include <bpf/libbpf.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cinttypes>
@@ -13,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "common/kernel_config.hpp"
 #include "flowmgr/flowmgr.hpp"
 #include "common/log.hpp"
 #include "common/pcap.hpp"
@@ -38,11 +41,89 @@ uint64_t run_ns(int prog_fd, const Frame& f, uint32_t repeat, TestRunBuffers& bu
     return r ? uint64_t{r->duration_ns} * repeat : 0;
 }
 
+// An FlowManager object file (another build of bpf/flowmgr.bpf.c) loaded
+// with its compiled-in defaults, unpinned, with the table clock the loader
+// would set; -1 on failure.
+int load_object(const char* path) {
+    bpf_object* o = bpf_object__open_file(path, nullptr);
+    if (!o) return -1;
+    bpf_map* m;
+    bpf_object__for_each_map(m, o) bpf_map__set_pin_path(m, nullptr);
+    bpf_program* p;
+    bpf_object__for_each_program(p, o)
+        bpf_program__set_autoload(p, std::strcmp(bpf_program__name(p), "xdp_flowmgr") == 0 ||
+                                         std::strcmp(bpf_program__name(p), "xdp_pass") == 0);
+    // Objects from before ns_per_tick have a smaller .rodata: left alone.
+    size_t sz = 0;
+    bpf_map* ro = bpf_object__find_map_by_name(o, ".rodata");
+    auto* init = ro ? const_cast<void*>(bpf_map__initial_value(ro, &sz)) : nullptr;
+    const auto hz = kernel_hz();
+    if (init && sz >= sizeof(etc_flowmgr_config) && hz && std::strstr(path, "xdp_pass") == nullptr)
+        static_cast<etc_flowmgr_config*>(init)->ns_per_tick = 1000000000ull / *hz;
+    if (bpf_object__load(o)) return -1;
+    bpf_program* prog = bpf_object__find_program_by_name(o, "xdp_flowmgr");
+    if (!prog) prog = bpf_object__find_program_by_name(o, "xdp_pass");
+    return prog ? bpf_program__fd(prog) : -1;
+}
+
+// --ab OBJ...: the objects (and xdp_pass) interleaved in rounds over the
+// same frames, each round's per-packet time of each as a ratio to xdp_pass
+// in that round; the median and range over the rounds. For one change at a
+// time: build the object before and after it, run them side by side.
+int run_ab(const std::vector<Frame>& frames, const std::vector<const char*>& objects, int pass_fd) {
+    const int rounds = 12;
+    const uint32_t repeat = 500;
+    std::vector<int> fds{pass_fd};
+    for (const char* o : objects) {
+        const int fd = load_object(o);
+        if (fd < 0) {
+            std::fprintf(stderr, "bench_flowmgr: %s: cannot load\n", o);
+            return 3;
+        }
+        fds.push_back(fd);
+    }
+    std::vector<std::vector<double>> ns(fds.size());
+    TestRunBuffers bufs;
+    for (int r = 0; r < rounds; ++r)
+        for (size_t v = 0; v < fds.size(); ++v) {
+            uint64_t sum = 0;
+            for (const auto& f : frames) sum += run_ns(fds[v], f, repeat, bufs);
+            ns[v].push_back(static_cast<double>(sum) / static_cast<double>(repeat * frames.size()));
+        }
+    std::printf("\n%zu frames, %d rounds, repeat %u; xdp_pass median %.1f ns\n", frames.size(), rounds, repeat,
+                [&] { auto t = ns[0]; std::sort(t.begin(), t.end()); return t[t.size() / 2]; }());
+    std::printf("%-40s %12s %18s\n", "object", "median ns", "ratio to xdp_pass");
+    for (size_t v = 1; v < fds.size(); ++v) {
+        std::vector<double> ratio, t = ns[v];
+        for (int r = 0; r < rounds; ++r) ratio.push_back(ns[v][r] / ns[0][r]);
+        std::sort(ratio.begin(), ratio.end());
+        std::sort(t.begin(), t.end());
+        std::printf("%-40s %12.1f %8.2fx (%.2f-%.2f)\n", objects[v - 1], t[t.size() / 2],
+                    ratio[ratio.size() / 2], ratio.front(), ratio.back());
+    }
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     log::install_library_bridges();
-    const fs::path dir = argc > 1 ? argv[1] : "testdata/ndpi/pcap";
+    // bench_flowmgr [DIR] [--ab OBJ.o ...]
+    fs::path dir = "testdata/ndpi/pcap";
+    std::vector<const char*> ab_objects;
+    for (int i = 1; i < argc; ++i) {
+        if (std::strcmp(argv[i], "--ab") == 0) {
+            for (++i; i < argc; ++i) ab_objects.push_back(argv[i]);
+        } else if (std::strcmp(argv[i], "-h") == 0 || std::strcmp(argv[i], "--help") == 0) {
+            std::printf("usage: bench_flowmgr [CAPTURE_DIR] [--ab FLOWMGR.o ...]\n"
+                        "  the per-packet cost of the FlowManager by stage next to xdp_pass, the\n"
+                        "  tagger, and replay against a bare test-run loop; with --ab, other builds\n"
+                        "  of bpf/flowmgr.bpf.o (default options) interleaved side by side instead\n");
+            return 0;
+        } else {
+            dir = argv[i];
+        }
+    }
     // Each BPF_PROG_TEST_RUN with repeat > 1 installs the program in the
     // kernel's XDP dispatcher and removes it again (an RCU grace period each
     // way), so the per-packet figure comes from a sample of frames, each run
@@ -122,6 +203,11 @@ int main(int argc, char** argv) {
         return 3;
     }
     const int pass_fd = bpf_program__fd(pass->get()->progs.xdp_pass);
+    if (!ab_objects.empty()) {
+        // the first 24 captures' sample: enough frames, rounds that end in a minute
+        std::vector<Frame> some(frames.begin(), frames.begin() + std::min<size_t>(frames.size(), 96));
+        return run_ab(some, ab_objects, pass_fd);
+    }
     // The per-packet tagger (stateless, no maps) on the same frames.
     struct Tagger {
         const char* name;
