@@ -95,9 +95,6 @@ struct parsed_pkt {
 	__u8 canon_dir;           /* 1 when the packet's source is endpoint b */
 };
 
-/* As 32-bit words: the key's addresses are 4-aligned, and x86 loads from
- * the (2-aligned) IP header unaligned at no cost; a memcpy here became byte
- * loads and stores, 8 instructions per word. */
 /* The flow table's clock, in ns: idle expiry counts seconds, so a tick is
  * enough. bpf_jiffies64 is inlined by the verifier (one load), several ns a
  * packet cheaper than the bpf_ktime_get_coarse_ns helper; its epoch is the
@@ -111,6 +108,9 @@ static __always_inline __u64 table_clock_ns(void)
 	return bpf_ktime_get_coarse_ns();
 }
 
+/* As 32-bit words: the key's addresses are 4-aligned, and x86 loads from
+ * the (2-aligned) IP header unaligned at no cost; a memcpy here became byte
+ * loads and stores, 8 instructions per word. */
 static __always_inline void copy_addr(__u8 dst[16], const void *src, int len)
 {
 	const __u32 *s = src;
