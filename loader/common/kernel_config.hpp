@@ -1,7 +1,8 @@
 // The running kernel's build configuration, read the way libbpf reads it for
 // __kconfig externs (/boot/config-$(uname -r), else /proc/config.gz), for
-// loaders that pass a value through rodata instead: an object with a
-// CONFIG_* extern does not load at all where neither file exists.
+// loaders that pass a value through rodata instead: libbpf fails to load
+// an object with CONFIG_* externs where it can read neither file (its own
+// selftests expect that), and a rodata value lets the loader fall back.
 #pragma once
 
 #include <cstdint>
@@ -12,7 +13,7 @@ namespace etcpipe {
 
 // The value of `name` (e.g. "CONFIG_HZ") as an unsigned number; nullopt when
 // no configuration can be read, the name is absent, or it is not a number.
-// Read once per process and name.
+// The configuration is read once per process.
 [[nodiscard]] std::optional<uint64_t> kernel_config_number(const std::string& name);
 
 // The kernel's tick rate (CONFIG_HZ), nullopt when unknown.
