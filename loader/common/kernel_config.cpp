@@ -48,10 +48,9 @@ std::optional<uint64_t> kernel_config_number(const std::string& name) {
     return v;
 }
 
-std::optional<uint32_t> kernel_hz() {
+uint64_t kernel_ns_per_tick() {
     const auto hz = kernel_config_number("CONFIG_HZ");
-    if (!hz || *hz == 0 || *hz > 100000) return std::nullopt;
-    return static_cast<uint32_t>(*hz);
+    return hz && *hz > 0 && *hz <= 100000 ? 1000000000ull / *hz : 0;
 }
 
 }  // namespace etcpipe

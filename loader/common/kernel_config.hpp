@@ -16,7 +16,8 @@ namespace etcpipe {
 // The configuration is read once per process.
 [[nodiscard]] std::optional<uint64_t> kernel_config_number(const std::string& name);
 
-// The kernel's tick rate (CONFIG_HZ), nullopt when unknown.
-[[nodiscard]] std::optional<uint32_t> kernel_hz();
+// Nanoseconds per jiffy, 1e9 / CONFIG_HZ (truncated), 0 when the tick rate
+// is unknown: what a program counting bpf_jiffies64 multiplies by.
+[[nodiscard]] uint64_t kernel_ns_per_tick();
 
 }  // namespace etcpipe

@@ -262,7 +262,7 @@ Result<FlowManager> FlowManager::open(const FlowMgrOptions& o) {
 
     auto& cfg = s->rodata->cfg;
     cfg.idle_timeout_ns = uint64_t{o.idle_timeout_s} * 1000000000ull;
-    if (const auto hz = kernel_hz()) cfg.ns_per_tick = 1000000000ull / *hz;
+    cfg.ns_per_tick = kernel_ns_per_tick();
     cfg.max_pkts = o.max_pkts;
     cfg.snap_len = o.snap_len;
     cfg.delivery = static_cast<uint8_t>(o.delivery);

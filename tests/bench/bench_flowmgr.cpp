@@ -41,9 +41,9 @@ uint64_t run_ns(int prog_fd, const Frame& f, uint32_t repeat, TestRunBuffers& bu
     return r ? uint64_t{r->duration_ns} * repeat : 0;
 }
 
-// An FlowManager object file (another build of bpf/flowmgr.bpf.c) loaded
+// A FlowManager object file (another build of bpf/flowmgr.bpf.c) loaded
 // with its compiled-in defaults, unpinned, with the table clock the loader
-// would set; -1 on failure.
+// sets; -1 on failure.
 int load_object(const char* path) {
     bpf_object* o = bpf_object__open_file(path, nullptr);
     if (!o) return -1;
@@ -51,18 +51,15 @@ int load_object(const char* path) {
     bpf_object__for_each_map(m, o) bpf_map__set_pin_path(m, nullptr);
     bpf_program* p;
     bpf_object__for_each_program(p, o)
-        bpf_program__set_autoload(p, std::strcmp(bpf_program__name(p), "xdp_flowmgr") == 0 ||
-                                         std::strcmp(bpf_program__name(p), "xdp_pass") == 0);
+        bpf_program__set_autoload(p, std::strcmp(bpf_program__name(p), "xdp_flowmgr") == 0);
     // Objects from before ns_per_tick have a smaller .rodata: left alone.
     size_t sz = 0;
     bpf_map* ro = bpf_object__find_map_by_name(o, ".rodata");
     auto* init = ro ? const_cast<void*>(bpf_map__initial_value(ro, &sz)) : nullptr;
-    const auto hz = kernel_hz();
-    if (init && sz >= sizeof(etc_flowmgr_config) && hz && std::strstr(path, "xdp_pass") == nullptr)
-        static_cast<etc_flowmgr_config*>(init)->ns_per_tick = 1000000000ull / *hz;
+    if (init && sz >= sizeof(etc_flowmgr_config))
+        static_cast<etc_flowmgr_config*>(init)->ns_per_tick = kernel_ns_per_tick();
     if (bpf_object__load(o)) return -1;
     bpf_program* prog = bpf_object__find_program_by_name(o, "xdp_flowmgr");
-    if (!prog) prog = bpf_object__find_program_by_name(o, "xdp_pass");
     return prog ? bpf_program__fd(prog) : -1;
 }
 
@@ -166,6 +163,17 @@ int main(int argc, char** argv) {
                 frames.size(), per_capture, captures.size(),
                 static_cast<double>(total_bytes) / static_cast<double>(frames.size()));
 
+    auto pass = Skeleton<xdp_pass_bpf>::open("xdp_pass.bpf.o");
+    if (!pass || !pass->load("xdp_pass.bpf.o")) {
+        std::fprintf(stderr, "bench_flowmgr: cannot load xdp_pass\n");
+        return 3;
+    }
+    const int pass_fd = bpf_program__fd(pass->get()->progs.xdp_pass);
+    if (!ab_objects.empty()) {
+        // the first 24 captures' sample: rounds that end in about a minute
+        std::vector<Frame> some(frames.begin(), frames.begin() + std::min<size_t>(frames.size(), 96));
+        return run_ab(some, ab_objects, pass_fd);
+    }
     // The FlowManager with the default options, and the same program stopped
     // after each stage (rodata: the stops are compiled out of the real one),
     // and with a per-CPU LRU list: what each part and each idea costs.
@@ -196,17 +204,6 @@ int main(int argc, char** argv) {
             return 3;
         }
         v.fm.emplace(std::move(*fm));
-    }
-    auto pass = Skeleton<xdp_pass_bpf>::open("xdp_pass.bpf.o");
-    if (!pass || !pass->load("xdp_pass.bpf.o")) {
-        std::fprintf(stderr, "bench_flowmgr: cannot load xdp_pass\n");
-        return 3;
-    }
-    const int pass_fd = bpf_program__fd(pass->get()->progs.xdp_pass);
-    if (!ab_objects.empty()) {
-        // the first 24 captures' sample: enough frames, rounds that end in a minute
-        std::vector<Frame> some(frames.begin(), frames.begin() + std::min<size_t>(frames.size(), 96));
-        return run_ab(some, ab_objects, pass_fd);
     }
     // The per-packet tagger (stateless, no maps) on the same frames.
     struct Tagger {
