@@ -248,11 +248,6 @@ def split_groups(files_of_class, flows_per_file, group_of, seed, share):
     return expand(keep), expand(held)
 
 
-def macro_f1(cm):
-    """Macro-F1 of a confusion matrix and the F1 per class (baselines.macro_f1_cm)."""
-    return baselines.macro_f1_cm(cm)
-
-
 def confusion_svg(cm, classes, title):
     n = len(classes)
     cell, left, top = 34, 130, 150
@@ -663,7 +658,7 @@ def main():
     with torch.no_grad():
         pred_tr = model(*xtr).argmax(1)
     acc = sum(cm[i][i] for i in range(len(classes))) / max(1, len(yte))
-    mf1, f1s = macro_f1(cm)
+    mf1, f1s = baselines.macro_f1_cm(cm)
     train_acc = (pred_tr == ytr).float().mean().item()
     print(f"held-out files: accuracy {acc:.4f}, macro-F1 {mf1:.4f} on {len(yte)} flows "
           f"(train accuracy {train_acc:.4f}); against the best baseline ({best_base[0]}, "
