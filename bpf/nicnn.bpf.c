@@ -104,60 +104,76 @@ static __always_inline int filter_negatives(int f)
  * res. Returns the ones' complement sum of what it wrote (as 32-bit words). */
 static __always_inline __u64 nicnn_run(const __u8 *px, struct nicnn_result *res)
 {
-	/* pooled, ReLU'd values h[4f + 2a + b], then the first row of each
-	 * pooling window part[2f + b], then the scores */
-	__s32 mem[NICNN_FILTERS * 4 + NICNN_FILTERS * 2 + NICNN_CLASSES];
-	__s32 *h = mem, *part = mem + NICNN_FILTERS * 4, *score = part + NICNN_FILTERS * 2;
+	/* pooled, ReLU'd values h[4f + 2a + b], then the scores */
+	__s32 mem[NICNN_FILTERS * 4 + NICNN_CLASSES];
+	__s32 *h = mem, *score = mem + NICNN_FILTERS * 4;
 	__u64 sum = 0;
 	__u32 small = 0;
 
+	/* Two output rows at a time, the two rows of a pooling window: each
+	 * window of input pixels is loaded once for both (30 loads per pair
+	 * instead of 50), and the vertical max needs no stored row. */
 #pragma unroll
-	for (int i = 0; i < 4; i++) {
-		__u32 acc[NICNN_FILTERS];
+	for (int pr = 0; pr < 2; pr++) {
+		__u32 acc[2][NICNN_FILTERS];
 
 		STAGE_BARRIER(mem);
 #pragma unroll
-		for (int f = 0; f < NICNN_FILTERS; f++)
-			acc[f] = 0;
+		for (int f = 0; f < NICNN_FILTERS; f++) {
+			acc[0][f] = 0;
+			acc[1][f] = 0;
+		}
 #pragma unroll
-		for (int u = 0; u < 5; u++) {
+		for (int r = 2 * pr; r < 2 * pr + 6; r++) {
 #pragma unroll
 			for (int v = 0; v < 5; v++) {
 				__u32 w, wn;
+				int used = 0, neg = 0;
 
-				if (!tap_used(u, v))
+#pragma unroll
+				for (int di = 0; di < 2; di++) {
+					const int u = r - 2 * pr - di;
+
+					if (u >= 0 && u < 5) {
+						used |= tap_used(u, v);
+						neg |= tap_negative(u, v);
+					}
+				}
+				if (!used)
 					continue;
-				/* pixels (i+u, v..v+3): lane j feeds output (i, j) */
-				LOAD_PIX4(w, px, (i + u) * 8 + v);
+				/* pixels (r, v..v+3): lane j feeds output (i, j) */
+				LOAD_PIX4(w, px, r * 8 + v);
 				wn = 0;
-				if (tap_negative(u, v))
+				if (neg)
 					NEG_PIX4(wn, w);
 #pragma unroll
-				for (int f = 0; f < NICNN_FILTERS; f++) {
-					if (nicnn_conv_w[f][u][v] > 0)
-						ACC_ADD(acc[f], w);
-					else if (nicnn_conv_w[f][u][v] < 0)
-						ACC_ADD(acc[f], wn);
+				for (int di = 0; di < 2; di++) {
+					const int u = r - 2 * pr - di;
+
+					if (u < 0 || u >= 5)
+						continue;
+#pragma unroll
+					for (int f = 0; f < NICNN_FILTERS; f++) {
+						if (nicnn_conv_w[f][u][v] > 0)
+							ACC_ADD(acc[di][f], w);
+						else if (nicnn_conv_w[f][u][v] < 0)
+							ACC_ADD(acc[di][f], wn);
+					}
 				}
 			}
 		}
 #pragma unroll
 		for (int f = 0; f < NICNN_FILTERS; f++) {
-			__u32 m0 = max_u32(acc[f] & 0xff, (acc[f] >> 8) & 0xff);
-			__u32 m1 = max_u32((acc[f] >> 16) & 0xff, acc[f] >> 24);
+			const __u32 a0 = acc[0][f], a1 = acc[1][f];
+			/* bias, and the 15 per -1 weight out */
+			const __s32 off = nicnn_conv_b[f] - 15 * filter_negatives(f);
+			__u32 m0 = max_u32(max_u32(a0 & 0xff, (a0 >> 8) & 0xff),
+					   max_u32(a1 & 0xff, (a1 >> 8) & 0xff));
+			__u32 m1 = max_u32(max_u32((a0 >> 16) & 0xff, a0 >> 24),
+					   max_u32((a1 >> 16) & 0xff, a1 >> 24));
 
-			if ((i & 1) == 0) {
-				part[2 * f + 0] = m0;
-				part[2 * f + 1] = m1;
-			} else {
-				/* bias, and the 15 per -1 weight out */
-				const __s32 off = nicnn_conv_b[f] - 15 * filter_negatives(f);
-				__s32 a = (__s32)max_u32(m0, part[2 * f + 0]) + off;
-				__s32 b = (__s32)max_u32(m1, part[2 * f + 1]) + off;
-
-				h[4 * f + 2 * (i >> 1) + 0] = relu(a);
-				h[4 * f + 2 * (i >> 1) + 1] = relu(b);
-			}
+			h[4 * f + 2 * pr + 0] = relu((__s32)m0 + off);
+			h[4 * f + 2 * pr + 1] = relu((__s32)m1 + off);
 		}
 	}
 
