@@ -21,7 +21,8 @@
  *   crosses into the next lane;
  * - one packet load serves every filter (the F accumulators are live
  *   together);
- * - fc weights are powers of two: a shift and an add.
+ * - fc weights are a power of two or the sum of two: an add per power, in
+ *   a Horner scheme over the exponents (a shift per exponent and class).
  * etcpipe::nicnn::reference (loader/nicnn/) computes the same scores the
  * plain way; a test compares the two on every digit image.
  *
@@ -186,16 +187,18 @@ static __always_inline __u64 nicnn_run(const __u8 *px, struct nicnn_result *res)
 		__s32 s = 0;
 
 		STAGE_BARRIER(mem);
-		/* Horner over the exponents: one add per non-zero weight, at
-		 * most NICNN_FC_EMAX shifts per class (a shift of 0 folds away) */
+		/* Horner over the exponents: one add per power of two of a
+		 * weight (one or two each), at most NICNN_FC_EMAX + 1 shifts per
+		 * class (shifts of a still-zero sum fold away) */
 #pragma unroll
-		for (int e = NICNN_FC_EMAX; e >= 0; e--) {
-			s <<= e < NICNN_FC_EMAX;
+		for (int e = NICNN_FC_EMAX + 1; e >= 0; e--) {
+			s <<= e < NICNN_FC_EMAX + 1;
 #pragma unroll
 			for (int j = 0; j < NICNN_FILTERS * 4; j++) {
-				if (nicnn_fc_w[k][j] == (1 << e))
+				/* the weight's digits, as the header spells them */
+				if (nicnn_fc_plus[k][j] & (1 << e))
 					s += h[j];
-				else if (nicnn_fc_w[k][j] == -(1 << e))
+				else if (nicnn_fc_minus[k][j] & (1 << e))
 					s -= h[j];
 			}
 		}

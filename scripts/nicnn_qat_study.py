@@ -56,18 +56,6 @@ def fit_best(net, x, y, epochs, lr):
     t.fit(net, x, y, epochs, lr, keep_best=True)
 
 
-def ternary_pull(net, x, y, epochs=150, lr=3e-3, lam=1e-2):
-    """Float epochs with a penalty on each filter's weights outside its 12
-    largest and on the spread of those 12: the ternary step then loses less."""
-    def penalty(n, frac):
-        a = n.conv.weight[:, 0].reshape(n.conv.weight.shape[0], -1).abs()
-        keep = torch.zeros_like(a).scatter(1, a.topk(n.k, dim=1).indices, 1.0)
-        mean = (a * keep).sum(1, keepdim=True) / n.k
-        pen = (a * (1 - keep)).sum() + 10 * (((a - mean) * keep) ** 2).sum()
-        return lam * min(1.0, 2 * frac) * pen
-    t.fit(net, x, y, epochs, lr, penalty=penalty)
-
-
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
@@ -77,6 +65,10 @@ def main():
     torch.set_num_threads(1)
     if "mse" in variant:
         t.Net.fc_q = fc_q_least_squares
+    # fc2: every fc weight may take a second power of two; sNN: at most NN of them
+    fc_second = next((int(v[1:]) for v in variant if v[0] == "s" and v[1:].isdigit()),
+                     10 ** 6 if "fc2" in variant else 0)
+    k_nnz = next((int(v[1:]) for v in variant if v[0] == "k" and v[1:].isdigit()), 12)
     x, y = t.load()
     idx = np.arange(t.N_TRAIN)
     splits = ([(idx < t.N_FIT, idx >= t.N_FIT)] if folds <= 1 else
@@ -89,16 +81,16 @@ def main():
         xfit, yfit, xval, yval = xtr[fit_mask], ytr[fit_mask], xtr[val_mask], ytr[val_mask]
         torch.manual_seed(seed)
         net = t.Net(3)
-        net.taps, net.k = 25, 12
+        net.taps, net.k, net.fc_second = 25, k_nnz, fc_second
         t.fit(net, xfit, yfit, epochs=150, lr=0.01)
         fl = t.Net(3)
         fl.load_state_dict(net.state_dict())
         if "tern" in variant:
-            ternary_pull(net, xfit, yfit)
+            t.ternary_pull(net, xfit, yfit)
         teacher = fl if "kd" in variant else None
         if "fixmask" in variant:
             with torch.no_grad():
-                top = net.conv.weight[:, 0].abs().reshape(3, -1).topk(12, dim=1).indices
+                top = net.conv.weight[:, 0].abs().reshape(3, -1).topk(k_nnz, dim=1).indices
                 mask = torch.zeros(3, 25).scatter(1, top, 1.0).reshape(3, 1, 5, 5)
                 net.conv.weight.mul_(mask)
             net.conv.weight.register_hook(lambda g: g * mask)
@@ -119,12 +111,23 @@ def main():
             net.conv.weight.requires_grad_(True)
             net.conv.bias.requires_grad_(True)
             t.fit(net, xfit, yfit, epochs=100, lr=3e-4, teacher=teacher)
-        _, cls, _ = t.int_forward(t.export(net), xval)
+        p = t.export(net)
+        _, cls, _ = t.int_forward(p, xval)
         row = (t.float_acc(fl, xval, yval), acc_conv, float((cls == yval).mean()))
+        seconds = sum(t.naf_terms(v) - 1 for v in p["q"].flatten() if v)
+        if "refine" in variant:
+            _, cls_before, _ = t.int_forward(p, xval)
+            xr, yr = t.shifted(xfit, yfit) if "aug" in variant else (xfit, yfit)
+            p = t.refine(p, xr, yr, p["scale"], net.k, fc_second)
+            _, cls, _ = t.int_forward(p, xval)
+            _, cls_fit, _ = t.int_forward(p, xfit)
+            print(f"  refine: validation integer {float((cls_before == yval).mean()):.3f} -> "
+                  f"{float((cls == yval).mean()):.3f} (fit {float((cls_fit == yfit).mean()):.3f})", flush=True)
+            row = (row[0], row[1], float((cls == yval).mean()))
         res.append(row)
         fold = "" if folds <= 1 else f"fold {k} "
         print(f"{sys.argv[1]} {fold}seed {seed}: validation float {row[0]:.3f} conv ternary {row[1]:.3f} "
-              f"integer {row[2]:.3f}", flush=True)
+              f"integer {row[2]:.3f} (fc second terms {seconds})", flush=True)
     r = np.array(res)
     gap = 100 * (r[:, 2] - r[:, 0])
     print(f"{sys.argv[1]} mean of {len(res)} runs: float {r[:, 0].mean():.3f} conv ternary {r[:, 1].mean():.3f} "
