@@ -22,14 +22,17 @@ Integer model (what XDP runs):
   pool    max of the 2x2 integer conv outputs, then h = max(0, m + B_f)
           (max and ReLU commute with the per-filter scale, which is >0 and
           is folded into the next layer);
-  fc      power-of-two weights q in {0, +-1, +-2, ..., +-2^E}: a shift and an
-          add each, zeros vanish; integer bias C_k;
+  fc      weights q in {0, +-2^e, e <= E} or, for at most SECOND of them,
+          the sum of two such (non-adjacent form: the program adds h once per
+          power of two, in a Horner scheme over the exponents); zeros vanish;
+          integer bias C_k;
   softmax shift_k = min((max_j s_j - s_k) >> T, 15), the probability 2^-shift_k
           (the NIC writes the exponent, the reader shifts), T chosen so that
           2^(-d >> T) approximates e^(z_k - z_max) for the float logits z;
   class   the first index of the largest score.
 Quantisation-aware training (straight-through estimator) from the float
-model; the float model's own test accuracy is reported beside it.
+model, then coordinate descent on the integer model itself (refine); the
+float model's own test accuracy is reported beside it.
 
 Writes: include/etcpipe/nicnn_model.h (the parameters as C arrays; the BPF
 program folds them into immediates), models/nicnn.md (the report),
@@ -467,7 +470,7 @@ def main():
     ap.add_argument("--out-header", default=os.path.join(root, "include/etcpipe/nicnn_model.h"))
     ap.add_argument("--report", default=os.path.join(root, "models/nicnn.md"))
     ap.add_argument("--float-model", default=os.path.join(root, "models/nicnn_float.pt"))
-    ap.add_argument("--candidates", default="3:25:12+40",
+    ap.add_argument("--candidates", default="3:25:12+70",
                     help="FILTERS:TAPS:NNZ[:SEED][/FCNNZ][+SECOND],... chosen on validation (TAPS: "
                          "kernel positions shared by all filters, NNZ <= 17: non-zeros per filter, "
                          "SEED: one initialisation instead of --seeds of them, FCNNZ: the fc "
