@@ -13,7 +13,12 @@ trained), mse (fc scale chosen by least squares over a grid, not max/2^6),
 tern (150 more float epochs whose penalty pulls each filter toward 12
 non-zeros of one magnitude before the ternary step; the float reference is the
 model before them), best (each QAT step keeps the epoch whose quantised model
-fits the training images best, instead of the last one).
+fits the training images best, instead of the last one), fc2 (any fc weight
+may be the sum of two powers of two), sNN (at most NN of them: the code store
+holds about 70), kNN (NN conv non-zeros per filter instead of 12), refine
+(train_nicnn.refine on the fit images after QAT: coordinate descent on the
+integer model), aug (refine on the fit images and their one-pixel shifts).
+train_nicnn.py ships tern_best_s70_refine.
 FOLDS > 1: K-fold cross-validation over the 1,347 training images (contiguous
 folds, as the writers are), each fold a validation part in turn: one
 validation split of 270 images is too small to tell variants apart.
