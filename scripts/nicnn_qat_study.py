@@ -42,23 +42,26 @@ def fc_q_least_squares(self, beta):
     bcol = beta.repeat_interleave(4)
     wp = (self.fc.weight * bcol[None, :]).detach()
 
-    def quant(r):
-        e = torch.round(torch.log2(r.abs().clamp(min=1e-12))).clamp(0, self.emax)
-        return torch.sign(r) * 2.0 ** e * (r.abs() >= 2.0 ** -0.5).float()
-
     s = min((wp.abs().max() / 2.0 ** (self.emax + k / 8.0) for k in range(25)),
-            key=lambda s: float(((s * quant(wp / s) - wp) ** 2).sum()))
-    q = quant(self.fc.weight * bcol[None, :] / s)
+            key=lambda s: float(((s * t.pow2_round(wp / s, self.emax) - wp) ** 2).sum()))
+    q = t.pow2_round(self.fc.weight * bcol[None, :] / s, self.emax)
     wq = self.fc.weight + (s * q / bcol[None, :] - self.fc.weight).detach()
     cint = torch.round(self.fc.bias / s)
     cq = self.fc.bias + (s * cint - self.fc.bias).detach()
     return wq, cq, q.detach(), s, cint.detach()
 
 
-def fit_best(net, x, y, epochs, lr):
-    """t.fit keeping the epoch whose model fits the training images best:
-    the last iterate of straight-through training is often not the best."""
-    t.fit(net, x, y, epochs, lr, keep_best=True)
+def shifted(x, y):
+    """x and its eight one-pixel translations (zero fill): a digit moved by a
+    pixel is the same digit. (9N, 8, 8) images and their labels."""
+    out = []
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            z = np.zeros_like(x)
+            z[:, max(0, dy):8 + min(0, dy), max(0, dx):8 + min(0, dx)] = \
+                x[:, max(0, -dy):8 + min(0, -dy), max(0, -dx):8 + min(0, -dx)]
+            out.append(z)
+    return np.concatenate(out), np.tile(y, 9)
 
 
 def main():
@@ -79,7 +82,7 @@ def main():
     splits = ([(idx < t.N_FIT, idx >= t.N_FIT)] if folds <= 1 else
               [(idx * folds // t.N_TRAIN != k, idx * folds // t.N_TRAIN == k) for k in range(folds)])
     epochs = 300 if "long" in variant else 150
-    qat = fit_best if "best" in variant else t.fit
+    keep_best = "best" in variant
     res = []
     for k, (fit_mask, val_mask), seed in [(k, sp, sd) for k, sp in enumerate(splits) for sd in range(seeds)]:
         xtr, ytr = x[:t.N_TRAIN], y[:t.N_TRAIN]  # training images only, never the test ones
@@ -100,18 +103,13 @@ def main():
                 net.conv.weight.mul_(mask)
             net.conv.weight.register_hook(lambda g: g * mask)
         net.quant_conv = True
-        if "best" in variant:
-            qat(net, xfit, yfit, epochs, 3e-3 if "lr3" in variant else 1e-3)
-        else:
-            t.fit(net, xfit, yfit, epochs=epochs, lr=3e-3 if "lr3" in variant else 1e-3, teacher=teacher)
+        t.fit(net, xfit, yfit, epochs=epochs, lr=3e-3 if "lr3" in variant else 1e-3, teacher=teacher,
+              keep_best=keep_best)
         acc_conv = t.float_acc(net, xval, yval)
         net.conv.weight.requires_grad_(False)
         net.conv.bias.requires_grad_(False)
         net.quant_fc = True
-        if "best" in variant:
-            qat(net, xfit, yfit, epochs, 1e-3)
-        else:
-            t.fit(net, xfit, yfit, epochs=epochs, lr=1e-3, teacher=teacher)
+        t.fit(net, xfit, yfit, epochs=epochs, lr=1e-3, teacher=teacher, keep_best=keep_best)
         if "joint" in variant:
             net.conv.weight.requires_grad_(True)
             net.conv.bias.requires_grad_(True)
@@ -119,10 +117,9 @@ def main():
         p = t.export(net)
         _, cls, _ = t.int_forward(p, xval)
         row = (t.float_acc(fl, xval, yval), acc_conv, float((cls == yval).mean()))
-        seconds = sum(t.naf_terms(v) - 1 for v in p["q"].flatten() if v)
         if "refine" in variant:
-            _, cls_before, _ = t.int_forward(p, xval)
-            xr, yr = t.shifted(xfit, yfit) if "aug" in variant else (xfit, yfit)
+            cls_before = cls
+            xr, yr = shifted(xfit, yfit) if "aug" in variant else (xfit, yfit)
             p = t.refine(p, xr, yr, p["scale"], net.k, fc_second)
             _, cls, _ = t.int_forward(p, xval)
             _, cls_fit, _ = t.int_forward(p, xfit)
@@ -130,13 +127,14 @@ def main():
                   f"{float((cls == yval).mean()):.3f} (fit {float((cls_fit == yfit).mean()):.3f})", flush=True)
             row = (row[0], row[1], float((cls == yval).mean()))
         res.append(row)
+        seconds = t.second_powers(p["q"])
         fold = "" if folds <= 1 else f"fold {k} "
         print(f"{sys.argv[1]} {fold}seed {seed}: validation float {row[0]:.3f} conv ternary {row[1]:.3f} "
               f"integer {row[2]:.3f} (fc second terms {seconds})", flush=True)
     r = np.array(res)
     gap = 100 * (r[:, 2] - r[:, 0])
     print(f"{sys.argv[1]} mean of {len(res)} runs: float {r[:, 0].mean():.3f} conv ternary {r[:, 1].mean():.3f} "
-          f"integer {r[:, 2].mean():.3f} (integer - float {100 * (r[:, 2] - r[:, 0]).mean():+.2f} "
+          f"integer {r[:, 2].mean():.3f} (integer - float {gap.mean():+.2f} "
           f"points, sd {gap.std():.2f}, lowest integer {r[:, 2].min():.3f})")
 
 

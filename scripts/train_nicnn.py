@@ -251,6 +251,18 @@ def export(net):
     }
 
 
+def pool_relu(conv, bias):
+    """The 2x2 max-pool of (..., 4, 4) integer conv outputs, plus the bias
+    (one per filter, broadcast over the pooled 2x2), then ReLU: (..., 2, 2)."""
+    m = conv.reshape(conv.shape[:-2] + (2, 2, 2, 2)).max(axis=(-3, -1))
+    return np.maximum(0, m + np.asarray(bias)[..., None, None])
+
+
+def second_powers(q):
+    """How many fc weights of q take a second power of two."""
+    return sum(naf_terms(v) - 1 for v in np.asarray(q).flatten() if v)
+
+
 def int_forward(p, x):
     """The integer model, written plainly (NumPy): scores (N, 10), classes,
     base-2 softmax. etcpipe::nicnn::reference is its C++ twin."""
@@ -261,8 +273,7 @@ def int_forward(p, x):
         for i in range(4):
             for j in range(4):
                 conv[:, f, i, j] = (x[:, i:i + 5, j:j + 5] * p["t"][f]).sum((1, 2))
-    m = conv.reshape(n, filters, 2, 2, 2, 2).max(axis=(3, 5))  # (n, f, a, b)
-    h = np.maximum(0, m + p["b"][None, :, None, None]).reshape(n, -1)
+    h = pool_relu(conv, p["b"]).reshape(n, -1)  # flatten order (f, a, b)
     scores = h @ p["q"].T + p["c"][None, :]
     cls = scores.argmax(1)
     d = (scores.max(1, keepdims=True) - scores) >> p["shift"]
@@ -280,19 +291,6 @@ def patches(x):
     return w
 
 
-def shifted(x, y):
-    """x and its eight one-pixel translations (zero fill): a digit moved by a
-    pixel is the same digit. (9N, 8, 8) images and their labels."""
-    out = []
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            z = np.zeros_like(x)
-            z[:, max(0, dy):8 + min(0, dy), max(0, dx):8 + min(0, dx)] = \
-                x[:, max(0, -dy):8 + min(0, -dy), max(0, -dx):8 + min(0, -dx)]
-            out.append(z)
-    return np.concatenate(out), np.tile(y, 9)
-
-
 def refine(p, x, y, scale, k_max, fc_second=0, passes=6):
     """Coordinate descent on the integer model itself, on the images x (the
     fit images; never validation or test): each conv bias, conv weight
@@ -300,8 +298,9 @@ def refine(p, x, y, scale, k_max, fc_second=0, passes=6):
     +-2^e, e <= FC_EMAX, at most fc_second of them the sum of two such;
     a zero stays zero: each power of two is an add in the program) and fc
     bias is moved in turn to each candidate value that lowers the cross
-    entropy of softmax(scale * scores), until a pass changes nothing. The straight-through model only approximates the integer one;
-    this minimises the integer model's own training loss. Returns a new p."""
+    entropy of softmax(scale * scores), until a pass changes nothing. The
+    straight-through model only approximates the integer one; this
+    minimises the integer model's own training loss. Returns a new p."""
     p = {key: (val.copy() if isinstance(val, np.ndarray) else val) for key, val in p.items()}
     t, b, q, c = p["t"].reshape(p["t"].shape[0], 25), p["b"], p["q"], p["c"]
     filters = t.shape[0]
@@ -309,8 +308,7 @@ def refine(p, x, y, scale, k_max, fc_second=0, passes=6):
     yi = np.arange(len(y))
 
     def feats(conv_f, bias):  # conv (N,4,4) of one filter -> its 4 h columns
-        m = conv_f.reshape(-1, 2, 2, 2, 2).max(axis=(2, 4)).reshape(-1, 4)
-        return np.maximum(0, m + bias)
+        return pool_relu(conv_f, bias).reshape(-1, 4)
 
     def loss(scores):
         z = scale * scores
@@ -322,7 +320,7 @@ def refine(p, x, y, scale, k_max, fc_second=0, passes=6):
     scores = h @ q.T + c[None, :]
     best = loss(scores)
     values = fc_values(FC_EMAX, fc_second)
-    seconds = sum(naf_terms(v) - 1 for v in q.flatten() if v)
+    seconds = second_powers(q)
     for _ in range(passes):
         changed = False
         for f in range(filters):
@@ -353,7 +351,7 @@ def refine(p, x, y, scale, k_max, fc_second=0, passes=6):
                 for v in values:
                     if v == q[k, j] or v == 0:
                         continue
-                    extra = (naf_terms(v) - naf_terms(q[k, j]))
+                    extra = naf_terms(v) - naf_terms(q[k, j])
                     if seconds + extra > fc_second:
                         continue
                     sc = scores.copy()
@@ -444,10 +442,9 @@ def header(p, info):
     for k in range(10):
         out.append("\t{" + ", ".join(str(int(v)) for v in p["q"][k]) + "},")
     out.append("};")
+    out.append("/* the same weights as signed powers of two, the fewest (non-adjacent form):")
+    out.append(" * q = sum over set bits e of plus 2^e - the same for minus; one add each */")
     for name, part in (("plus", 0), ("minus", 1)):
-        if part == 0:
-            out.append("/* the same weights as signed powers of two, the fewest (non-adjacent form):")
-            out.append(" * q = sum over set bits e of plus 2^e - the same for minus; one add each */")
         out.append(f"static const unsigned char nicnn_fc_{name}[10][{4 * filters}] = {{")
         for k in range(10):
             out.append("\t{" + ", ".join(str(naf(v)[part]) for v in p["q"][k]) + "},")
@@ -533,7 +530,7 @@ def main():
         with torch.no_grad():
             fcls = fl(torch.from_numpy(xval)).argmax(1).numpy()
         agree = float((fcls == cls).mean())
-        seconds = sum(naf_terms(v) - 1 for v in p["q"].flatten() if v)
+        seconds = second_powers(p["q"])
         rows.append((filters, taps, k, seed, acc_f, acc_i, agree, int((p["q"] != 0).sum()), seconds))
         print(f"train_nicnn: filters {filters} taps {taps} nnz {k} fc {rows[-1][7]} (+{seconds}) seed {seed}: "
               f"validation float {acc_f:.3f} int {acc_i:.3f} agree {agree:.3f}", flush=True)
@@ -553,7 +550,7 @@ def main():
     acc_tr = float((cls_tr == yfit).mean())
     nnz_conv = int((p["t"] != 0).sum())
     nnz_fc = int((p["q"] != 0).sum())
-    second_fc = sum(naf_terms(v) - 1 for v in p["q"].flatten() if v)
+    second_fc = second_powers(p["q"])
     print(f"train_nicnn: chosen filters {filters} taps {taps} nnz {k}; test float {acc_f:.4f} "
           f"int {acc_i:.4f}")
     if scores.min() < -(1 << 30) or scores.max() > (1 << 30):
