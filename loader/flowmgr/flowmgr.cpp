@@ -457,6 +457,33 @@ Result<size_t> FlowManager::take_flows(const FlowVisitor& visit) {
     return n;
 }
 
+Result<size_t> FlowManager::take_flows(std::span<const etc_flow_key> keys, const FlowVisitor& visit) {
+    const int fd = bpf_map__fd(impl_->skel->maps.etc_flows);
+    size_t taken = 0;
+    bool keyed = impl_->opts.pin_path.empty();
+    for (const etc_flow_key& k : keys) {
+        if (!keyed) break;
+        etc_flow_value v{};
+        if (bpf_map_lookup_and_delete_elem(fd, &k, &v) == 0) {
+            visit(k, v);
+            ++taken;
+        } else if (errno != ENOENT) {
+            keyed = false;  // a kernel without it for hash maps (< 5.14): the pass does it all
+        }
+    }
+    if (keyed) {
+        auto c = counters();
+        if (!c) return c.error();
+        if (taken == (*c)[ETC_CNT_FLOW_NEW]) {
+            impl_->flows_empty = true;
+            return taken;
+        }
+    }
+    auto rest = take_flows(visit);
+    if (!rest) return rest.error();
+    return taken + *rest;
+}
+
 Result<int> FlowManager::drain_ring(const RingVisitor& visit, int timeout_ms) {
     auto& im = *impl_;
     im.ring_visit = visit;

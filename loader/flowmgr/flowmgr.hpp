@@ -125,6 +125,13 @@ class FlowManager {
     // for_each_flow that also empties the table as it goes (one pass); the
     // next reset() then has no flows to delete.
     [[nodiscard]] Result<size_t> take_flows(const FlowVisitor& visit);
+    // The same, given the keys of every flow the runs since reset() created
+    // (a replayer knows them from the packets): one lookup-and-delete per key
+    // instead of a pass over every bucket of the table. When the deletes
+    // account for every insert the program counted (flow_new), nothing else
+    // can be left and the pass is skipped; otherwise (a key missed, an
+    // entry evicted, a pinned table others share) the pass takes the rest.
+    [[nodiscard]] Result<size_t> take_flows(std::span<const etc_flow_key> keys, const FlowVisitor& visit);
 
     // Inline delivery: drains ring-buffer records into the callback.
     using RingVisitor = std::function<void(const etc_ring_hdr&, std::span<const uint8_t>)>;

@@ -18,6 +18,7 @@
 #include "common/output_check.hpp"
 #include "common/log.hpp"
 #include "common/pcap.hpp"
+#include "gpu/parse_packet.hpp"
 
 namespace etcpipe {
 namespace {
@@ -195,6 +196,9 @@ Result<ReplayStats> replay_capture(FlowManager& fm, pcap::Reader& reader, const 
 
     ReplayStats st;
     std::unordered_map<uint64_t, size_t> by_id;  // flow_id → index in st.flows
+    // Each flow's table key, from its first packet by the program's own
+    // parser's C++ twin: the table is emptied key by key at the end.
+    std::vector<etc_flow_key> keys;
     std::optional<Error> write_error, run_error;
     const bool inline_mode = fm.options().delivery == ETC_DELIVERY_INLINE;
     // Inline delivery: the ring must be drained (or it fills); its records
@@ -226,6 +230,9 @@ Result<ReplayStats> replay_capture(FlowManager& fm, pcap::Reader& reader, const 
                 nf.first_frame = ef.frame->index + 1;
                 describe(ef.bytes, nf);
                 st.flows.push_back(std::move(nf));
+                features::pp::Parsed parsed;
+                if (features::pp::parse(ef.bytes.data(), static_cast<uint32_t>(ef.bytes.size()), &parsed))
+                    keys.push_back(parsed.key);
             }
             ReplayFlow& f = st.flows[it->second];
             ++f.packets;
@@ -265,7 +272,7 @@ Result<ReplayStats> replay_capture(FlowManager& fm, pcap::Reader& reader, const 
     // still in it (expired or evicted flows are gone from the table).
     // Taken out as it is read: the next capture starts from an empty table
     // without another pass over it.
-    auto check = fm.take_flows([&](const etc_flow_key&, const etc_flow_value& v) {
+    auto check = fm.take_flows(keys, [&](const etc_flow_key&, const etc_flow_value& v) {
         auto it = by_id.find(v.flow_id);
         if (it == by_id.end()) return;
         const ReplayFlow& f = st.flows[it->second];

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <iterator>
@@ -36,8 +37,10 @@ struct Frame {
 
 // Kernel-timed run of one frame through any XDP program: total ns of all
 // `repeat` runs, 0 on failure.
-uint64_t run_ns(int prog_fd, const Frame& f, uint32_t repeat, TestRunBuffers& bufs) {
-    auto r = flowmgr_test_run(prog_fd, f.bytes, f.ts_ns, repeat, bufs);
+// `live`: without the replayer's timestamp header, as a sensor runs it (the
+// table's clock, metadata only on selected packets).
+uint64_t run_ns(int prog_fd, const Frame& f, uint32_t repeat, TestRunBuffers& bufs, bool live = false) {
+    auto r = flowmgr_test_run(prog_fd, f.bytes, live ? 0 : f.ts_ns, repeat, bufs);
     return r ? uint64_t{r->duration_ns} * repeat : 0;
 }
 
@@ -67,8 +70,8 @@ int load_object(const char* path) {
 // same frames, each round's per-packet time of each as a ratio to xdp_pass
 // in that round; the median and range over the rounds. For one change at a
 // time: build the object before and after it, run them side by side.
-int run_ab(const std::vector<Frame>& frames, const std::vector<const char*>& objects, int pass_fd) {
-    const int rounds = 12;
+int run_ab(const std::vector<Frame>& frames, const std::vector<const char*>& objects, int pass_fd, int rounds,
+           bool live) {
     const uint32_t repeat = 500;
     std::vector<int> fds{pass_fd};
     for (const char* o : objects) {
@@ -84,12 +87,13 @@ int run_ab(const std::vector<Frame>& frames, const std::vector<const char*>& obj
     for (int r = 0; r < rounds; ++r)
         for (size_t v = 0; v < fds.size(); ++v) {
             uint64_t sum = 0;
-            for (const auto& f : frames) sum += run_ns(fds[v], f, repeat, bufs);
+            for (const auto& f : frames) sum += run_ns(fds[v], f, repeat, bufs, live);
             ns[v].push_back(static_cast<double>(sum) / static_cast<double>(repeat * frames.size()));
         }
-    std::printf("\n%zu frames, %d rounds, repeat %u; xdp_pass median %.1f ns\n", frames.size(), rounds, repeat,
+    std::printf("\n%zu frames, %d rounds, repeat %u, %s; xdp_pass median %.1f ns\n", frames.size(), rounds, repeat,
+                live ? "live (no replay header)" : "replay header in",
                 [&] { auto t = ns[0]; std::sort(t.begin(), t.end()); return t[t.size() / 2]; }());
-    std::printf("%-40s %12s %18s\n", "object", "median ns", "ratio to xdp_pass");
+    std::printf("%-40s %12s %18s\n", "object", "median ns", "ratio to xdp_pass (range)");
     for (size_t v = 1; v < fds.size(); ++v) {
         std::vector<double> ratio, t = ns[v];
         for (int r = 0; r < rounds; ++r) ratio.push_back(ns[v][r] / ns[0][r]);
@@ -108,14 +112,25 @@ int main(int argc, char** argv) {
     // bench_flowmgr [DIR] [--ab OBJ.o ...]
     fs::path dir = "testdata/ndpi/pcap";
     std::vector<const char*> ab_objects;
+    int ab_rounds = 12;
+    bool ab_live = false, replay_only = false;
     for (int i = 1; i < argc; ++i) {
-        if (std::strcmp(argv[i], "--ab") == 0) {
+        if (std::strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) {
+            ab_rounds = std::max(1, std::atoi(argv[++i]));
+        } else if (std::strcmp(argv[i], "--live") == 0) {
+            ab_live = true;
+        } else if (std::strcmp(argv[i], "--replay-only") == 0) {
+            replay_only = true;
+        } else if (std::strcmp(argv[i], "--ab") == 0) {
             for (++i; i < argc; ++i) ab_objects.push_back(argv[i]);
         } else if (std::strcmp(argv[i], "-h") == 0 || std::strcmp(argv[i], "--help") == 0) {
-            std::printf("usage: bench_flowmgr [CAPTURE_DIR] [--ab FLOWMGR.o ...]\n"
+            std::printf("usage: bench_flowmgr [CAPTURE_DIR] [--replay-only] [--rounds N] [--live] [--ab FLOWMGR.o ...]\n"
                         "  the per-packet cost of the FlowManager by stage next to xdp_pass, the\n"
-                        "  tagger, and replay against a bare test-run loop; with --ab, other builds\n"
-                        "  of bpf/flowmgr.bpf.o (default options) interleaved side by side instead\n");
+                        "  tagger, and replay against a bare test-run loop; --replay-only: only the\n"
+                        "  replay; with --ab, other builds of bpf/flowmgr.bpf.o (default options)\n"
+                        "  interleaved side by side instead, N rounds (default 12) over 96 frames\n"
+                        "  spread over the captures, with the replayer's timestamp header or, with\n"
+                        "  --live, without it (a sensor's path)\n");
             return 0;
         } else {
             dir = argv[i];
@@ -170,79 +185,19 @@ int main(int argc, char** argv) {
     }
     const int pass_fd = bpf_program__fd(pass->get()->progs.xdp_pass);
     if (!ab_objects.empty()) {
-        // the first 24 captures' sample: rounds that end in about a minute
-        std::vector<Frame> some(frames.begin(), frames.begin() + std::min<size_t>(frames.size(), 96));
-        return run_ab(some, ab_objects, pass_fd);
+        // 96 of the sample, spread over the captures: 12 rounds end in about a minute
+        std::vector<Frame> some;
+        const size_t n = std::min<size_t>(96, frames.size());
+        for (size_t i = 0; i < n; ++i) some.push_back(frames[i * frames.size() / n]);
+        return run_ab(some, ab_objects, pass_fd, ab_rounds, ab_live);
     }
-    // The FlowManager with the default options, and the same program stopped
-    // after each stage (rodata: the stops are compiled out of the real one),
-    // and with a per-CPU LRU list: what each part and each idea costs.
-    struct Variant {
-        const char* name;
-        FlowMgrOptions opts;
-        std::optional<FlowManager> fm;
-        uint64_t ns = 0;
-    };
-    std::vector<Variant> variants;
-    auto add = [&](const char* name, uint8_t stage, bool percpu) {
-        Variant v{name, {}, {}, 0};
-        v.opts.flows = 1 << 20;
-        v.opts.bench_stage = stage;
-        v.opts.percpu_lru = percpu;
-        variants.push_back(std::move(v));
-    };
-    add("xdp_flowmgr: parse only", ETC_BENCH_PARSE, false);
-    add("xdp_flowmgr: parse + flow lookup", ETC_BENCH_LOOKUP, false);
-    add("xdp_flowmgr: ... + find/create + count", ETC_BENCH_COUNT, false);
-    add("xdp_flowmgr: ... + metadata", ETC_BENCH_META, false);
-    add("xdp_flowmgr (default options)", ETC_BENCH_FULL, false);
-    add("xdp_flowmgr, per-CPU LRU (NO_COMMON_LRU)", ETC_BENCH_FULL, true);
-    for (auto& v : variants) {
-        auto fm = FlowManager::load(v.opts);
-        if (!fm) {
-            std::fprintf(stderr, "bench_flowmgr: %s: %s\n", v.name, fm.error().message().c_str());
-            return 3;
-        }
-        v.fm.emplace(std::move(*fm));
-    }
-    // The per-packet tagger (stateless, no maps) on the same frames.
-    struct Tagger {
-        const char* name;
-        pkttag::Program prog;
-        uint64_t ns = 0;
-    };
-    std::vector<Tagger> taggers;
-    for (auto [name, v] : {std::pair{"xdp_pkttag (class into the DSCP)", pkttag::Variant::Dscp},
-                           std::pair{"xdp_pkttag_meta (class into metadata)", pkttag::Variant::Meta}}) {
-        auto p = pkttag::Program::load(v);
-        if (!p) {
-            std::fprintf(stderr, "bench_flowmgr: %s: %s\n", name, p.error().message().c_str());
-            return 3;
-        }
-        taggers.push_back({name, std::move(*p), 0});
-    }
-
-    // Per-packet cost. Switching the program that BPF_PROG_TEST_RUN runs
-    // re-patches the kernel's XDP dispatcher (an RCU grace period), so the
-    // programs alternate in passes over all frames, not frame by frame;
-    // several passes each even out cache and CPU-frequency drift.
+    // Replay throughput, measured first, before the variants below are loaded
+    // (their 1M-entry tables made it ~20 % slower; the CLI has one program):
+    // `etcpipe replay`'s per-capture path (read, convert, run, metadata,
+    // per-flow records) over every capture with the program loaded once and
+    // reset between captures, as the CLI does, next to the bare syscall loop
+    // (the same frames already in memory, xdp_pass, repeat 1).
     TestRunBuffers bufs;
-    uint64_t pass_ns = 0, runs = 0;
-    const int passes = 2;
-    for (int p = 0; p < passes; ++p) {
-        for (auto& v : variants)
-            for (const auto& f : frames) v.ns += run_ns(v.fm->prog_fd(), f, repeat, bufs);
-        for (auto& t : taggers)
-            for (const auto& f : frames) t.ns += run_ns(t.prog.prog_fd(), f, repeat, bufs);
-        for (const auto& f : frames) pass_ns += run_ns(pass_fd, f, repeat, bufs);
-        runs += uint64_t{repeat} * frames.size();
-    }
-    const double pass_pp = static_cast<double>(pass_ns) / static_cast<double>(runs);
-
-    // Replay throughput: `etcpipe replay`'s per-capture path (read, convert,
-    // run, metadata, per-flow records) over every capture with the program
-    // loaded once and reset between captures, as the CLI does, next to the
-    // bare syscall loop (the same frames already in memory, xdp_pass, repeat 1).
     FlowMgrOptions ro;  // the CLI replay's defaults
     ro.delivery = ETC_DELIVERY_INLINE;
     ro.ring_wakeup = false;
@@ -266,9 +221,78 @@ int main(int argc, char** argv) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
     const double replay_pps = static_cast<double>(replay_frames) / replay_s;
     const double bare_pps = static_cast<double>(everything.size()) / bare_s;
+    // The FlowManager with the default options, and the same program stopped
+    // after each stage (rodata: the stops are compiled out of the real one),
+    // and with a per-CPU LRU list: what each part and each idea costs.
+    struct Variant {
+        const char* name;
+        FlowMgrOptions opts;
+        std::optional<FlowManager> fm;
+        uint64_t ns = 0;
+    };
+    std::vector<Variant> variants;
+    auto add = [&](const char* name, uint8_t stage, bool percpu) {
+        Variant v{name, {}, {}, 0};
+        v.opts.flows = 1 << 20;
+        v.opts.bench_stage = stage;
+        v.opts.percpu_lru = percpu;
+        variants.push_back(std::move(v));
+    };
+    if (!replay_only) {
+        add("xdp_flowmgr: parse only", ETC_BENCH_PARSE, false);
+        add("xdp_flowmgr: parse + flow lookup", ETC_BENCH_LOOKUP, false);
+        add("xdp_flowmgr: ... + find/create + count", ETC_BENCH_COUNT, false);
+        add("xdp_flowmgr: ... + metadata", ETC_BENCH_META, false);
+        add("xdp_flowmgr (default options)", ETC_BENCH_FULL, false);
+        add("xdp_flowmgr, per-CPU LRU (NO_COMMON_LRU)", ETC_BENCH_FULL, true);
+    }
+    for (auto& v : variants) {
+        auto fm = FlowManager::load(v.opts);
+        if (!fm) {
+            std::fprintf(stderr, "bench_flowmgr: %s: %s\n", v.name, fm.error().message().c_str());
+            return 3;
+        }
+        v.fm.emplace(std::move(*fm));
+    }
+    // The per-packet tagger (stateless, no maps) on the same frames.
+    struct Tagger {
+        const char* name;
+        pkttag::Program prog;
+        uint64_t ns = 0;
+    };
+    std::vector<Tagger> taggers;
+    if (!replay_only) {
+        for (auto [name, v] : {std::pair{"xdp_pkttag (class into the DSCP)", pkttag::Variant::Dscp},
+                               std::pair{"xdp_pkttag_meta (class into metadata)", pkttag::Variant::Meta}}) {
+            auto p = pkttag::Program::load(v);
+            if (!p) {
+                std::fprintf(stderr, "bench_flowmgr: %s: %s\n", name, p.error().message().c_str());
+                return 3;
+            }
+            taggers.push_back({name, std::move(*p), 0});
+        }
+    }
 
-    std::printf("\n%-44s %14s %14s %8s\n", "per packet (kernel, BPF_PROG_TEST_RUN)", "etcpipe", "xdp_pass",
-                "ratio");
+    // Per-packet cost. Switching the program that BPF_PROG_TEST_RUN runs
+    // re-patches the kernel's XDP dispatcher (an RCU grace period), so the
+    // programs alternate in passes over all frames, not frame by frame;
+    // several passes each even out cache and CPU-frequency drift.
+    uint64_t pass_ns = 0, runs = 0;
+    const int passes = replay_only ? 0 : 2;
+    for (int p = 0; p < passes; ++p) {
+        for (auto& v : variants)
+            for (const auto& f : frames) v.ns += run_ns(v.fm->prog_fd(), f, repeat, bufs);
+        for (auto& t : taggers)
+            for (const auto& f : frames) t.ns += run_ns(t.prog.prog_fd(), f, repeat, bufs);
+        for (const auto& f : frames) pass_ns += run_ns(pass_fd, f, repeat, bufs);
+        runs += uint64_t{repeat} * frames.size();
+    }
+    const double pass_pp = static_cast<double>(pass_ns) / static_cast<double>(runs);
+
+
+    if (!replay_only)
+        std::printf("\n%-44s %14s %14s %8s\n", "per packet (kernel, BPF_PROG_TEST_RUN)", "etcpipe", "xdp_pass",
+                    "ratio");
     for (const auto& v : variants) {
         const double pp = static_cast<double>(v.ns) / static_cast<double>(runs);
         std::printf("%-44s %11.1f ns %11.1f ns %7.2fx\n", v.name, pp, pass_pp, pp / pass_pp);

@@ -46,6 +46,8 @@
 
 #include "etcpipe/flowmgr.h"
 #include "flowmgr/flowmgr.hpp"
+#include "flowmgr/replay.hpp"
+#include "gpu/parse_packet.hpp"
 #include "packet_builder.hpp"
 #include "tests/common/expect_ok.hpp"
 #include "tests/common/skip.hpp"
@@ -793,6 +795,67 @@ TEST_F(FlowMgrTest, ResetReturnsToTheLoadedState) {
         ASSERT_OK(records);
         EXPECT_EQ(*records, 0) << "ring records survived the reset";
     }
+}
+
+// take_flows(keys, ...): the keyed deletes visit each flow once and leave the
+// table empty; keys it lacks, or keys of flows no longer there, leave the rest
+// to the pass over the table, so the table ends empty whatever the keys.
+TEST_F(FlowMgrTest, TakeFlowsByKeyFallsBackToThePass) {
+    LOAD_OR_RETURN(fm, FlowMgrOptions{});
+    const std::vector<std::vector<uint8_t>> frames = {v4_tcp(10).build(), v6_udp(10).build(),
+                                                      v4().udp(1000, 2000).payload(5).build()};
+    std::vector<etc_flow_key> all;
+    for (const auto& f : frames) {
+        features::pp::Parsed p;
+        ASSERT_TRUE(features::pp::parse(f.data(), static_cast<uint32_t>(f.size()), &p));
+        all.push_back(p.key);
+    }
+    etc_flow_key absent = all[0];
+    absent.port_b = 9;  // a flow the table never had
+    const std::vector<std::vector<etc_flow_key>> key_sets = {
+        all, {}, {all[1]}, {absent, all[2], all[0], all[1]}, {all[0], all[0], all[1], all[2]}};
+    for (size_t i = 0; i < key_sets.size(); ++i) {
+        SCOPED_TRACE("key set " + std::to_string(i));
+        ASSERT_OK(fm->reset());
+        for (const auto& f : frames) ASSERT_TRUE(run(*fm, f).ok);
+        std::map<uint64_t, int> visits;
+        auto n = fm->take_flows(key_sets[i], [&](const etc_flow_key& k, const etc_flow_value& v) {
+            ++visits[v.flow_id];
+            EXPECT_EQ(v.packets, 1u);
+            EXPECT_TRUE(std::any_of(all.begin(), all.end(),
+                                    [&](const etc_flow_key& a) { return std::memcmp(&a, &k, sizeof(k)) == 0; }))
+                << "a key the program did not make";
+        });
+        ASSERT_OK(n);
+        EXPECT_EQ(*n, frames.size());
+        EXPECT_EQ(visits.size(), frames.size());
+        for (const auto& [id, times] : visits) EXPECT_EQ(times, 1) << "flow " << id;
+        EXPECT_TRUE(flows(*fm).empty()) << "flows left in the table";
+    }
+}
+
+// A replay of real captures, one program for all: the parser twin's keys
+// empty the table (nothing left for the next capture), and the table agreed
+// with the metadata on every flow.
+TEST_F(FlowMgrTest, ReplayEmptiesTheTableByKey) {
+    const std::string dir = "testdata/ndpi/pcap";
+    SKIP_WITHOUT_TESTDATA(dir);
+    FlowMgrOptions o;
+    o.delivery = ETC_DELIVERY_INLINE;
+    o.ring_wakeup = false;
+    LOAD_OR_RETURN(fm, o);
+    size_t flows_seen = 0;
+    for (const char* name :
+         {"quic.pcap", "dns_fragmented.pcap", "ipv6_in_gtp.pcap", "skype.pcap", "avast_securedns.pcapng"}) {
+        const std::string path = dir + "/" + name;
+        SCOPED_TRACE(path);
+        auto r = replay_capture(*fm, path, 0, false, {});
+        ASSERT_OK(r);
+        EXPECT_EQ(r->table_mismatches, 0u);
+        flows_seen += r->flows.size();
+        EXPECT_TRUE(flows(*fm).empty()) << "flows left in the table after " << name;
+    }
+    EXPECT_GT(flows_seen, 0u);
 }
 
 // ---- frames shorter than Ethernet ------------------------------------------
