@@ -7,7 +7,8 @@
 #include <linux/types.h>
 
 /* Map names as the loader looks them up (pinned by name under the pin root). */
-#define ETC_MAP_FLOWS      "etc_flows"
+#define ETC_MAP_FLOWS      "etc_flows"   /* IPv6 flows (struct etc_flow_key) */
+#define ETC_MAP_FLOWS4     "etc_flows4"  /* IPv4 flows (struct etc_flow_key4) */
 #define ETC_MAP_COUNTERS   "etc_counters"
 #define ETC_MAP_XSKS       "etc_xsks"
 #define ETC_MAP_RINGBUF    "etc_ringbuf"
@@ -69,6 +70,53 @@ ETC_STATIC_ASSERT(__builtin_offsetof(struct etc_flow_value, packets) % 8 == 0 &&
 			  __builtin_offsetof(struct etc_flow_value, packets) + 4,
 		  "packets and payload_pkts form one aligned u64");
 ETC_STATIC_ASSERT(sizeof(struct etc_flow_key) == 44, "the flow key's layout is the map's and the datasets'");
+
+/* The IPv4 table's key: the same fields without the 24 bytes of zeros an
+ * IPv4 flow has in etc_flow_key. The kernel hashes and compares every key
+ * byte on each lookup; 20 bytes instead of 44 cut that work by half (jhash:
+ * one mixing round instead of three), about a sixth of the program's time
+ * per packet. Everywhere outside the map the key is etc_flow_key. */
+struct etc_flow_key4 {
+	__u32 addr_a;     /* as in the packet (network order) */
+	__u32 addr_b;
+	__u16 port_a;
+	__u16 port_b;
+	__u16 vlan[ETC_MAX_VLAN_DEPTH];
+	__u8  proto;
+	__u8  pad[3];
+};
+ETC_STATIC_ASSERT(sizeof(struct etc_flow_key4) == 20, "the IPv4 table's key");
+
+static inline void etc_flow_key4_from(struct etc_flow_key4 *k4, const struct etc_flow_key *k)
+{
+	int i;
+
+	__builtin_memcpy(&k4->addr_a, k->addr_a, 4);
+	__builtin_memcpy(&k4->addr_b, k->addr_b, 4);
+	k4->port_a = k->port_a;
+	k4->port_b = k->port_b;
+	for (i = 0; i < ETC_MAX_VLAN_DEPTH; i++)
+		k4->vlan[i] = k->vlan[i];
+	k4->proto = k->proto;
+	k4->pad[0] = k4->pad[1] = k4->pad[2] = 0;
+}
+
+static inline void etc_flow_key_from4(struct etc_flow_key *k, const struct etc_flow_key4 *k4)
+{
+	int i;
+
+	__builtin_memset(k->addr_a, 0, sizeof(k->addr_a));
+	__builtin_memset(k->addr_b, 0, sizeof(k->addr_b));
+	__builtin_memcpy(k->addr_a, &k4->addr_a, 4);
+	__builtin_memcpy(k->addr_b, &k4->addr_b, 4);
+	k->port_a = k4->port_a;
+	k->port_b = k4->port_b;
+	for (i = 0; i < ETC_MAX_VLAN_DEPTH; i++)
+		k->vlan[i] = k4->vlan[i];
+	k->proto = k4->proto;
+	k->family = 4;
+	k->pad = 0;
+}
 
 /* XDP metadata area (bpf_xdp_adjust_meta), written in front of every packet
  * the FlowManager selects (of every packet it tracks with cfg.meta_all, and

@@ -10,6 +10,8 @@
 
 #include <cstring>
 #include <functional>
+#include <type_traits>
+#include <vector>
 
 #include "etcpipe/flowmgr.h"
 #include "common/fd.hpp"
@@ -282,10 +284,12 @@ Result<FlowManager> FlowManager::open(const FlowMgrOptions& o) {
     // The section-"xdp" twin is for `ip link`; loading it too would only
     // double the verification work.
     int err = bpf_program__set_autoload(s->progs.xdp_flowmgr_sb, false);
+    if (!err) err = bpf_map__set_max_entries(s->maps.etc_flows4, o.flows);
     if (!err) err = bpf_map__set_max_entries(s->maps.etc_flows, o.flows);
     if (!err) err = bpf_map__set_max_entries(s->maps.etc_ringbuf, o.ringbuf_bytes);
-    if (!err && o.percpu_lru)
-        err = bpf_map__set_map_flags(s->maps.etc_flows, bpf_map__map_flags(s->maps.etc_flows) | BPF_F_NO_COMMON_LRU);
+    for (bpf_map* table : {s->maps.etc_flows4, s->maps.etc_flows})
+        if (!err && o.percpu_lru)
+            err = bpf_map__set_map_flags(table, bpf_map__map_flags(table) | BPF_F_NO_COMMON_LRU);
     if (err) return make_error(ErrorKind::Bpf, err, kWhat, "size maps");
     if (!o.pin_path.empty())
         if (auto r = check_pin_dir(o.pin_path); !r) return r.error();
@@ -356,15 +360,25 @@ Result<TestRunResult> FlowManager::test_run(std::span<const uint8_t> frame, uint
 
 namespace {
 
-// Every entry of the flow table, `visit`ed (when given) and, with
-// `and_delete`, removed: BPF_MAP_*_BATCH walks the buckets once in the
-// kernel, a chunk of entries per syscall. (Deleting the first key until
+// The visitor's key from a table's own key.
+etc_flow_key full_key(const etc_flow_key& k) { return k; }
+etc_flow_key full_key(const etc_flow_key4& k4) {
+    etc_flow_key k;
+    etc_flow_key_from4(&k, &k4);
+    return k;
+}
+
+// Every entry of one flow table (Key: its key type), `visit`ed (when given)
+// and, with `and_delete`, removed: BPF_MAP_*_BATCH walks the buckets once in
+// the kernel, a chunk of entries per syscall. (Deleting the first key until
 // none is left rescans the table from bucket 0 each time: with 2^18
 // buckets that was most of a replay over many small captures.) Kernels
 // without batch operations: one pass with get_next_key, then the deletes.
-Result<size_t> walk_flows(int fd, bool and_delete, const FlowManager::FlowVisitor* visit) {
+template <typename Key>
+Result<size_t> walk_table(int fd, bool and_delete, const FlowManager::FlowVisitor* visit) {
+    constexpr const char* table = std::is_same_v<Key, etc_flow_key4> ? ETC_MAP_FLOWS4 : ETC_MAP_FLOWS;
     uint32_t chunk = 4096;
-    std::vector<etc_flow_key> keys(chunk);
+    std::vector<Key> keys(chunk);
     std::vector<etc_flow_value> vals(chunk);
     uint64_t in_token = 0, out_token = 0;
     bool first = true;
@@ -386,34 +400,43 @@ Result<size_t> walk_flows(int fd, bool and_delete, const FlowManager::FlowVisito
         }
         if (err && e != ENOENT) {
             if (first && (e == EINVAL || e == ENOTSUP || e == EOPNOTSUPP || e == 524 /* ENOTSUPP */)) break;
-            return make_error(ErrorKind::Bpf, e, ETC_MAP_FLOWS, and_delete ? "empty flow table" : "iterate flow table");
+            return make_error(ErrorKind::Bpf, e, table, and_delete ? "empty flow table" : "iterate flow table");
         }
         for (uint32_t i = 0; i < count; ++i)
-            if (visit) (*visit)(keys[i], vals[i]);
+            if (visit) (*visit)(full_key(keys[i]), vals[i]);
         n += count;
         if (err) return n;  // ENOENT: that was the last chunk
         in_token = out_token;
         first = false;
     }
     // Fallback: one pass over the keys, then the lookups or deletes.
-    std::vector<etc_flow_key> all;
-    etc_flow_key key{}, next{};
+    std::vector<Key> all;
+    Key key{}, next{};
     const void* prev = nullptr;
     while (bpf_map_get_next_key(fd, prev, &next) == 0) {
         all.push_back(next);
         key = next;
         prev = &key;
     }
-    if (errno != ENOENT) return make_error(ErrorKind::Bpf, errno, ETC_MAP_FLOWS, "iterate flow table");
+    if (errno != ENOENT) return make_error(ErrorKind::Bpf, errno, table, "iterate flow table");
     n = 0;
-    for (const etc_flow_key& k : all) {
+    for (const Key& k : all) {
         etc_flow_value v{};
-        if (visit && bpf_map_lookup_elem(fd, &k, &v) == 0) (*visit)(k, v);
+        if (visit && bpf_map_lookup_elem(fd, &k, &v) == 0) (*visit)(full_key(k), v);
         if (and_delete && bpf_map_delete_elem(fd, &k) && errno != ENOENT)
-            return make_error(ErrorKind::Bpf, errno, ETC_MAP_FLOWS, "empty flow table");
+            return make_error(ErrorKind::Bpf, errno, table, "empty flow table");
         ++n;
     }
     return n;
+}
+
+// Both tables, IPv4 first.
+Result<size_t> walk_flows(const flowmgr_bpf& s, bool and_delete, const FlowManager::FlowVisitor* visit) {
+    auto n4 = walk_table<etc_flow_key4>(bpf_map__fd(s.maps.etc_flows4), and_delete, visit);
+    if (!n4) return n4.error();
+    auto n6 = walk_table<etc_flow_key>(bpf_map__fd(s.maps.etc_flows), and_delete, visit);
+    if (!n6) return n6.error();
+    return *n4 + *n6;
 }
 
 }  // namespace
@@ -421,7 +444,7 @@ Result<size_t> walk_flows(int fd, bool and_delete, const FlowManager::FlowVisito
 Result<void> FlowManager::reset() {
     auto& s = *impl_->skel.get();
     if (!impl_->flows_empty)
-        if (auto r = walk_flows(bpf_map__fd(s.maps.etc_flows), true, nullptr); !r) return r.error();
+        if (auto r = walk_flows(s, true, nullptr); !r) return r.error();
 
     int ncpu = libbpf_num_possible_cpus();
     if (ncpu <= 0) return make_error(ErrorKind::Bpf, ncpu, "cpus", "count possible CPUs");
@@ -448,23 +471,26 @@ Result<Counters> FlowManager::counters() const {
 }
 
 Result<size_t> FlowManager::for_each_flow(const FlowVisitor& visit) const {
-    return walk_flows(bpf_map__fd(impl_->skel->maps.etc_flows), false, &visit);
+    return walk_flows(*impl_->skel.get(), false, &visit);
 }
 
 Result<size_t> FlowManager::take_flows(const FlowVisitor& visit) {
-    auto n = walk_flows(bpf_map__fd(impl_->skel->maps.etc_flows), true, &visit);
+    auto n = walk_flows(*impl_->skel.get(), true, &visit);
     if (n) impl_->flows_empty = true;
     return n;
 }
 
 Result<size_t> FlowManager::take_flows(std::span<const etc_flow_key> keys, const FlowVisitor& visit) {
-    const int fd = bpf_map__fd(impl_->skel->maps.etc_flows);
+    const int fd4 = bpf_map__fd(impl_->skel->maps.etc_flows4), fd6 = bpf_map__fd(impl_->skel->maps.etc_flows);
     size_t taken = 0;
     bool keyed = impl_->opts.pin_path.empty();
     for (const etc_flow_key& k : keys) {
         if (!keyed) break;
         etc_flow_value v{};
-        if (bpf_map_lookup_and_delete_elem(fd, &k, &v) == 0) {
+        etc_flow_key4 k4;
+        if (k.family == 4) etc_flow_key4_from(&k4, &k);
+        if (bpf_map_lookup_and_delete_elem(k.family == 4 ? fd4 : fd6, k.family == 4 ? static_cast<const void*>(&k4) : &k,
+                                           &v) == 0) {
             visit(k, v);
             ++taken;
         } else if (errno != ENOENT) {

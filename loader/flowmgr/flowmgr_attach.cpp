@@ -24,8 +24,8 @@ namespace {
 struct FlowMgrState {
     std::optional<Counters> counters;
     std::optional<etc_flowmgr_config> config;
-    size_t flows = 0;
-    uint32_t flow_capacity = 0;
+    size_t flows4 = 0, flows = 0;  // IPv4 table, IPv6 table
+    uint32_t flow_capacity4 = 0, flow_capacity = 0;
     std::optional<etc_run_stats> run;  // an `etcpipe run` reading it
 };
 
@@ -63,6 +63,9 @@ FlowMgrState read_state(int prog_fd) {
         const std::string name = mi.name;
         if (name == ETC_MAP_COUNTERS) {
             if (auto c = read_counters(fd)) st.counters = *c;
+        } else if (name == ETC_MAP_FLOWS4) {
+            st.flow_capacity4 = mi.max_entries;
+            st.flows4 = count_keys(fd, mi.key_size);
         } else if (name == ETC_MAP_FLOWS) {
             st.flow_capacity = mi.max_entries;
             st.flows = count_keys(fd, mi.key_size);
@@ -96,7 +99,8 @@ void print_config(std::FILE* out, const etc_flowmgr_config& c) {
 void describe_flowmgr(int prog_fd, bool all_counters, std::FILE* out) {
     const FlowMgrState st = read_state(prog_fd);
     if (st.config) print_config(out, *st.config);
-    std::fprintf(out, "    flows:  %zu in table (capacity %u)\n", st.flows, st.flow_capacity);
+    std::fprintf(out, "    flows:  %zu IPv4 in table (capacity %u), %zu IPv6 (capacity %u)\n", st.flows4,
+                 st.flow_capacity4, st.flows, st.flow_capacity);
     if (st.counters) {
         const bool any = std::any_of(st.counters->begin(), st.counters->end(),
                                      [](uint64_t v) { return v != 0; });
@@ -133,7 +137,7 @@ ProgramKind flowmgr_program_kind() {
     k.application = "FlowManager";
     k.prog_names = {ETC_PROG_FLOWMGR, ETC_PROG_FLOWMGR_SB};
     // The maps it pins by name (see bpf/flowmgr.bpf.c): removed by `unload -p`.
-    k.pinned_maps = {ETC_MAP_FLOWS, ETC_MAP_COUNTERS, ETC_MAP_XSKS, ETC_MAP_RINGBUF, ETC_MAP_RUN_STATS};
+    k.pinned_maps = {ETC_MAP_FLOWS4, ETC_MAP_FLOWS, ETC_MAP_COUNTERS, ETC_MAP_XSKS, ETC_MAP_RINGBUF, ETC_MAP_RUN_STATS};
     k.describe = describe_flowmgr;
     return k;
 }

@@ -315,6 +315,7 @@ TEST_F(NetnsVeth, LoadStatusUnloadWithLiveTraffic) {
         ASSERT_EQ(load.status, 0) << load.err;
         EXPECT_NE(load.out.find("FlowManager attached"), std::string::npos) << load.out;
         EXPECT_TRUE(fs::exists(pin_ + "/etc_counters"));
+        EXPECT_TRUE(fs::exists(pin_ + "/etc_flows4"));
         EXPECT_TRUE(fs::exists(pin_ + "/etc_flows"));
 
         // A second load on the same interface and mode fails or stacks through

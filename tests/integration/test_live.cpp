@@ -379,7 +379,7 @@ TEST_F(LiveVeth, IpLinkLoadedProgramWithAttachExisting) {
     EXPECT_NE(st.out.find("etcpipe run: pid"), std::string::npos) << st.out;
     EXPECT_NE(st.out.find("exited; last values"), std::string::npos) << st.out;
     EXPECT_EQ(sh(in_b("ip link set dev veth-b xdp off")).status, 0);
-    sh("rm -f " + globals + "/etc_flows " + globals + "/etc_counters " + globals + "/etc_xsks " + globals +
+    sh("rm -f " + globals + "/etc_flows4 " + globals + "/etc_flows " + globals + "/etc_counters " + globals + "/etc_xsks " + globals +
        "/etc_ringbuf " + globals + "/etc_run_stats");
     EXPECT_FALSE(attached());
 }
