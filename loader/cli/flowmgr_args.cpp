@@ -52,7 +52,7 @@ void add_flowmgr_options(CLI::App* cmd, FlowMgrArgs& a) {
     add_option(cmd, "-N,--packets", a.packets,
                     "packets selected per flow: the first N that carry L4 payload")
         ->capture_default_str()->group(g);
-    add_option(cmd, "--flows", a.flows, "flow table entries (LRU: the least recent is evicted)")
+    add_option(cmd, "--flows", a.flows, "entries of each flow table, IPv4 and IPv6 (LRU: the least recent is evicted)")
         ->capture_default_str()->group(g);
     add_option(cmd, "--idle-timeout", a.idle, "seconds of silence after which a flow starts afresh")
         ->capture_default_str()->group(g);
