@@ -339,6 +339,8 @@ TEST_F(NetnsVeth, LoadStatusUnloadWithLiveTraffic) {
         auto un = in_ns("unload veth-b -p " + pin_);
         EXPECT_EQ(un.status, 0) << un.err;
         EXPECT_FALSE(fs::exists(pin_ + "/etc_counters"));
+        EXPECT_FALSE(fs::exists(pin_ + "/etc_flows4"));
+        EXPECT_FALSE(fs::exists(pin_ + "/etc_flows"));
         auto after = in_ns("status veth-b");
         EXPECT_EQ(after.status, 0);
         EXPECT_EQ(after.out.find("xdp_flowmgr"), std::string::npos) << after.out;

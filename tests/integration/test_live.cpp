@@ -379,8 +379,10 @@ TEST_F(LiveVeth, IpLinkLoadedProgramWithAttachExisting) {
     EXPECT_NE(st.out.find("etcpipe run: pid"), std::string::npos) << st.out;
     EXPECT_NE(st.out.find("exited; last values"), std::string::npos) << st.out;
     EXPECT_EQ(sh(in_b("ip link set dev veth-b xdp off")).status, 0);
-    sh("rm -f " + globals + "/etc_flows4 " + globals + "/etc_flows " + globals + "/etc_counters " + globals + "/etc_xsks " + globals +
-       "/etc_ringbuf " + globals + "/etc_run_stats");
+    std::string pins;
+    for (const char* m : {"etc_flows4", "etc_flows", "etc_counters", "etc_xsks", "etc_ringbuf", "etc_run_stats"})
+        pins += " " + globals + "/" + m;
+    sh("rm -f" + pins);
     EXPECT_FALSE(attached());
 }
 
