@@ -136,7 +136,7 @@ using etcpipe::Device;
 struct BackendOptions {
     Device device = Device::Auto;
     unsigned threads = 0;      // CPU: worker threads (0: all hardware threads)
-    size_t chunk_rows = 256;   // CPU: flows per work item (bounds scratch memory)
+    size_t chunk_rows = 16;   // CPU: flows per work item (bounds scratch memory)
     bool cuda_graphs = true;   // GPU: capture one CUDA graph per batch size
 };
 

@@ -86,6 +86,13 @@ void run_conv(const Op& op, const Shape& in_shape, const float* x, float* y, siz
         for (int64_t p = 0; p < lout; ++p) {
             float* row = ws.cols.data() + (s * static_cast<size_t>(lout) + static_cast<size_t>(p)) * kk;
             const int64_t start = p * op.stride - op.pad_begin;
+            if (start >= 0 && start + k <= len) {  // no padding in the window: plain copies
+                for (int64_t c = 0; c < cin; ++c) {
+                    const float* src = xs + c * len + start;
+                    for (int64_t j = 0; j < k; ++j) row[c * k + j] = src[j];
+                }
+                continue;
+            }
             for (int64_t c = 0; c < cin; ++c)
                 for (int64_t j = 0; j < k; ++j) {
                     const int64_t at = start + j;
@@ -93,18 +100,20 @@ void run_conv(const Op& op, const Shape& in_shape, const float* x, float* y, siz
                 }
         }
     }
-    // out[m, Cout] = cols[m, kk] · W[Cout, kk]^T
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(op.cout),
-                static_cast<int>(kk), 1.f, ws.cols.data(), static_cast<int>(kk), op.weight.data(),
-                static_cast<int>(kk), 0.f, ws.gemm_out.data(), static_cast<int>(op.cout));
-    // Scatter to [sample, Cout, Lout] with bias and ReLU.
+    // out[Cout, m] = W[Cout, kk] · cols[m, kk]^T: channel-major, so each
+    // (sample, channel) is one contiguous run of Lout values below (the
+    // [m, Cout] product needed a strided transpose, a sixth of classify).
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(op.cout), static_cast<int>(m),
+                static_cast<int>(kk), 1.f, op.weight.data(), static_cast<int>(kk), ws.cols.data(),
+                static_cast<int>(kk), 0.f, ws.gemm_out.data(), static_cast<int>(m));
+    // To [sample, Cout, Lout] with bias and ReLU.
     for (size_t s = 0; s < n_rows; ++s)
         for (int64_t c = 0; c < op.cout; ++c) {
             const float b = op.bias.empty() ? 0.f : op.bias[c];
             float* dst = y + (s * static_cast<size_t>(op.cout) + static_cast<size_t>(c)) * lout;
-            const float* src = ws.gemm_out.data() + s * static_cast<size_t>(lout * op.cout) + c;
+            const float* src = ws.gemm_out.data() + static_cast<size_t>(c) * m + s * static_cast<size_t>(lout);
             for (int64_t p = 0; p < lout; ++p) {
-                const float v = src[p * op.cout] + b;
+                const float v = src[p] + b;
                 dst[p] = op.relu && v < 0.f ? 0.f : v;
             }
         }
