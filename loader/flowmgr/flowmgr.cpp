@@ -287,9 +287,9 @@ Result<FlowManager> FlowManager::open(const FlowMgrOptions& o) {
     if (!err) err = bpf_map__set_max_entries(s->maps.etc_flows4, o.flows);
     if (!err) err = bpf_map__set_max_entries(s->maps.etc_flows, o.flows);
     if (!err) err = bpf_map__set_max_entries(s->maps.etc_ringbuf, o.ringbuf_bytes);
-    for (bpf_map* table : {s->maps.etc_flows4, s->maps.etc_flows})
-        if (!err && o.percpu_lru)
-            err = bpf_map__set_map_flags(table, bpf_map__map_flags(table) | BPF_F_NO_COMMON_LRU);
+    if (o.percpu_lru)
+        for (bpf_map* table : {s->maps.etc_flows4, s->maps.etc_flows})
+            if (!err) err = bpf_map__set_map_flags(table, bpf_map__map_flags(table) | BPF_F_NO_COMMON_LRU);
     if (err) return make_error(ErrorKind::Bpf, err, kWhat, "size maps");
     if (!o.pin_path.empty())
         if (auto r = check_pin_dir(o.pin_path); !r) return r.error();
@@ -484,13 +484,16 @@ Result<size_t> FlowManager::take_flows(std::span<const etc_flow_key> keys, const
     const int fd4 = bpf_map__fd(impl_->skel->maps.etc_flows4), fd6 = bpf_map__fd(impl_->skel->maps.etc_flows);
     size_t taken = 0;
     bool keyed = impl_->opts.pin_path.empty();
-    for (const etc_flow_key& k : keys) {
-        if (!keyed) break;
-        etc_flow_value v{};
+    for (size_t i = 0; keyed && i < keys.size(); ++i) {
+        const etc_flow_key& k = keys[i];
         etc_flow_key4 k4;
-        if (k.family == 4) etc_flow_key4_from(&k4, &k);
-        if (bpf_map_lookup_and_delete_elem(k.family == 4 ? fd4 : fd6, k.family == 4 ? static_cast<const void*>(&k4) : &k,
-                                           &v) == 0) {
+        const void* table_key = &k;
+        if (k.family == 4) {
+            etc_flow_key4_from(&k4, &k);
+            table_key = &k4;
+        }
+        etc_flow_value v{};
+        if (bpf_map_lookup_and_delete_elem(k.family == 4 ? fd4 : fd6, table_key, &v) == 0) {
             visit(k, v);
             ++taken;
         } else if (errno != ENOENT) {

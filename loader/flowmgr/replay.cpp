@@ -23,64 +23,23 @@
 namespace etcpipe {
 namespace {
 
-constexpr size_t kEthHdr = 14;
-
-uint16_t be16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
-
-// Labels a new flow from its first packet: addresses, ports and VLANs in the
-// packet's own orientation. Only names the flow for humans; selection is the
-// BPF program's alone (the end-of-run check against the flow table catches a
-// disagreement).
-void describe(std::span<const uint8_t> f, ReplayFlow& out) {
-    size_t off = 12;
-    if (f.size() < kEthHdr) return;
-    uint16_t type = be16(&f[off]);
-    off += 2;
-    for (int depth = 0; (type == 0x8100 || type == 0x88a8) && depth < ETC_MAX_VLAN_DEPTH; ++depth) {
-        if (f.size() < off + 4) return;
-        out.vlan[depth] = be16(&f[off]) & 0x0fff;
-        type = be16(&f[off + 2]);
-        off += 4;
-    }
-    char buf[INET6_ADDRSTRLEN];
-    size_t l4 = 0;
-    uint8_t proto = 0;
-    if (type == 0x0800 && f.size() >= off + 20) {
-        const uint8_t* ip = &f[off];
-        out.family = 4;
-        proto = ip[9];
-        out.src = inet_ntop(AF_INET, ip + 12, buf, sizeof(buf));
-        out.dst = inet_ntop(AF_INET, ip + 16, buf, sizeof(buf));
-        l4 = off + (ip[0] & 0x0f) * 4u;
-    } else if (type == 0x86dd && f.size() >= off + 40) {
-        const uint8_t* ip = &f[off];
-        out.family = 6;
-        proto = ip[6];
-        out.src = inet_ntop(AF_INET6, ip + 8, buf, sizeof(buf));
-        out.dst = inet_ntop(AF_INET6, ip + 24, buf, sizeof(buf));
-        l4 = off + 40;
-        for (int i = 0; i < ETC_MAX_IPV6_EXT && l4 + 8 <= f.size(); ++i) {
-            if (proto == 44) {  // fragment: fixed 8 bytes
-                proto = f[l4];
-                l4 += 8;
-            } else if (proto == 51) {  // AH: length in 4-byte units
-                uint8_t next = f[l4];
-                l4 += (f[l4 + 1] + 2u) * 4u;
-                proto = next;
-            } else if (proto == 0 || proto == 43 || proto == 60 || proto == 135) {
-                uint8_t next = f[l4];
-                l4 += (f[l4 + 1] + 1u) * 8u;
-                proto = next;
-            } else {
-                break;
-            }
-        }
-    }
-    out.proto = proto;
-    if ((proto == 6 || proto == 17) && l4 + 4 <= f.size()) {
-        out.sport = be16(&f[l4]);
-        out.dport = be16(&f[l4 + 2]);
-    }
+// Labels a new flow from its first packet, parsed by the program's parser's
+// C++ twin: addresses, ports and VLANs in the packet's own orientation. Only
+// names the flow for humans; selection is the BPF program's alone (the
+// end-of-run check against the flow table catches a disagreement).
+void describe(const features::pp::Parsed& pk, ReplayFlow& out) {
+    const etc_flow_key& k = pk.key;
+    const int af = k.family == 4 ? AF_INET : AF_INET6;
+    char a[INET6_ADDRSTRLEN], b[INET6_ADDRSTRLEN];
+    inet_ntop(af, k.addr_a, a, sizeof(a));
+    inet_ntop(af, k.addr_b, b, sizeof(b));
+    out.family = k.family;
+    out.proto = k.proto;
+    out.src = pk.from_a ? a : b;
+    out.dst = pk.from_a ? b : a;
+    out.sport = pk.from_a ? k.port_a : k.port_b;
+    out.dport = pk.from_a ? k.port_b : k.port_a;
+    for (int i = 0; i < ETC_MAX_VLAN_DEPTH; ++i) out.vlan[i] = k.vlan[i];
 }
 
 const char* proto_name(uint8_t p) {
@@ -196,8 +155,8 @@ Result<ReplayStats> replay_capture(FlowManager& fm, pcap::Reader& reader, const 
 
     ReplayStats st;
     std::unordered_map<uint64_t, size_t> by_id;  // flow_id → index in st.flows
-    // Each flow's table key, from its first packet by the program's own
-    // parser's C++ twin: the table is emptied key by key at the end.
+    // Each flow's table key, from its first packet: the table is emptied
+    // key by key at the end.
     std::vector<etc_flow_key> keys;
     std::optional<Error> write_error, run_error;
     const bool inline_mode = fm.options().delivery == ETC_DELIVERY_INLINE;
@@ -228,11 +187,12 @@ Result<ReplayStats> replay_capture(FlowManager& fm, pcap::Reader& reader, const 
                 nf.flow_id = m.flow_id;
                 nf.first_ns = m.ts_ns;
                 nf.first_frame = ef.frame->index + 1;
-                describe(ef.bytes, nf);
-                st.flows.push_back(std::move(nf));
                 features::pp::Parsed parsed;
-                if (features::pp::parse(ef.bytes.data(), static_cast<uint32_t>(ef.bytes.size()), &parsed))
+                if (features::pp::parse(ef.bytes.data(), static_cast<uint32_t>(ef.bytes.size()), &parsed)) {
+                    describe(parsed, nf);
                     keys.push_back(parsed.key);
+                }
+                st.flows.push_back(std::move(nf));
             }
             ReplayFlow& f = st.flows[it->second];
             ++f.packets;
