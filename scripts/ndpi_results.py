@@ -15,6 +15,13 @@ GUESSES = ("Match by port", "Match by IP")
 # A DNS exchange is labelled DNS whatever name it looks up: nDPI writes
 # "DNS.Google" for a lookup of a Google name, but the packets are DNS.
 LOOKUP_MASTERS = ("DNS",)
+# A QUIC connection is labelled QUIC whatever service it reaches: nDPI names
+# the service ("QUIC.Google") from the SNI, which it reads by decrypting the
+# Initial packet (its keys derive from the connection ID, RFC 9001 5.2). A
+# classifier of the packet bytes sees that ClientHello encrypted; a service
+# label there can only be learnt from the addresses' habits.
+SEALED_MASTERS = ("QUIC",)
+MASTER_LABELS = LOOKUP_MASTERS + SEALED_MASTERS
 
 
 def stack_of(proto):
@@ -26,6 +33,7 @@ def stack_of(proto):
 
 def label_of(proto):
     """The label of a [proto: ...] text: the application protocol, or the
-    master for a lookup ('5.126/DNS.Google' → 'DNS')."""
+    master for a lookup or a QUIC connection ('5.126/DNS.Google' → 'DNS',
+    '188.126/QUIC.Google' → 'QUIC')."""
     master, app = stack_of(proto)
-    return master if master in LOOKUP_MASTERS else app
+    return master if master in MASTER_LABELS else app

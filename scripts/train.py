@@ -11,13 +11,20 @@ application protocol: the last component of "proto: M.A/Master.App" (App when
 present, else Master). Flows nDPI calls Unknown, flows without an nDPI line
 and 5-tuples nDPI lists twice with different labels are left out.
 Classes: labels with at least --min-flows flows in at least --min-files
-captures; flows of other labels are dropped (not lumped into "Other": an
+captures, at most --max-group-share of them in one group of captures that
+share 5-tuples (a class nearly all from one place can be learnt or judged,
+not both); flows of other labels are dropped (not lumped into "Other": an
 "Other" class of 100 unrelated protocols teaches nothing and hides errors).
-Split: by capture file, never by flow within a file. Files are shuffled with
-a fixed seed; for every class (rarest first) one of its files goes to the
-test set if none is there yet, while keeping at least one training file per
-class; the test set is then filled with whole files to about --test-share of
-the flows. Training rows per (file, class) are capped at --cap-per-file so a
+Split: by capture file, never by flow within a file, and captures that share
+a 5-tuple go to the same side (capture_groups). The held-out groups are
+chosen so that every class holds about --test-share of its flows out
+(stratified_split): among --split-tries shuffles of the groups (fixed seed),
+each filled greedily, the one whose per-class held-out shares are nearest to
+--test-share, with every class on both sides. A split that is random over
+files can put nearly all of a class in one place (before: 290 of 295
+SkypeCall flows, all from skype.pcap's group, were held out, so the class
+was judged on what 5 training flows taught).
+Training rows per (file, class) are capped at --cap-per-file so a
 single big capture cannot dominate; the test set is never capped.
 Usage: scripts/train.py --etcpipe build/etcpipe --out models/etc_app
 """
@@ -43,7 +50,7 @@ import etcmodel  # noqa: E402
 from etcmodel import PREPROCESS, transform  # noqa: E402
 import baselines  # noqa: E402
 
-from ndpi_results import CONFIDENCE, FLOW_LINE, GUESSES, L4, LOOKUP_MASTERS, stack_of  # noqa: E402
+from ndpi_results import CONFIDENCE, FLOW_LINE, GUESSES, L4, LOOKUP_MASTERS, MASTER_LABELS, stack_of  # noqa: E402
 
 
 def endpoint(text):
@@ -83,17 +90,18 @@ def _read_ndpi_flows(path):
 
 def ndpi_labels(path, stats=None):
     """5-tuple key → application label, from nDPI's expected output: the last
-    component of "proto: M.A/Master.App"; DNS lookups labelled DNS; nDPI's
-    port and address guesses and 5-tuples listed twice with different labels
-    are left out. `stats` (a dict) counts what was left out and why."""
+    component of "proto: M.A/Master.App"; DNS lookups labelled DNS and QUIC
+    connections QUIC (ndpi_results); nDPI's port and address guesses and
+    5-tuples listed twice with different labels are left out. `stats` (a dict) counts what was left out and why."""
     labels, conflicted = {}, set()
     stats = {} if stats is None else stats
     for key, master, app, confidence in ndpi_flows(path):
         if confidence in GUESSES:
             stats[confidence] = stats.get(confidence, 0) + 1
             continue
-        if master in LOOKUP_MASTERS and app != master:
-            stats["lookup relabelled " + master] = stats.get("lookup relabelled " + master, 0) + 1
+        if master in MASTER_LABELS and app != master:
+            why = "lookup" if master in LOOKUP_MASTERS else "service"
+            stats[f"{why} relabelled {master}"] = stats.get(f"{why} relabelled {master}", 0) + 1
             app = master
         if key in labels and labels[key] != app:
             conflicted.add(key)
@@ -281,6 +289,48 @@ def confusion_svg(cm, classes, title):
     return "\n".join(out) + "\n"
 
 
+def stratified_split(class_flows_of_group, share, seed, tries):
+    """Held-out groups such that each class keeps about `share` of its flows
+    out. class_flows_of_group: {group: {class: flows}}. Each try shuffles the
+    groups (seeded) and adds a group to the held-out side when that brings
+    the per-class held-out shares, and the share of groups, nearer to
+    `share` (sums of squared differences); the best try that leaves every class on both sides wins.
+    Returns (cost, held-out groups); (None, None) when no try qualifies."""
+    groups = sorted(class_flows_of_group)
+    total = {}
+    for g in groups:
+        for c, n in class_flows_of_group[g].items():
+            total[c] = total.get(c, 0) + n
+    classes = sorted(total)
+
+    def cost(held):
+        # the groups' own share counts as much as all classes together: held-out
+        # shares are easy to meet with many one-flow captures, which would
+        # leave training with few captures
+        by_class = sum((held.get(c, 0) / total[c] - share) ** 2 for c in classes)
+        return by_class + len(classes) * (held.get(None, 0) / len(groups) - share) ** 2
+
+    rng = random.Random(seed)
+    best_cost, best = None, None
+    for _ in range(tries):
+        order = groups[:]
+        rng.shuffle(order)
+        held, chosen, now = {}, set(), cost({})
+        for g in order:
+            trial = dict(held)
+            for c, n in class_flows_of_group[g].items():
+                trial[c] = trial.get(c, 0) + n
+            trial[None] = trial.get(None, 0) + 1
+            c_trial = cost(trial)
+            if c_trial < now:
+                held, now = trial, c_trial
+                chosen.add(g)
+        both_sides = all(0 < held.get(c, 0) < total[c] for c in classes)
+        if both_sides and (best_cost is None or now < best_cost):
+            best_cost, best = now, chosen
+    return best_cost, best
+
+
 def labelled_flows(args, kinds, label_stats=None):
     """The flows of the captures with their nDPI labels: (rows, unlabelled,
     unknown, failed, pcaps), rows = [(capture name, label, {kind: array row})].
@@ -330,26 +380,49 @@ def labelled_flows(args, kinds, label_stats=None):
     return rows, unlabelled, unknown, failed, pcaps
 
 
-def classes_and_split(args, rows):
+def classes_and_split(args, rows, notes=None):
     """The classes kept and the split by capture file, captures sharing
     5-tuples kept together: (rows of the kept classes, classes, dropped,
     cidx, per_label, files_of, flows_per_file, train_files, test_files,
-    test_set, group_of)."""
+    test_set, group_of). `notes` (a dict) gets "one_place": {class: share
+    of its flows in its largest group} for the classes only the group rule
+    drops."""
     per_label, files_of = {}, {}
     for f, lab, _ in rows:
         per_label[lab] = per_label.get(lab, 0) + 1
         files_of.setdefault(lab, set()).add(f)
+    # groups over every labelled capture: one whose classes are all dropped
+    # can still link two that are kept
+    group_of = capture_groups(args, sorted({f for f, _, _ in rows}))
+    per_label_group = {}
+    for f, lab, _ in rows:
+        g = per_label_group.setdefault(lab, {})
+        g[group_of[f]] = g.get(group_of[f], 0) + 1
+    largest_share = {c: max(per_label_group[c].values()) / per_label[c] for c in per_label}
     classes = sorted(c for c in per_label
-                     if per_label[c] >= args.min_flows and len(files_of[c]) >= args.min_files)
+                     if per_label[c] >= args.min_flows and len(files_of[c]) >= args.min_files
+                     and largest_share[c] <= args.max_group_share)
     dropped = sorted((c for c in per_label if c not in classes), key=lambda c: -per_label[c])
+    if notes is not None:
+        notes["one_place"] = {c: largest_share[c] for c in dropped
+                              if per_label[c] >= args.min_flows and len(files_of[c]) >= args.min_files}
     rows = [r for r in rows if r[1] in classes]
     cidx = {c: i for i, c in enumerate(classes)}
     flows_per_file = {}
     for f, _, _ in rows:
         flows_per_file[f] = flows_per_file.get(f, 0) + 1
-    group_of = capture_groups(args, sorted(flows_per_file))
-    train_files, test_files = split_groups({c: files_of[c] for c in classes}, flows_per_file,
-                                           group_of, args.seed, args.test_share)
+    group_of = {f: group_of[f] for f in flows_per_file}
+    class_flows_of_group = {}
+    for f, lab, _ in rows:
+        g = class_flows_of_group.setdefault(group_of.get(f, f), {})
+        g[lab] = g.get(lab, 0) + 1
+    _, held_groups = stratified_split(class_flows_of_group, args.test_share, args.seed,
+                                      args.split_tries)
+    if held_groups is None:
+        sys.exit(f"train: no split in {args.split_tries} tries leaves every class on both sides "
+                 f"(a class whose flows all come from one group of captures cannot be judged)")
+    test_files = sorted(f for f in flows_per_file if group_of.get(f, f) in held_groups)
+    train_files = sorted(f for f in flows_per_file if group_of.get(f, f) not in held_groups)
     test_set = set(test_files)
     return (rows, classes, dropped, cidx, per_label, files_of, flows_per_file,
             train_files, test_files, test_set, group_of)
@@ -400,8 +473,15 @@ def build_parser():
     ap.add_argument("--out", default="models/etc_app", help="path prefix of .onnx/.pt/.md/.svg")
     ap.add_argument("--min-flows", type=int, default=30)
     ap.add_argument("--min-files", type=int, default=3)
+    ap.add_argument("--max-group-share", type=float, default=0.9,
+                    help="a class is kept only when its largest group of captures (capture_groups) "
+                         "holds at most this share of its flows: whichever side of the split gets "
+                         "that group, the other would hold a handful of flows")
     ap.add_argument("--cap-per-file", type=int, default=150)
-    ap.add_argument("--test-share", type=float, default=0.25)
+    ap.add_argument("--test-share", type=float, default=0.25,
+                    help="share of every class's flows the held-out captures should hold")
+    ap.add_argument("--split-tries", type=int, default=2000,
+                    help="shuffles of the capture groups the stratified split chooses from")
     ap.add_argument("--epochs", type=int, default=60, help="most epochs a candidate trains")
     ap.add_argument("--val-share", type=float, default=0.25,
                     help="share of the training files held back to choose the settings")
@@ -446,8 +526,9 @@ def main():
         return
 
     # ---- classes ----
+    split_notes = {}
     (rows, classes, dropped, cidx, per_label, files_of, flows_per_file,
-     train_files, test_files, test_set, group_of) = classes_and_split(args, rows)
+     train_files, test_files, test_set, group_of) = classes_and_split(args, rows, split_notes)
 
     # ---- arrays ----
     def spec_of(cand):
@@ -486,16 +567,16 @@ def main():
                 out.append(r)
         return out
 
-    def port_vocab(sel):
-        """Port codes seen in at least 2 of the rows' capture files, most
-        frequent first, at most 128: a port only one capture uses is that
-        capture's, not its class's."""
+    def port_vocab(sel, min_files=2):
+        """Port codes seen in at least `min_files` of the rows' capture files,
+        most frequent first, at most 128 (with 2: a port only one capture
+        uses is that capture's, not its class's)."""
         files_of_code, n = {}, {}
         for r in sel:
             code = int(r[2]["port"][0])
             files_of_code.setdefault(code, set()).add(r[0])
             n[code] = n.get(code, 0) + 1
-        keep = [c for c in files_of_code if len(files_of_code[c]) >= 2]
+        keep = [c for c in files_of_code if len(files_of_code[c]) >= min_files]
         return sorted(sorted(keep, key=lambda c: (-n[c], c))[:128])
 
     train_rows = capped(set(train_files))
@@ -517,10 +598,37 @@ def main():
         else:
             ck = {"family": "bytecnn", "args": {
                 "p": cand["p"], "b": cand["b"], "h": H, "dropout": cand["dropout"],
-                "port_vocab": port_vocab(sel) if cand.get("ports") else None,
+                "port_vocab": port_vocab(sel, cand.get("port_files", 2)) if cand.get("ports") else None,
                 "wide": cand.get("wide", False)}}
         ck["classes"] = classes
         return etcmodel.build(ck), ck
+
+    def set_port_prior(model, port, y, alpha, scale):
+        """The wide path as a fixed port prior, the port rule in logit form:
+        scale * log p(class | code) for a code in the vocabulary, scale * log
+        p(class | protocol) for an unseen TCP / UDP port (the rule's
+        fallback), from the training rows' counts with add-alpha smoothing,
+        centred per row. Not trained. A TCP / UDP code in the vocabulary
+        lights its protocol's indicator too, so its row holds the difference.
+        The deep part learns what the bytes add where a port names no single
+        class."""
+        k = len(classes)
+        vocab = model.port.vocab
+        with torch.no_grad():
+            code = port[:, 0].long()
+            row = model.port(port)[:, :len(vocab)].argmax(1)
+            known = model.port(port)[:, :len(vocab)].max(1).values > 0.5
+            counts = torch.zeros(model.port.width, k)
+            counts.index_put_((row[known], y[known]), torch.ones(int(known.sum())), accumulate=True)
+            for j, proto in enumerate((6, 17)):  # the TCP and UDP indicator rows
+                counts[len(vocab) + j] = torch.bincount(y[(code >> 16) == proto], minlength=k).float()
+            logp = torch.log((counts + alpha) / (counts.sum(1, keepdim=True) + alpha * k))
+            logp = logp - logp.mean(1, keepdim=True)
+            for i, v in enumerate(vocab):
+                if v >> 16 in (6, 17):
+                    logp[i] -= logp[len(vocab) + (0 if v >> 16 == 6 else 1)]
+            model.wide.weight.copy_(scale * logp.t())
+        model.wide.weight.requires_grad_(False)
 
     def fit(cand, sel, epochs, val=None, seed=None):
         """Trains a fresh model on the rows `sel`; with `val` (rows), returns
@@ -529,11 +637,14 @@ def main():
         torch.manual_seed(args.seed if seed is None else seed)
         x, y = stack(sel, cand)
         model, ck = make_model(cand, sel)
+        if cand.get("prior"):
+            set_port_prior(model, x[-1], y, cand["prior"], cand.get("prior_scale", 1.0))
         vx = stack(val, cand) if val is not None else None
         freq = torch.bincount(y, minlength=len(classes)).float()
         weight = (freq.sum() / (len(classes) * freq.clamp(min=1))) ** cand["balance"]
         loss_fn = nn.CrossEntropyLoss(weight=weight)
-        opt = torch.optim.Adam(model.parameters(), lr=2e-3, weight_decay=cand["wd"])
+        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=2e-3,
+                               weight_decay=cand["wd"])
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
         n, curve = len(y), []
         batch = 128 if cand["family"] == "etcnet" else 64
@@ -567,7 +678,9 @@ def main():
             head = f"EtcNet payload:{H}x{L}"
         else:
             head = f"ByteCnn payload:{cand['p']}x{cand['b']}" + (" + port" if cand.get("ports") else "") \
-                + (" (wide)" if cand.get("wide") else "")
+                + (" (wide)" if cand.get("wide") and not cand.get("prior") else "") \
+                + (f" (fixed port prior x{cand.get('prior_scale', 1.0):g}, ports of "
+                   f"≥{cand.get('port_files', 2)} captures)" if cand.get("prior") else "")
         return (f"{head}, weight decay {cand['wd']:g}, dropout {cand['dropout']:g}, "
                 f"class weights ^{cand['balance']:g}")
 
@@ -584,19 +697,21 @@ def main():
         capped_per_file[f] = capped_per_file.get(f, 0) + min(n, args.cap_per_file)
     folds = cv_folds(train_files, capped_per_file, group_of, args.folds, args.seed + 1)
     fold_rows = [(capped(set(fi)), capped(set(va))) for fi, va in folds]
+    prior = {"family": "bytecnn", "ports": True, "wide": True, "prior": 1.0, "port_files": 1,
+             "wd": 1e-3, "dropout": 0.5, "balance": 1.0}
     candidates = [
-        # the model shipped before (EtcNet, payload:10x256, the settings validation chose then)
+        # the model shipped two rounds ago (EtcNet, payload:10x256)
         {"family": "etcnet", "wd": 1e-4, "dropout": 0.0, "balance": 0.5},
         {"family": "bytecnn", "p": 3, "b": 64, "ports": False, "wd": 1e-3, "dropout": 0.3, "balance": 1.0},
-        {"family": "bytecnn", "p": 3, "b": 64, "ports": True, "wd": 1e-3, "dropout": 0.3, "balance": 1.0},
-        {"family": "bytecnn", "p": 3, "b": 128, "ports": True, "wd": 1e-3, "dropout": 0.3, "balance": 1.0},
-        {"family": "bytecnn", "p": 5, "b": 64, "ports": True, "wd": 1e-3, "dropout": 0.3, "balance": 1.0},
-        {"family": "bytecnn", "p": 3, "b": 128, "ports": True, "wd": 1e-2, "dropout": 0.5, "balance": 1.0},
-        {"family": "bytecnn", "p": 3, "b": 128, "ports": True, "wd": 1e-3, "dropout": 0.3, "balance": 0.5},
-        {"family": "bytecnn", "p": 3, "b": 64, "ports": True, "wide": True, "wd": 1e-3, "dropout": 0.3,
-         "balance": 1.0},
+        # the model shipped before this one: a trained wide path over the port one-hot
         {"family": "bytecnn", "p": 3, "b": 128, "ports": True, "wide": True, "wd": 1e-3, "dropout": 0.3,
          "balance": 1.0},
+        # the wide path fixed to the port rule's log-probabilities (set_port_prior), at three weights
+        {**prior, "p": 3, "b": 128, "prior_scale": 3.0},
+        {**prior, "p": 3, "b": 128, "prior_scale": 6.0},
+        {**prior, "p": 3, "b": 128, "prior_scale": 10.0},
+        # fewer packets, more of each: a TLS ClientHello's server name often lies past byte 128
+        {**prior, "p": 2, "b": 256, "prior_scale": 6.0},
     ]
     print(f"choosing the model: {args.folds}-fold cross-validation over the {len(train_files)} "
           f"training files (validation files per fold: {[len(v) for _, v in folds]})")
@@ -703,17 +818,27 @@ def main():
              f"- Features: `{model_spec}` from `etcpipe features` (input transform `{PREPROCESS}`); "
              f"the candidates read slices of one extraction with `{args.spec}`.",
              f"- Labels: nDPI 4.2 expected output, application protocol; classes with ≥{args.min_flows} "
-             f"flows in ≥{args.min_files} captures; other labels dropped.",
+             f"flows in ≥{args.min_files} captures and at most {args.max_group_share:g} of them in one "
+             f"group of captures that share 5-tuples; other labels dropped. Left out by the group rule "
+             f"alone (share in the largest group): "
+             + (", ".join(f"{c} ({v:.2f})" for c, v in sorted(split_notes["one_place"].items())) or "none")
+             + ": whichever side of a split by capture gets that group, the other holds a handful "
+             "of the class's flows, so the class can be learnt or judged, not both.",
              f"- Model: {describe(chosen)} (scripts/etcmodel.py), {n_params} trained parameters, "
              f"ONNX opset 13, ops: {', '.join(ops)}.",
-             f"- Split by capture file (seed {args.seed}): {len(train_files)} training files, "
+             f"- Split by capture file, stratified by class (seed {args.seed}, the best of "
+             f"{args.split_tries} shuffles of the capture groups: per-class held-out shares nearest "
+             f"to {args.test_share:g}, every class on both sides): {len(train_files)} training files, "
              f"{len(test_files)} held-out files; training rows capped at {args.cap_per_file} per "
              f"(file, class). Captures that share a 5-tuple stay on one side (groups: "
              + ("; ".join(" + ".join(g) for g in groups_listed) or "none") + ").",
              "- Labels left out or changed (nDPI result lines): "
              + ", ".join(f"{k} {v}" for k, v in sorted(label_stats.items()))
              + ". Port and address guesses (`Match by port`, `Match by IP`) are not labels the "
-             "bytes support; a DNS exchange is labelled DNS whatever name it looks up.",
+             "bytes support; a DNS exchange is labelled DNS whatever name it looks up; a QUIC "
+             "connection is labelled QUIC whatever service it reaches (nDPI reads the service "
+             "from the SNI by decrypting the Initial packet; the bytes the model gets hold that "
+             "ClientHello encrypted).",
              f"- Model and settings chosen without the held-out files: {args.folds}-fold "
              f"cross-validation over the training files (folds are groups of captures, "
              f"{[len(v) for _, v in folds]} validation files); each candidate trained up to "
