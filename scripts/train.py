@@ -603,7 +603,7 @@ def main():
         ck["classes"] = classes
         return etcmodel.build(ck), ck
 
-    def set_port_prior(model, port, y, alpha, scale):
+    def set_port_prior(model, port, y, alpha, scale, fallback_scale=None):
         """The wide path as a fixed port prior, the port rule in logit form:
         scale * log p(class | code) for a code in the vocabulary, scale * log
         p(class | protocol) for an unseen TCP / UDP port (the rule's
@@ -611,7 +611,11 @@ def main():
         centred per row. Not trained. A TCP / UDP code in the vocabulary
         lights its protocol's indicator too, so its row holds the difference.
         The deep part learns what the bytes add where a port names no single
-        class."""
+        class. `fallback_scale` (default: `scale`) weighs the protocol
+        fallback on its own: a port never seen in training is weak evidence
+        (QUIC on UDP 4433 is not DNS because most unnamed UDP is), and a weak
+        fallback lets the bytes decide there."""
+        fallback_scale = scale if fallback_scale is None else fallback_scale
         k = len(classes)
         vocab = model.port.vocab
         with torch.no_grad():
@@ -624,11 +628,27 @@ def main():
                 counts[len(vocab) + j] = torch.bincount(y[(code >> 16) == proto], minlength=k).float()
             logp = torch.log((counts + alpha) / (counts.sum(1, keepdim=True) + alpha * k))
             logp = logp - logp.mean(1, keepdim=True)
+            weight = scale * logp
+            weight[len(vocab):] = fallback_scale * logp[len(vocab):]
             for i, v in enumerate(vocab):
                 if v >> 16 in (6, 17):
-                    logp[i] -= logp[len(vocab) + (0 if v >> 16 == 6 else 1)]
-            model.wide.weight.copy_(scale * logp.t())
+                    weight[i] -= weight[len(vocab) + (0 if v >> 16 == 6 else 1)]
+            model.wide.weight.copy_(weight.t())
         model.wide.weight.requires_grad_(False)
+
+    def unseen_code(model, port):
+        """Per row, a port code of the row's protocol that is not in the
+        model's port vocabulary (the first free one from port 0 up), or -1
+        where the protocol has no fallback (not TCP / UDP)."""
+        vocab = set(model.port.vocab)
+        free = {}
+        for proto in (6, 17):
+            c = proto << 16
+            while c in vocab:
+                c += 1
+            free[proto] = float(c)
+        proto = (port[:, 0].long() >> 16).tolist()
+        return torch.tensor([free.get(p, -1.0) for p in proto], dtype=port.dtype)
 
     def fit(cand, sel, epochs, val=None, seed=None):
         """Trains a fresh model on the rows `sel`; with `val` (rows), returns
@@ -638,7 +658,9 @@ def main():
         x, y = stack(sel, cand)
         model, ck = make_model(cand, sel)
         if cand.get("prior"):
-            set_port_prior(model, x[-1], y, cand["prior"], cand.get("prior_scale", 1.0))
+            set_port_prior(model, x[-1], y, cand["prior"], cand.get("prior_scale", 1.0),
+                           cand.get("fallback_scale"))
+        unseen = unseen_code(model, x[-1]) if cand.get("unseen_share") else None
         vx = stack(val, cand) if val is not None else None
         freq = torch.bincount(y, minlength=len(classes)).float()
         weight = (freq.sum() / (len(classes) * freq.clamp(min=1))) ** cand["balance"]
@@ -657,7 +679,12 @@ def main():
                 if len(idx) < 2:
                     continue
                 opt.zero_grad()
-                loss = loss_fn(model.logits(*[t[idx] for t in x]), y[idx])
+                batch_x = [t[idx] for t in x]
+                if unseen is not None:
+                    # a share of the TCP / UDP rows as if their port were new
+                    hide = (torch.rand(len(idx)) < cand["unseen_share"]) & (unseen[idx] >= 0)
+                    batch_x[-1] = torch.where(hide[:, None], unseen[idx][:, None], batch_x[-1])
+                loss = loss_fn(model.logits(*batch_x), y[idx])
                 loss.backward()
                 opt.step()
                 total += loss.item() * len(idx)
@@ -680,7 +707,10 @@ def main():
             head = f"ByteCnn payload:{cand['p']}x{cand['b']}" + (" + port" if cand.get("ports") else "") \
                 + (" (wide)" if cand.get("wide") and not cand.get("prior") else "") \
                 + (f" (fixed port prior x{cand.get('prior_scale', 1.0):g}, ports of "
-                   f"≥{cand.get('port_files', 2)} captures)" if cand.get("prior") else "")
+                   f"≥{cand.get('port_files', 2)} captures)" if cand.get("prior") else "") \
+                + (f", fallback x{cand['fallback_scale']:g}" if cand.get("fallback_scale") is not None else "") \
+                + (f", {cand['unseen_share']:g} of rows shown with an unseen port"
+                   if cand.get("unseen_share") else "")
         return (f"{head}, weight decay {cand['wd']:g}, dropout {cand['dropout']:g}, "
                 f"class weights ^{cand['balance']:g}")
 
@@ -712,6 +742,10 @@ def main():
         {**prior, "p": 3, "b": 128, "prior_scale": 10.0},
         # fewer packets, more of each: a TLS ClientHello's server name often lies past byte 128
         {**prior, "p": 2, "b": 256, "prior_scale": 6.0},
+        # a weak protocol fallback for ports never seen in training, and training rows shown
+        # now and then as if their port were new, so the bytes learn to name a class alone
+        {**prior, "p": 2, "b": 256, "prior_scale": 6.0, "fallback_scale": 1.0, "unseen_share": 0.2},
+        {**prior, "p": 2, "b": 256, "prior_scale": 6.0, "fallback_scale": 1.0, "unseen_share": 0.4},
     ]
     print(f"choosing the model: {args.folds}-fold cross-validation over the {len(train_files)} "
           f"training files (validation files per fold: {[len(v) for _, v in folds]})")
