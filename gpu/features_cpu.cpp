@@ -20,14 +20,21 @@
 // key are skipped right after the lookup — they neither re-create the flow
 // nor count in its `packets` — because a key is one flow for the whole input.
 // Its row is frozen from then on, so finish() takes every flow with ≥ 1
-// selected packet, sorts them by the global index of the first parsed packet
-// (row r), zero-fills the tensors and has each thread scatter its records
-// into row r. The thread count only changes who does the work, never the
+// selected packet in the order of the global index of its first parsed
+// packet (row r). A thread's flows are created in that order already, so
+// each thread ranks its own flows against the others' with a merge walk (no
+// global sort), copies their rows, scatters its records into row r of the
+// tensors (fresh calloc pages: no zero-fill) and frees its log, all in
+// parallel. The T − 1 helper threads are started once per extractor, not
+// per batch. The thread count only changes who does the work, never the
 // bytes. With one thread the same code runs without the bucketing.
 #include <algorithm>
 #include <barrier>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <mutex>
 #include <new>
 #include <memory>
 #include <thread>
@@ -176,6 +183,66 @@ struct Worker {
     }
 };
 
+// T − 1 helper threads started once; run(fn) calls fn(0) on the caller and
+// fn(1..T−1) on the helpers, all at once (the phases of push() wait for each
+// other on a barrier), and returns when every call has.
+class Team {
+  public:
+    explicit Team(unsigned threads) {
+        for (unsigned t = 1; t < threads; ++t) helpers_.emplace_back([this, t] { loop(t); });
+    }
+    Team(const Team&) = delete;
+    Team& operator=(const Team&) = delete;
+    ~Team() {
+        {
+            std::lock_guard<std::mutex> lk(m_);
+            stop_ = true;
+        }
+        start_.notify_all();
+        for (std::thread& x : helpers_) x.join();
+    }
+
+    void run(const std::function<void(unsigned)>& fn) {
+        {
+            std::lock_guard<std::mutex> lk(m_);
+            job_ = &fn;
+            busy_ = static_cast<unsigned>(helpers_.size());
+            ++generation_;
+        }
+        start_.notify_all();
+        fn(0u);
+        std::unique_lock<std::mutex> lk(m_);
+        done_.wait(lk, [this] { return busy_ == 0; });
+        job_ = nullptr;
+    }
+
+  private:
+    void loop(unsigned t) {
+        uint64_t seen = 0;
+        for (;;) {
+            const std::function<void(unsigned)>* job;
+            {
+                std::unique_lock<std::mutex> lk(m_);
+                start_.wait(lk, [&] { return stop_ || generation_ != seen; });
+                if (stop_) return;
+                seen = generation_;
+                job = job_;
+            }
+            (*job)(t);
+            std::lock_guard<std::mutex> lk(m_);
+            if (--busy_ == 0) done_.notify_one();
+        }
+    }
+
+    std::vector<std::thread> helpers_;
+    std::mutex m_;
+    std::condition_variable start_, done_;
+    const std::function<void(unsigned)>* job_ = nullptr;
+    uint64_t generation_ = 0;
+    unsigned busy_ = 0;
+    bool stop_ = false;
+};
+
 class CpuExtractor final : public Extractor {
   public:
     CpuExtractor(std::vector<Feature> spec, unsigned threads)
@@ -259,44 +326,56 @@ class CpuExtractor final : public Extractor {
     }
 
     Result<Output> finish() override {
-        struct Ref {
-            uint64_t first_index;
-            uint32_t worker, flow;
-        };
-        std::vector<Ref> all;
-        size_t total = 0;
-        for (Worker& w : workers_) total += w.flows.size();
-        all.reserve(total);
-        for (size_t wi = 0; wi < workers_.size(); ++wi) {
-            const Worker& w = workers_[wi];
-            for (size_t fi = 0; fi < w.flows.size(); ++fi)
-                if (w.flows[fi].row.selected > 0)
-                    all.push_back(Ref{w.flows[fi].row.first_index, static_cast<uint32_t>(wi),
-                                      static_cast<uint32_t>(fi)});
-        }
-        std::sort(all.begin(), all.end(),
-                  [](const Ref& a, const Ref& b) { return a.first_index < b.first_index; });
-        const size_t R = all.size();
-        std::vector<std::vector<uint32_t>> row_of(workers_.size());
-        for (size_t wi = 0; wi < workers_.size(); ++wi) row_of[wi].assign(workers_[wi].flows.size(), 0);
+        const unsigned T = static_cast<unsigned>(workers_.size());
+        // Per thread: its flows with ≥ 1 selected packet and their first
+        // packet's index, in creation order, which is that index's order.
+        std::vector<std::vector<uint32_t>> sel(T);
+        std::vector<std::vector<uint64_t>> first(T);
+        run_parallel(T, [&](unsigned t) {
+            const Worker& w = workers_[t];
+            bool sorted = true;
+            for (size_t fi = 0; fi < w.flows.size(); ++fi) {
+                if (w.flows[fi].row.selected == 0) continue;
+                const uint64_t x = w.flows[fi].row.first_index;
+                if (!first[t].empty() && x <= first[t].back()) sorted = false;
+                sel[t].push_back(static_cast<uint32_t>(fi));
+                first[t].push_back(x);
+            }
+            if (sorted) return;  // always, as push() creates flows; a sort keeps it right regardless
+            std::sort(sel[t].begin(), sel[t].end(), [&](uint32_t a, uint32_t b) {
+                return w.flows[a].row.first_index < w.flows[b].row.first_index;
+            });
+            for (size_t k = 0; k < sel[t].size(); ++k) first[t][k] = w.flows[sel[t][k]].row.first_index;
+        });
+        size_t R = 0;
+        for (const auto& v : sel) R += v.size();
         Output out;
         out.spec = spec_;
         out.rows.resize(R);
-        for (size_t r = 0; r < R; ++r) {
-            row_of[all[r].worker][all[r].flow] = static_cast<uint32_t>(r);
-            out.rows[r] = workers_[all[r].worker].flows[all[r].flow].row;
-        }
         out.tensors.resize(spec_.size());
-        for (size_t f = 0; f < spec_.size(); ++f) {
-            out.tensors[f].resize(R * spec_[f].row_bytes());
-        }
-        const unsigned T = static_cast<unsigned>(workers_.size());
+        for (size_t f = 0; f < spec_.size(); ++f) out.tensors[f].resize(R * spec_[f].row_bytes());
         run_parallel(T, [&](unsigned t) {
-            const Worker& w = workers_[t];
-            const std::vector<uint32_t>& ro = row_of[t];
+            Worker& w = workers_[t];
+            // Row of own flow k = k + the other threads' flows that start
+            // earlier: one merge walk per other thread.
+            std::vector<uint32_t> row_of(w.flows.size(), 0);
+            std::vector<size_t> at(T, 0);
+            for (size_t k = 0; k < sel[t].size(); ++k) {
+                const uint64_t x = first[t][k];
+                size_t r = k;
+                for (unsigned u = 0; u < T; ++u) {
+                    if (u == t) continue;
+                    const std::vector<uint64_t>& fu = first[u];
+                    size_t& a = at[u];
+                    while (a < fu.size() && fu[a] < x) ++a;
+                    r += a;
+                }
+                row_of[sel[t][k]] = static_cast<uint32_t>(r);
+                out.rows[r] = w.flows[sel[t][k]].row;
+            }
             const size_t F = spec_.size();
             for (const Rec& rc : w.recs) {
-                const size_t r = ro[rc.flow];
+                const size_t r = row_of[rc.flow];
                 const uint8_t* q = rc.blob;
                 for (size_t f = 0; f < F; ++f) {
                     if (rc.j >= spec_[f].h) continue;
@@ -308,8 +387,8 @@ class CpuExtractor final : public Extractor {
                     q += len;
                 }
             }
+            w.clear();
         });
-        for (Worker& w : workers_) w.clear();
         return out;
     }
 
@@ -320,16 +399,13 @@ class CpuExtractor final : public Extractor {
     size_t& bucket_hi(unsigned t) { return bucket_[2 * t + 1]; }
 
     template <class F>
-    static void run_parallel(unsigned T, F&& fn) {
+    void run_parallel(unsigned T, F&& fn) {
         if (T <= 1) {
             fn(0u);
             return;
         }
-        std::vector<std::thread> th;
-        th.reserve(T - 1);
-        for (unsigned t = 1; t < T; ++t) th.emplace_back([&fn, t] { fn(t); });
-        fn(0u);
-        for (std::thread& x : th) x.join();
+        if (!team_) team_ = std::make_unique<Team>(T);
+        team_->run(std::function<void(unsigned)>(std::ref(fn)));
     }
 
     static void parse_one(const Batch& b, size_t i, ParsedSlot& s) {
@@ -425,6 +501,7 @@ class CpuExtractor final : public Extractor {
     std::vector<uint32_t> counts_;
     std::vector<size_t> bucket_;
     uint64_t next_index_ = 0;
+    std::unique_ptr<Team> team_;  // started at the first parallel phase
 };
 
 }  // namespace
