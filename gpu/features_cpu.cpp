@@ -389,6 +389,7 @@ class CpuExtractor final : public Extractor {
             }
             w.clear();
         });
+        next_index_ = 0;  // the next push starts a new input (as the GPU extractor)
         return out;
     }
 

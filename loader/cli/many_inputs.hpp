@@ -104,9 +104,9 @@ class CaptureProgress {
     size_t failed_ = 0;
 };
 
-// A worker's extractor for its next capture: on the GPU one made once and
-// reused (device tables are costly to make; finish() resets them), on the
-// CPU a fresh one per capture.
+// A worker's extractor for its next capture, made once and reused: on the
+// GPU because device tables are costly to make (finish() resets them), on
+// the CPU so that its threads start once.
 class WorkerExtractor {
   public:
     [[nodiscard]] Result<features::Extractor*> next(bool on_gpu, const std::vector<features::Feature>& spec,
@@ -119,14 +119,24 @@ class WorkerExtractor {
             }
             return gpu_.get();
         }
-        features::CpuOptions co;
-        co.threads = cpu_threads;
-        cpu_ = features::make_cpu_extractor(spec, co);
+        // One per worker, reused capture after capture: its threads start
+        // once, not for every capture. A capture whose push failed left its
+        // flows behind; finish() drops them (on an empty extractor it costs
+        // two thread wake-ups).
+        if (!cpu_ || cpu_threads_ != cpu_threads) {
+            features::CpuOptions co;
+            co.threads = cpu_threads;
+            cpu_ = features::make_cpu_extractor(spec, co);
+            cpu_threads_ = cpu_threads;
+        } else if (auto left = cpu_->finish(); !left) {
+            return left.error();
+        }
         return cpu_.get();
     }
 
   private:
     std::unique_ptr<features::Extractor> gpu_, cpu_;
+    unsigned cpu_threads_ = 0;
 };
 
 }  // namespace etcpipe::cli

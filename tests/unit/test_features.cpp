@@ -707,6 +707,53 @@ bool load(const fs::path& path, Capture& c) {
     return true;
 }
 
+// The CLI keeps one extractor per worker for all its captures: after
+// finish() it must start from nothing (indices from 0, no flows, its
+// threads kept), also after an input abandoned half-way and discarded with
+// a finish() whose output is thrown away.
+TEST(Ndpi, CpuExtractorReusedAcrossCapturesMatchesFresh) {
+    const auto files = ndpi_captures();
+    if (files.empty()) {
+        std::printf("[  SKIPPED ] testdata/ndpi/pcap missing (run `make testdata`)\n");
+        GTEST_SKIP() << "testdata/ndpi/pcap missing";
+    }
+    const auto spec = spec_of("payload:4x300,sizes:10,iat:10,port:1");
+    auto ex = make_cpu_extractor(spec, CpuOptions{3});
+    auto feed = [&](const Capture& c, size_t upto) {
+        Batch b;
+        for (size_t i = 0; i < upto; ++i) {
+            if (b.size() == 0) b.first_index = i;
+            b.add(c.frames[i], c.ts[i]);
+            if (b.size() == 500) {
+                EXPECT_TRUE(ex->push(b).ok());
+                b.clear();
+            }
+        }
+        if (b.size()) {
+            EXPECT_TRUE(ex->push(b).ok());
+        }
+    };
+    size_t compared = 0, flows = 0;
+    for (size_t k = 0; k < files.size() && compared < 24; k += 9) {
+        Capture c;
+        if (!load(files[k], c) || c.frames.empty()) continue;
+        if (compared % 3 == 1) {  // an input abandoned half-way, then discarded
+            feed(c, c.frames.size() / 2);
+            ASSERT_TRUE(ex->finish().ok());
+        }
+        feed(c, c.frames.size());
+        auto got = ex->finish();
+        ASSERT_TRUE(got.ok()) << got.error().message();
+        const Output fresh = run_cpu(c, spec, 3, 500);
+        expect_same(*got, fresh, files[k].filename().string() + " (reused vs fresh)");
+        if (HasFatalFailure()) return;
+        ++compared;
+        flows += fresh.rows.size();
+    }
+    std::printf("one extractor reused over %zu captures (%zu flows): same as fresh ones\n", compared, flows);
+    EXPECT_GE(compared, 10u);
+}
+
 TEST(Ndpi, CpuThreadsAndReferenceAgree) {
     const auto files = ndpi_captures();
     if (files.empty()) {
