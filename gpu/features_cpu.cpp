@@ -60,15 +60,20 @@ struct FreeDeleter {
     void operator()(uint8_t* p) const { std::free(p); }
 };
 
-// Append-only byte log in chunks; pointers stay valid until clear().
+// Append-only byte log in chunks; pointers stay valid until clear(). The
+// first kKeep chunks outlive clear(): an extractor reused capture after
+// capture writes into pages it has already faulted in.
 class Log {
   public:
     void init(size_t max_piece) { chunk_ = std::max<size_t>(size_t{32} << 20, max_piece); }
     uint8_t* reserve(size_t n) {  // room for n bytes at the returned pointer
         if (left_ < n) {
-            auto* c = static_cast<uint8_t*>(zeroed_alloc(chunk_));
-            chunks_.emplace_back(c);
-            cur_ = c;
+            if (used_ == chunks_.size()) {
+                auto* c = static_cast<uint8_t*>(std::malloc(chunk_));
+                if (!c) throw std::bad_alloc();
+                chunks_.emplace_back(c);
+            }
+            cur_ = chunks_[used_++].get();
             left_ = chunk_;
         }
         return cur_;
@@ -78,14 +83,17 @@ class Log {
         left_ -= n;
     }
     void clear() {
-        chunks_.clear();
+        if (chunks_.size() > kKeep) chunks_.resize(kKeep);
+        used_ = 0;
         cur_ = nullptr;
         left_ = 0;
     }
 
   private:
+    static constexpr size_t kKeep = 2;
     size_t chunk_ = size_t{1} << 20;
     std::vector<std::unique_ptr<uint8_t, FreeDeleter>> chunks_;
+    size_t used_ = 0;
     uint8_t* cur_ = nullptr;
     size_t left_ = 0;
 };
@@ -121,6 +129,11 @@ inline uint64_t fast_hash(const etc_flow_key& k) {
     h *= 0xc4ceb9fe1a85ec53ull;
     return h ^ (h >> 29);
 }
+
+// Below these a push / finish runs on the calling thread alone: waking the
+// helpers costs more than it saves (most captures have fewer packets).
+constexpr size_t kSerialBatch = 1024;  // packets in one push
+constexpr size_t kSerialFlows = 4096;  // flows in finish()
 
 constexpr uint32_t kEmpty = UINT32_MAX;
 constexpr uint32_t kDone = 0x80000000u;  // in Slot::idx: the flow reached H
@@ -274,12 +287,15 @@ class CpuExtractor final : public Extractor {
         const unsigned T = static_cast<unsigned>(workers_.size());
         if (slots_.size() < n) slots_.resize(n);
 
-        if (T <= 1) {
-            // Two passes: the parse loop alone keeps more frames' loads in flight.
+        if (T <= 1 || n < kSerialBatch) {
+            // Two passes: the parse loop alone keeps more frames' loads in
+            // flight. A small batch is not worth waking the helpers (three
+            // phases, two barriers): this thread hands each packet to its
+            // owner's flows itself, in order, so the bytes stay the same.
             for (size_t i = 0; i < n; ++i) parse_one(b, i, slots_[i]);
             for (size_t i = 0; i < n; ++i) {
                 ParsedSlot& s = slots_[i];
-                if (s.ok) flow_packet(workers_[0], b, i, s);
+                if (s.ok) flow_packet(workers_[T <= 1 ? 0 : s.hash % T], b, i, s);
             }
             return {};
         }
@@ -327,11 +343,16 @@ class CpuExtractor final : public Extractor {
 
     Result<Output> finish() override {
         const unsigned T = static_cast<unsigned>(workers_.size());
+        size_t total = 0;
+        for (const Worker& w : workers_) total += w.flows.size();
+        // A small input is not worth waking the helpers for (also the empty
+        // one that the CLI's reuse of an extractor discards).
+        const unsigned TF = total < kSerialFlows ? 1u : T;
         // Per thread: its flows with ≥ 1 selected packet and their first
         // packet's index, in creation order, which is that index's order.
         std::vector<std::vector<uint32_t>> sel(T);
         std::vector<std::vector<uint64_t>> first(T);
-        run_parallel(T, [&](unsigned t) {
+        for_each_worker(TF, [&](unsigned t) {
             const Worker& w = workers_[t];
             bool sorted = true;
             for (size_t fi = 0; fi < w.flows.size(); ++fi) {
@@ -354,7 +375,7 @@ class CpuExtractor final : public Extractor {
         out.rows.resize(R);
         out.tensors.resize(spec_.size());
         for (size_t f = 0; f < spec_.size(); ++f) out.tensors[f].resize(R * spec_[f].row_bytes());
-        run_parallel(T, [&](unsigned t) {
+        for_each_worker(TF, [&](unsigned t) {
             Worker& w = workers_[t];
             // Row of own flow k = k + the other threads' flows that start
             // earlier: one merge walk per other thread.
@@ -398,6 +419,17 @@ class CpuExtractor final : public Extractor {
   private:
     size_t& bucket_lo(unsigned t) { return bucket_[2 * t]; }
     size_t& bucket_hi(unsigned t) { return bucket_[2 * t + 1]; }
+
+    // fn(t) for every worker t: on T threads (T = the workers) or, with
+    // T = 1, one after the other on this one.
+    template <class F>
+    void for_each_worker(unsigned T, F&& fn) {
+        if (T <= 1) {
+            for (unsigned t = 0; t < workers_.size(); ++t) fn(t);
+            return;
+        }
+        run_parallel(T, fn);
+    }
 
     template <class F>
     void run_parallel(unsigned T, F&& fn) {

@@ -178,6 +178,7 @@ struct CaptureScored {
 struct ClassifyWorker {
     std::unique_ptr<infer::Backend> backend;
     WorkerExtractor extractor;
+    features::Batch batch;  // feed_capture's buffers, kept from capture to capture
 };
 
 }  // namespace
@@ -268,6 +269,7 @@ std::optional<int> run_classify_command(const ClassifyCommand& c) {
         features::Extractor* ex = *made;
         FeedOptions fo;
         fo.batch = c.packet_batch;
+        fo.buffers = &me.batch;
         const auto t_capture = Clock::now();
         auto fed = feed_capture(*reader, *ex, fo);
         if (!fed) return out.error = fed.error(), out;

@@ -37,6 +37,7 @@ struct CaptureFeatures {
 struct FeaturesWorker {
     std::optional<FlowManager> fm;
     WorkerExtractor extractor;
+    features::Batch batch;  // feed_capture's buffers, kept from capture to capture
 };
 
 std::string npy_names(const std::vector<features::Feature>& spec) {
@@ -123,6 +124,7 @@ std::optional<int> run_features_command(const FeaturesCommand& c) {
         features::Extractor* ex = *made;
         FeedOptions fo;
         fo.batch = c.batch;
+        fo.buffers = &me.batch;
         if (me.fm) {
             if (auto z = me.fm->reset(); !z) return r.error = z.error(), r;
             FlowManager& fm = *me.fm;

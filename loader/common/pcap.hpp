@@ -90,6 +90,7 @@ class Reader {
     [[nodiscard]] uint64_t offset() const { return pos_; }  // bytes consumed so far
     [[nodiscard]] const std::string& path() const { return path_; }
     [[nodiscard]] size_t frames_read() const { return frames_; }
+    [[nodiscard]] size_t size_bytes() const { return bytes_.size(); }  // the whole capture
 
   private:
     struct Interface {

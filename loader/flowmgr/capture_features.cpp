@@ -1,5 +1,6 @@
 #include "flowmgr/capture_features.hpp"
 
+#include <algorithm>
 #include <optional>
 #include <vector>
 
@@ -9,7 +10,16 @@ namespace etcpipe {
 
 Result<FeedStats> feed_capture(pcap::Reader& reader, features::Extractor& ex, const FeedOptions& o) {
     FeedStats st;
-    features::Batch batch;
+    features::Batch own;
+    features::Batch& batch = o.buffers ? *o.buffers : own;
+    batch.clear();
+    batch.first_index = 0;
+    // A batch holds at most the capture: room for it at once (up to 128 MB)
+    // instead of doubling (each step a fresh mapping, faulted in again).
+    batch.bytes.reserve(std::min<size_t>(reader.size_bytes(), size_t{128} << 20));
+    const size_t most_frames = std::min<size_t>(o.batch, reader.size_bytes() / 16 + 1);
+    batch.offsets.reserve(most_frames + 1);
+    batch.ts_ns.reserve(most_frames);
     std::optional<Error> failed;  // from keep() or the extractor: stops the feeding
     auto flush = [&]() -> Result<void> {
         if (batch.size() == 0) return {};

@@ -21,6 +21,10 @@ struct FeedOptions {
     std::function<Result<bool>(std::span<const uint8_t> frame, uint64_t ts_ns)> keep;
     // Called after every batch with the frames read so far.
     std::function<void(uint64_t frames)> progress;
+    // Where the batches are built; absent: a buffer of this call's own. A
+    // worker that feeds capture after capture passes its own, so the
+    // buffer's pages, faulted in once, serve every capture.
+    features::Batch* buffers = nullptr;
 };
 
 struct FeedStats {

@@ -676,6 +676,49 @@ TEST(Reference, AgreesOnHandMadeFlows) {
     expect_same(run_cpu(c, spec, 2), ref, "handmade");
 }
 
+// Enough flows and packets per batch that push() and finish() take their
+// parallel paths (the nDPI captures are mostly small enough for the serial
+// ones): 6,000 interleaved flows over IPv4 / IPv6, TCP / UDP, some with
+// packets without payload and some that never carry any, in batches of
+// 4,096 and one odd-sized batch; threads 1, 2, 4, 7 and the reference agree.
+TEST(Reference, ManyInterleavedFlowsAllThreadCounts) {
+    Capture c;
+    const size_t kFlows = 6000;
+    uint64_t ts = 1'000'000'000;
+    for (size_t round = 0; round < 4; ++round)
+        for (size_t f = 0; f < kFlows; ++f) {
+            Pkt p;
+            p.family = f % 5 == 0 ? 6 : 4;
+            p.proto = f % 3 == 0 ? 17 : 6;
+            if (p.family == 4) {
+                p.src = v4(10, static_cast<uint8_t>(f >> 8), static_cast<uint8_t>(f), 1);
+                p.dst = v4(10, 200, 0, 2);
+            } else {
+                p.src = v6(static_cast<uint8_t>(f));
+                p.src[14] = static_cast<uint8_t>(f >> 8);
+                p.dst = v6(0);
+            }
+            p.sport = static_cast<uint16_t>(1024 + f);
+            p.dport = 443;
+            if (round % 2 == 1) std::swap(p.src, p.dst), std::swap(p.sport, p.dport);
+            // flows f % 7 == 0 never carry payload; round 2 carries none
+            if (f % 7 != 0 && round != 2)
+                for (size_t k = 0; k < 20 + (f * 13 + round * 7) % 300; ++k)
+                    p.payload.push_back(static_cast<uint8_t>(f * 31 + round * 17 + k));
+            c.add(build(p), ts);
+            ts += 1000 + (f % 11) * 100;
+        }
+    const auto spec = spec_of("payload:3x200,packet:2x64,sizes:4,iat:4,port:1");
+    const Output ref = ref_extract(c.frames, c.ts, spec);
+    ASSERT_GT(ref.rows.size(), 5000u);
+    for (unsigned threads : {1u, 2u, 4u, 7u})
+        for (size_t batch : {size_t{4096}, size_t{5003}}) {
+            SCOPED_TRACE("threads " + std::to_string(threads) + " batch " + std::to_string(batch));
+            expect_same(run_cpu(c, spec, threads, batch), ref, "interleaved");
+            if (HasFatalFailure()) return;
+        }
+}
+
 // ------------------------------------------------------------ nDPI data --
 
 std::vector<fs::path> ndpi_captures() {
