@@ -14,9 +14,9 @@ Result<FeedStats> feed_capture(pcap::Reader& reader, features::Extractor& ex, co
     features::Batch& batch = o.buffers ? *o.buffers : own;
     batch.clear();
     batch.first_index = 0;
-    // A batch holds at most the capture: room for it at once (up to 128 MB)
-    // instead of doubling (each step a fresh mapping, faulted in again).
-    batch.bytes.reserve(std::min<size_t>(reader.size_bytes(), size_t{128} << 20));
+    // Room for a whole batch at once (no capture needs more than its size)
+    // instead of doubling: each step was a fresh mapping, faulted in again.
+    batch.bytes.reserve(std::min<size_t>(reader.size_bytes(), o.batch_bytes + (size_t{1} << 18)));
     const size_t most_frames = std::min<size_t>(o.batch, reader.size_bytes() / 16 + 1);
     batch.offsets.reserve(most_frames + 1);
     batch.ts_ns.reserve(most_frames);
@@ -36,7 +36,7 @@ Result<FeedStats> feed_capture(pcap::Reader& reader, features::Extractor& ex, co
         }
         batch.add(f.bytes, f.ts_ns);
         ++st.fed;
-        if (batch.size() >= o.batch) {
+        if (batch.size() >= o.batch || batch.bytes.size() >= o.batch_bytes) {
             if (auto r = flush(); !r) return failed = r.error(), false;
             if (o.progress) o.progress(f.frame->index + 1);
         }

@@ -16,6 +16,9 @@ namespace etcpipe {
 
 struct FeedOptions {
     size_t batch = 1u << 16;  // packets per Extractor::push
+    // and at most about this many bytes: a batch's buffer stays one size
+    // from capture to capture (faulted in once), whatever the frames' sizes
+    size_t batch_bytes = size_t{16} << 20;
     // Decides per frame whether the extractor sees it (e.g. the FlowManager's
     // selection); absent: every frame. An error stops the feeding.
     std::function<Result<bool>(std::span<const uint8_t> frame, uint64_t ts_ns)> keep;
