@@ -750,16 +750,22 @@ bool load(const fs::path& path, Capture& c) {
     return true;
 }
 
+// GTEST_SKIP returns from the test body, so this is a macro, not a function.
+#define SKIP_WITHOUT_NDPI(files)                                                           \
+    do {                                                                                   \
+        if ((files).empty()) {                                                             \
+            std::printf("[  SKIPPED ] testdata/ndpi/pcap missing (run `make testdata`)\n"); \
+            GTEST_SKIP() << "testdata/ndpi/pcap missing";                                  \
+        }                                                                                  \
+    } while (0)
+
 // The CLI keeps one extractor per worker for all its captures: after
 // finish() it must start from nothing (indices from 0, no flows, its
 // threads kept), also after an input abandoned half-way and discarded with
 // a finish() whose output is thrown away.
 TEST(Ndpi, CpuExtractorReusedAcrossCapturesMatchesFresh) {
     const auto files = ndpi_captures();
-    if (files.empty()) {
-        std::printf("[  SKIPPED ] testdata/ndpi/pcap missing (run `make testdata`)\n");
-        GTEST_SKIP() << "testdata/ndpi/pcap missing";
-    }
+    SKIP_WITHOUT_NDPI(files);
     const auto spec = spec_of("payload:4x300,sizes:10,iat:10,port:1");
     auto ex = make_cpu_extractor(spec, CpuOptions{3});
     auto feed = [&](const Capture& c, size_t upto) {
@@ -799,10 +805,7 @@ TEST(Ndpi, CpuExtractorReusedAcrossCapturesMatchesFresh) {
 
 TEST(Ndpi, CpuThreadsAndReferenceAgree) {
     const auto files = ndpi_captures();
-    if (files.empty()) {
-        std::printf("[  SKIPPED ] testdata/ndpi/pcap missing (run `make testdata`)\n");
-        GTEST_SKIP() << "testdata/ndpi/pcap missing";
-    }
+    SKIP_WITHOUT_NDPI(files);
     const auto spec = spec_of("payload:10x1000,packet:10x200,sizes:10,iat:10,port:10");
     size_t captures = 0, flows = 0, packets = 0, unreadable = 0;
     const auto t0 = std::chrono::steady_clock::now();
