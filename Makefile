@@ -118,9 +118,10 @@ GIT_REV := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 $(BUILD)/obj/loader/cli/cmd_version.o: CPPFLAGS += -DETCPIPE_LIBXDP_VERSION='"$(LIBXDP_VERSION)"' \
 	-DETCPIPE_GIT_REV='"$(GIT_REV)"'
 LDLIBS   += -lxdp -lbpf -lelf -lz -pthread
-# Inference (gpu/onnx_model.cpp, gpu/infer_cpu.cpp): ONNX protobuf, OpenBLAS.
+# Inference (gpu/onnx_model.cpp, gpu/infer_cpu.cpp): ONNX protobuf; OpenBLAS
+# is dlopen'ed by the first CPU backend (infer_cpu.cpp says why), not linked.
 CPPFLAGS += -DONNX_ML=1 -DONNX_NAMESPACE=onnx
-LDLIBS   += -lonnx_proto -lprotobuf -lopenblas
+LDLIBS   += -lonnx_proto -lprotobuf -ldl
 # Market data: FAST template XML.
 LDLIBS   += -ltinyxml2
 
@@ -217,7 +218,7 @@ FUZZ_LIB_series := loader/anova/series.cpp
 # dlopens); the target defines its own no-op log so libbpf stays out.
 FUZZ_LIB_onnx   := gpu/onnx_model.cpp gpu/infer_cpu.cpp gpu/features_common.cpp \
 	gpu/features_cpu.cpp gpu/cuda_plugin_host.cpp
-FUZZ_LDLIBS_onnx := -lonnx_proto -lprotobuf -lopenblas -pthread
+FUZZ_LDLIBS_onnx := -lonnx_proto -lprotobuf -ldl -pthread
 FUZZ_LIB_nfp    := $(wildcard loader/nfp/*.cpp) loader/common/log.cpp
 FUZZ_LDLIBS_nfp := -lxdp -lbpf -lelf -lz -pthread
 FUZZ_CXXFLAGS := -std=c++20 -O1 -g -fsanitize=fuzzer-no-link,address,undefined \

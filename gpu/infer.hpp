@@ -174,6 +174,9 @@ class Backend {
 [[nodiscard]] Result<std::unique_ptr<Backend>> make_gpu_backend(std::shared_ptr<const Model> model,
                                                                 const BackendOptions& opts);
 [[nodiscard]] bool gpu_available(std::string* why = nullptr);
+// OpenBLAS's kernel family as it reports it (loading it if need be), or why
+// it cannot be loaded.
+[[nodiscard]] std::string cpu_blas_kernels();
 
 // The etcpipe-v1 input transform of one feature's raw tensor (rows flows)
 // into floats; the CPU backend's, exposed for tests and the reference check.

@@ -6,10 +6,19 @@
 // oversubscribe the cores. Sizes come from a loaded Model, which keeps every
 // per-flow size within the limits of infer.hpp; chunks are cut so that one
 // worker's scratch stays within kChunkScratchElems.
+//
+// OpenBLAS is loaded (dlopen) by the first CPU backend, not linked: Debian's
+// pthread build starts a spinning thread per core when it is loaded, which
+// every etcpipe command paid at start (~0.17 s of CPU on 2 cores) whether it
+// ran a model or not. It is loaded with OPENBLAS_NUM_THREADS=1 (restored at
+// once: children such as python3-torch keep the caller's), so it starts no
+// threads; the parallelism is ours.
 #include <cblas.h>
+#include <dlfcn.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <mutex>
@@ -20,6 +29,47 @@
 #include "common/log.hpp"
 
 namespace etcpipe::infer {
+
+namespace {
+
+struct Blas {
+    decltype(&cblas_sgemm) sgemm = nullptr;
+    decltype(&openblas_set_num_threads) set_num_threads = nullptr;
+    decltype(&openblas_get_corename) corename = nullptr;
+    std::string error;  // empty when loaded
+};
+
+const Blas& blas() {
+    static Blas b;
+    static std::once_flag once;
+    std::call_once(once, [] {
+        const char* was = std::getenv("OPENBLAS_NUM_THREADS");
+        const std::string saved = was ? was : "";
+        setenv("OPENBLAS_NUM_THREADS", "1", 1);
+        void* h = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
+        if (was)
+            setenv("OPENBLAS_NUM_THREADS", saved.c_str(), 1);
+        else
+            unsetenv("OPENBLAS_NUM_THREADS");
+        if (!h) {
+            const char* e = dlerror();
+            b.error = e ? e : "dlopen failed";
+            return;
+        }
+        b.sgemm = reinterpret_cast<decltype(b.sgemm)>(dlsym(h, "cblas_sgemm"));
+        b.set_num_threads = reinterpret_cast<decltype(b.set_num_threads)>(dlsym(h, "openblas_set_num_threads"));
+        b.corename = reinterpret_cast<decltype(b.corename)>(dlsym(h, "openblas_get_corename"));
+        if (!b.sgemm || !b.set_num_threads || !b.corename) b.error = "libopenblas.so.0 lacks cblas_sgemm or openblas_*";
+    });
+    return b;
+}
+
+}  // namespace
+
+std::string cpu_blas_kernels() {
+    const Blas& b = blas();
+    return b.error.empty() ? std::string(b.corename()) : "unavailable (" + b.error + ")";
+}
 
 void transform_input(const features::Feature& f, std::span<const uint8_t> raw, size_t rows,
                      float* out) {
@@ -103,7 +153,7 @@ void run_conv(const Op& op, const Shape& in_shape, const float* x, float* y, siz
     // out[Cout, m] = W[Cout, kk] · cols[m, kk]^T: channel-major, so each
     // (sample, channel) is one contiguous run of Lout values below (the
     // [m, Cout] product needed a strided transpose, a sixth of classify).
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(op.cout), static_cast<int>(m),
+    blas().sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(op.cout), static_cast<int>(m),
                 static_cast<int>(kk), 1.f, op.weight.data(), static_cast<int>(kk), ws.cols.data(),
                 static_cast<int>(kk), 0.f, ws.gemm_out.data(), static_cast<int>(m));
     // To [sample, Cout, Lout] with bias and ReLU.
@@ -120,7 +170,7 @@ void run_conv(const Op& op, const Shape& in_shape, const float* x, float* y, siz
 }
 
 void run_gemm(const Op& op, const float* x, float* y, size_t rows) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(op.cout),
+    blas().sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(op.cout),
                 static_cast<int>(op.cin), 1.f, x, static_cast<int>(op.cin), op.weight.data(),
                 static_cast<int>(op.cin), 0.f, y, static_cast<int>(op.cout));
     if (op.bias.empty() && !op.relu) return;
@@ -226,10 +276,10 @@ class CpuBackend final : public Backend {
           threads_(opts.threads ? opts.threads : std::max(1u, std::thread::hardware_concurrency())),
           chunk_(chunk_rows_for(*model_, opts.chunk_rows)),
           workspaces_(threads_) {
-        openblas_set_num_threads(1);  // parallelism comes from our chunks
+        blas().set_num_threads(1);  // parallelism comes from our chunks (loaded with 1 already)
         // OpenBLAS picks its kernels from the CPU model when it is loaded; an
         // unknown model (common in VMs) gets the SSE3 "Prescott" ones.
-        const std::string core = openblas_get_corename();
+        const std::string core = blas().corename();
         if (core == "Prescott" && __builtin_cpu_supports("avx2"))
             ETC_INFO("OpenBLAS uses its Prescott (SSE3) kernels on this AVX2 CPU; "
                      "OPENBLAS_CORETYPE=Haswell (or SkylakeX with AVX-512) is faster");
@@ -310,6 +360,9 @@ class CpuBackend final : public Backend {
 Result<std::unique_ptr<Backend>> make_cpu_backend(std::shared_ptr<const Model> model,
                                                   const BackendOptions& opts) {
     if (!model) return make_error(ErrorKind::Usage, 0, "", "CPU backend", "no model");
+    if (const Blas& b = blas(); !b.error.empty())
+        return make_error(ErrorKind::Usage, 0, "libopenblas.so.0", "load OpenBLAS for the CPU backend", b.error,
+                          "apt install libopenblas0-pthread (scripts/install-deps.sh)");
     return std::unique_ptr<Backend>(new CpuBackend(std::move(model), opts));
 }
 

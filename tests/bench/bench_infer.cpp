@@ -21,7 +21,6 @@
 #include "flowmgr/capture_features.hpp"
 #include "common/pcap.hpp"
 
-extern "C" char* openblas_get_corename(void);
 
 namespace fs = std::filesystem;
 using namespace etcpipe;
@@ -116,7 +115,7 @@ int main() {
     std::printf("bench_infer: %s (%zu parameters, %zu classes, spec %s), %zu real flows from %zu captures, "
                 "%u hardware threads, %.1f s per point, OpenBLAS kernels: %s\n\n",
                 kModel, model->parameters, model->num_classes(), model->spec_text.c_str(), rows.rows.size(),
-                captures().size(), hw, kSecondsPerPoint, openblas_get_corename());
+                captures().size(), hw, kSecondsPerPoint, infer::cpu_blas_kernels().c_str());
 
     struct Line {
         std::string engine;
