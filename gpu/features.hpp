@@ -206,6 +206,11 @@ struct GpuOptions {
 [[nodiscard]] Result<std::unique_ptr<Extractor>> make_gpu_extractor(
     const std::vector<Feature>& spec, const GpuOptions& opts);
 [[nodiscard]] bool gpu_available(std::string* why = nullptr);
+// gpu_available() for a command's --device: false for Device::Cpu without
+// loading the CUDA plugin (its libraries cost ~0.1 s and ~25k page faults).
+[[nodiscard]] inline bool gpu_available(Device device, std::string* why) {
+    return device != Device::Cpu && gpu_available(why);
+}
 
 // The extractor a command line asks for: Device::Gpu (an error saying why
 // when there is none), Cpu (`threads`, 0: all) or Auto (the GPU when

@@ -347,8 +347,8 @@ Result<void> check_batch(const Batch& b, uint64_t next_index) {
 
 Result<std::unique_ptr<Extractor>> make_extractor(Device device, unsigned threads,
                                                   const std::vector<Feature>& spec) {
-    std::string why;  // Device::Cpu never loads the CUDA plugin
-    const bool gpu_ok = device != Device::Cpu && gpu_available(&why);
+    std::string why;
+    const bool gpu_ok = gpu_available(device, &why);
     if (device == Device::Gpu || (device == Device::Auto && gpu_ok)) {
         if (!gpu_ok)
             return Error{ErrorKind::Usage, 0, "--device gpu", "use the GPU", why, "use --device cpu (or auto)"};

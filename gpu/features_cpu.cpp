@@ -30,6 +30,7 @@
 // bytes. With one thread the same code runs without the bucketing.
 #include <algorithm>
 #include <barrier>
+#include <cassert>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
@@ -354,19 +355,13 @@ class CpuExtractor final : public Extractor {
         std::vector<std::vector<uint64_t>> first(T);
         for_each_worker(TF, [&](unsigned t) {
             const Worker& w = workers_[t];
-            bool sorted = true;
             for (size_t fi = 0; fi < w.flows.size(); ++fi) {
                 if (w.flows[fi].row.selected == 0) continue;
                 const uint64_t x = w.flows[fi].row.first_index;
-                if (!first[t].empty() && x <= first[t].back()) sorted = false;
+                assert(first[t].empty() || x > first[t].back());  // push() makes flows in packet order
                 sel[t].push_back(static_cast<uint32_t>(fi));
                 first[t].push_back(x);
             }
-            if (sorted) return;  // always, as push() creates flows; a sort keeps it right regardless
-            std::sort(sel[t].begin(), sel[t].end(), [&](uint32_t a, uint32_t b) {
-                return w.flows[a].row.first_index < w.flows[b].row.first_index;
-            });
-            for (size_t k = 0; k < sel[t].size(); ++k) first[t][k] = w.flows[sel[t][k]].row.first_index;
         });
         size_t R = 0;
         for (const auto& v : sel) R += v.size();

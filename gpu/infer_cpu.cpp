@@ -375,8 +375,8 @@ Result<std::unique_ptr<Backend>> Backend::load(const std::string& model_path,
 
 Result<std::unique_ptr<Backend>> Backend::make(std::shared_ptr<const Model> model, const BackendOptions& opts,
                                                const std::string& subject) {
-    std::string why;  // Device::Cpu never loads the CUDA plugin
-    const bool gpu = opts.device != Device::Cpu && gpu_available(&why);
+    std::string why;
+    const bool gpu = features::gpu_available(opts.device, &why);
     if (opts.device == Device::Gpu || (opts.device == Device::Auto && gpu)) {
         if (!gpu)
             return make_error(ErrorKind::Usage, 0, subject, "GPU inference", why,

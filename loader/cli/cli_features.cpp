@@ -89,8 +89,8 @@ std::optional<int> run_features_command(const FeaturesCommand& c) {
     const unsigned jobs = plan->jobs, threads = plan->threads;
 
     // The device is decided once (an error now, before any output).
-    std::string why;  // --device cpu never loads the CUDA plugin (its libraries cost ~0.1 s a start)
-    const bool gpu_ok = c.device != Device::Cpu && features::gpu_available(&why);
+    std::string why;
+    const bool gpu_ok = features::gpu_available(c.device, &why);
     const bool on_gpu = c.device == Device::Gpu || (c.device == Device::Auto && gpu_ok);
     if (on_gpu && !gpu_ok)
         return fail(Error{ErrorKind::Usage, 0, "--device gpu", "use the GPU", why, "use --device cpu (or auto)"});
